@@ -1,0 +1,65 @@
+"""``nnunet-losses``: the command line of the toolkit."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_losses(args) -> int:
+    from .registry import describe
+
+    print(describe())
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import DEFAULT_LOSSES, run_demo
+
+    losses = args.losses.split(",") if args.losses else DEFAULT_LOSSES
+    run_demo(losses, steps=args.steps, batch_size=args.batch_size, seed=args.seed, json_out=args.json,
+             log_every=args.log_every)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-losses",
+        description="Class-imbalance losses for nnU-Net v2: Combo, Region-wise (RRW, boundary, AC), IoU_xy, "
+                    "TopK Dice, and the baselines they compare against.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("losses", help="list every loss with its paper, equation, parameters and defaults")
+    p.set_defaults(func=_cmd_losses)
+
+    p = sub.add_parser("demo", help="train a small U-Net with each loss on a generated imbalanced 2D dataset "
+                                    "and print per-class Dice (CPU, a few minutes)",
+                       description="Generates 96 training and 24 test images (64x64, three foreground classes of "
+                                   "very different sizes), trains nnU-Net's PlainConvUNet with deep supervision "
+                                   "for --steps steps with every loss, and prints per-class Dice on the test "
+                                   "images.")
+    p.add_argument("--losses", default=None,
+                   help="comma-separated loss names (default: all; see `nnunet-losses losses`)")
+    p.add_argument("--steps", type=int, default=60, help="training steps per loss (default 60)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, network and sampling (default 0)")
+    p.add_argument("--log-every", type=int, default=20, help="print the loss every N steps (0: never)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, TypeError) as err:
+        print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The papers' losses as PyTorch modules (pure PyTorch: nothing here imports nnunetv2).
+
+Every loss takes logits (B, C, *spatial) and nnU-Net's target (B, 1, *spatial) of integer labels, or multi-hot
+region channels with ``regions=True``; map-based losses take the map as a third argument. Every loss honours
+nnU-Net's ignore label and computes in float32 under autocast.
+"""
+from .combo import ComboLoss
+from .focal import FocalLoss
+from .iou_xy import IoUxyLoss
+from .region_wise import RegionWiseLoss, rectified_map_from_inside
+from .schedule import AlphaSchedule, DiceBoundaryLoss
+from .topk import CEAndTopKDiceLoss, TopKDiceLoss
+from .weighted_ce import WeightedCELoss, inverse_frequency_weights
+
+__all__ = [
+    "ComboLoss", "RegionWiseLoss", "rectified_map_from_inside", "AlphaSchedule", "DiceBoundaryLoss", "IoUxyLoss",
+    "WeightedCELoss", "inverse_frequency_weights", "TopKDiceLoss", "CEAndTopKDiceLoss", "FocalLoss",
+]

@@ -1,0 +1,136 @@
+"""Shared plumbing for every loss: target decoding, ignore masks, float32 maths, DDP sums.
+
+Conventions (the same as nnU-Net v2's own losses):
+
+* label mode: ``target`` is (B, 1, *spatial) (or (B, *spatial)) of integer labels; the ignore label, when set,
+  marks voxels that contribute nothing.
+* region mode (sigmoid outputs, ``regions`` in dataset.json): ``target`` is multi-hot (B, C, *spatial); with an
+  ignore label nnU-Net appends one more channel, ``target[:, -1]``, that is 1 where the voxel is ignored.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class DecodedTarget:
+    """A target turned into what the losses compute with."""
+
+    onehot: torch.Tensor  # float32 (B, C, *spatial), 0 at ignored voxels
+    mask: Optional[torch.Tensor]  # float32 (B, 1, *spatial), 1 = voxel counts; None = all count
+    labels: Optional[torch.Tensor]  # int64 (B, *spatial) in label mode (ignored voxels set to 0), else None
+
+    def valid_count(self) -> torch.Tensor:
+        """Number of voxels that count (per batch, summed), as float32."""
+        if self.mask is None:
+            shape = self.onehot.shape
+            return torch.tensor(float(shape[0] * _numel(shape[2:])), device=self.onehot.device)
+        return self.mask.sum(dtype=torch.float32)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def float32_forward(forward):
+    """Run a loss's forward pass in float32 with autocast disabled (no fp16/bf16 overflow in sums or logs)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, logits: torch.Tensor, *args, **kwargs):
+        if not torch.is_tensor(logits) or logits.ndim < 3:
+            raise ValueError(
+                f"{type(self).__name__}: logits must be a tensor (B, C, *spatial) with 1-3 spatial dims, "
+                f"got {tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+            return forward(self, logits.float(), *args, **kwargs)
+
+    return wrapper
+
+
+def decode_target(logits: torch.Tensor, target: torch.Tensor, *, regions: bool,
+                  ignore_label: Optional[int], name: str = "loss") -> DecodedTarget:
+    """Turn an nnU-Net target into a float one-hot (B, C, *spatial) plus an optional validity mask."""
+    num_channels = logits.shape[1]
+    spatial = tuple(logits.shape[2:])
+    if regions:
+        expected = num_channels + (1 if ignore_label is not None else 0)
+        if target.ndim != logits.ndim or target.shape[1] != expected or tuple(target.shape[2:]) != spatial:
+            raise ValueError(
+                f"{name}: region mode expects a multi-hot target of shape (B, {expected}, {', '.join(map(str, spatial))})"
+                f"{' (last channel = ignore flag)' if ignore_label is not None else ''}, got {tuple(target.shape)}")
+        target = target.float()
+        if ignore_label is not None:
+            mask = 1.0 - target[:, -1:]
+            onehot = target[:, :-1] * mask
+        else:
+            mask = None
+            onehot = target
+        return DecodedTarget(onehot=onehot, mask=mask, labels=None)
+
+    if target.ndim == logits.ndim:
+        if target.shape[1] != 1:
+            raise ValueError(
+                f"{name}: label mode expects a target of shape (B, 1, *spatial) with integer labels, got "
+                f"{tuple(target.shape)}; multi-hot region targets need regions=True")
+        target = target[:, 0]
+    if target.shape[0] != logits.shape[0] or tuple(target.shape[1:]) != spatial:
+        raise ValueError(f"{name}: target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    labels = target.long()
+    if ignore_label is not None:
+        valid = labels != int(ignore_label)
+        labels = torch.where(valid, labels, torch.zeros_like(labels))
+        mask = valid.unsqueeze(1).float()
+    else:
+        mask = None
+    if labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_channels:
+            raise ValueError(
+                f"{name}: target labels must lie in [0, {num_channels - 1}] (the logits have {num_channels} channels)"
+                f"{'' if ignore_label is None else f' or equal the ignore label {ignore_label}'}; found {lo}..{hi}")
+    onehot = torch.zeros_like(logits, dtype=torch.float32)
+    onehot.scatter_(1, labels.unsqueeze(1), 1.0)
+    if mask is not None:
+        onehot = onehot * mask
+    return DecodedTarget(onehot=onehot, mask=mask, labels=labels)
+
+
+def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """t * mask, or t itself when there is no mask."""
+    return t if mask is None else t * mask
+
+
+def ddp_sum(t: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """Sum ``t`` over all DDP ranks with gradients flowing back (batch Dice under ``-num_gpus``).
+
+    A no-op when DDP is off or not initialised, so the same loss object works in one process.
+    """
+    if not enabled:
+        return t
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.stack(all_gather(t), 0).sum(0)
+
+
+def zero_like_graph(logits: torch.Tensor) -> torch.Tensor:
+    """A scalar 0 that is still connected to the graph (so backward() works on an all-ignored batch)."""
+    return logits.sum() * 0.0
+
+
+def check_unit_interval(name: str, value: float, param: str) -> float:
+    value = float(value)
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name}: {param} must lie in [0, 1], got {value}")
+    return value

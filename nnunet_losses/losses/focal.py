@@ -1,0 +1,79 @@
+"""Focal loss (Lin et al., 2017), the baseline of the RW paper (001: gamma = 2, alpha = 1) and of Combo (000:
+gamma = 2, alpha = 0.25). nnU-Net v2 has no focal loss.
+
+``FL = -alpha_t (1 - p_t)^gamma ln p_t``, averaged over the valid voxels (and channels in region mode).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ._common import decode_target, float32_forward, masked, zero_like_graph
+
+
+class FocalLoss(nn.Module):
+    """Focal loss, softmax multi-class (label mode) or sigmoid per channel (region mode).
+
+    Args:
+        gamma: focusing parameter (>= 0; 0 gives cross-entropy).
+        alpha: None (no balancing, alpha_t = 1: the RW paper), a float in [0, 1] (Lin et al.'s alpha: weight of the
+            foreground, ``1 - alpha`` for the background class in label mode / the negatives in region mode), or one
+            weight per class (label mode).
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
+                 regions: bool = False, ignore_label: Optional[int] = None):
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"FocalLoss: gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        if alpha is not None and not isinstance(alpha, (int, float)):
+            alpha = [float(a) for a in alpha]
+            if regions:
+                raise ValueError("FocalLoss: per-class alpha is for label mode; region mode takes one float")
+            if any(a < 0 for a in alpha):
+                raise ValueError(f"FocalLoss: class weights must be >= 0, got {alpha}")
+        elif alpha is not None:
+            alpha = float(alpha)
+            if not 0.0 <= alpha <= 1.0:
+                raise ValueError(f"FocalLoss: alpha must lie in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.regions = bool(regions)
+        self.ignore_label = ignore_label
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, regions={self.regions}, ignore_label={self.ignore_label}"
+
+    def _class_alpha(self, num_classes: int, device) -> Optional[torch.Tensor]:
+        if self.alpha is None:
+            return None
+        if isinstance(self.alpha, float):
+            weights = [1.0 - self.alpha] + [self.alpha] * (num_classes - 1)
+        else:
+            weights = self.alpha
+            if len(weights) != num_classes:
+                raise ValueError(f"FocalLoss: {len(weights)} class weights for {num_classes} channels")
+        return torch.tensor(weights, dtype=torch.float32, device=device)
+
+    @float32_forward
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="FocalLoss")
+        n_valid = tgt.valid_count()
+        if float(n_valid) == 0:
+            return zero_like_graph(logits)
+        if self.regions:
+            y = tgt.onehot
+            # ln p_t = logsigmoid(x) where y = 1, logsigmoid(-x) where y = 0 (stable for large |x|)
+            log_pt = nn.functional.logsigmoid(torch.where(y > 0.5, logits, -logits))
+            loss = -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
+            if self.alpha is not None:
+                loss = loss * torch.where(y > 0.5, self.alpha, 1.0 - self.alpha)
+            return masked(loss, tgt.mask).sum() / (n_valid * logits.shape[1])
+        log_pt = torch.log_softmax(logits, 1).gather(1, tgt.labels.unsqueeze(1))
+        loss = -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
+        class_alpha = self._class_alpha(logits.shape[1], logits.device)
+        if class_alpha is not None:
+            loss = loss * class_alpha[tgt.labels].unsqueeze(1)
+        return masked(loss, tgt.mask).sum() / n_valid

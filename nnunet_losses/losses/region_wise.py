@@ -1,0 +1,65 @@
+"""Region-wise (RW) loss: Valverde & Tohka, "Region-wise Loss for Biomedical Image Segmentation" (001).
+
+Eq. (1): ``L_RW = sum_i softmax(phi_i)^T z_i``; we divide by N * K (mean over voxels and channels) so that the value
+does not depend on the patch size. Its gradient is eq. (2):
+``dL/dphi_ik = p_ik * sum_{l != k} p_il (z_ik - z_il)`` (divided by N * K here). The map Z decides the loss:
+RRW (eq. 4), RW-Boundary (eq. 3) or RW-AC (Z = 1 - Y); see :mod:`nnunet_losses.maps`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ._common import decode_target, float32_forward, masked, zero_like_graph
+
+
+def rectified_map_from_inside(inside: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Full RRW map ``z = (1 - Y) - m`` from the stored inside map ``m`` (0 outside each class).
+
+    ``m`` is what survives zero padding in nnU-Net's augmentation (DESIGN.md section 3), so the full map, +1 outside,
+    is rebuilt after augmentation from the augmented one-hot target. Absent class: +1 everywhere; class filling the
+    patch: m = 1 there, so -1.
+    """
+    if inside.shape != onehot.shape:
+        raise ValueError(f"inside map {tuple(inside.shape)} and one-hot target {tuple(onehot.shape)} differ in shape")
+    return (1.0 - onehot) - inside
+
+
+class RegionWiseLoss(nn.Module):
+    """Region-wise loss (Valverde & Tohka, eq. 1), called as ``loss(logits, target, z)``.
+
+    ``z`` is the full RW map (B, K, *spatial), K = number of softmax channels (background included). The loss is
+    the mean over the valid voxels and the K channels of ``softmax(logits) * z``. ``target`` is used only for the
+    ignore label (ignored voxels contribute nothing); it may be None when there is no ignore label.
+
+    Region (sigmoid) datasets are refused: the RW loss and its gradient analysis are defined for softmax outputs.
+    """
+
+    def __init__(self, ignore_label: Optional[int] = None, regions: bool = False):
+        super().__init__()
+        if regions:
+            raise ValueError("RegionWiseLoss is defined for softmax outputs (eq. 1-2 of Valverde & Tohka); "
+                             "region-based (sigmoid) datasets are not supported")
+        self.ignore_label = ignore_label
+
+    def extra_repr(self) -> str:
+        return f"ignore_label={self.ignore_label}"
+
+    @float32_forward
+    def forward(self, logits: torch.Tensor, target: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        if z.shape != logits.shape:
+            raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
+                             f"got {tuple(z.shape)}")
+        probs = torch.softmax(logits, 1)
+        num_channels = logits.shape[1]
+        if self.ignore_label is None:
+            return (probs * z).mean()
+        if target is None:
+            raise ValueError("RegionWiseLoss: a target is needed to apply the ignore label")
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss")
+        n_valid = tgt.valid_count()
+        if float(n_valid) == 0:
+            return zero_like_graph(logits)
+        return masked(probs * z, tgt.mask).sum() / (n_valid * num_channels)

@@ -1,0 +1,91 @@
+"""Dice (or CE) + Boundary: Valverde & Tohka (001), sections 4.1 and 4.3, after Kervadec et al.'s boundary loss.
+
+``L = alpha * L_partner + (1 - alpha) * L_RW(boundary map)`` with alpha going from 1 down to 0.01 by 0.01 per epoch
+(the *gradual* strategy), or ``L_partner + L_RW`` (the *equal* strategy). The partner is the Dice loss (Boundary
+loss as published) or cross-entropy (the paper's third variant, section 4.3).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .region_wise import RegionWiseLoss
+
+
+class AlphaSchedule:
+    """The weight schedule of Dice + Boundary; training state that a trainer saves and restores.
+
+    ``kind="gradual"``: alpha = max(start - step * epochs_done, minimum), weights (alpha, 1 - alpha).
+    ``kind="equal"``: weights (1, 1) at every epoch.
+    Call :meth:`step` once at the end of every epoch. alpha is derived from the integer epoch counter, so it has no
+    floating-point drift and restoring ``epochs_done`` restores it exactly.
+    """
+
+    def __init__(self, kind: str = "gradual", start: float = 1.0, step: float = 0.01, minimum: float = 0.01):
+        if kind not in ("gradual", "equal"):
+            raise ValueError(f"AlphaSchedule: kind must be 'gradual' or 'equal', got {kind!r}")
+        if not (0.0 <= minimum <= start <= 1.0) or step < 0:
+            raise ValueError(f"AlphaSchedule: need 0 <= minimum <= start <= 1 and step >= 0, got start={start}, "
+                             f"step={step}, minimum={minimum}")
+        self.kind = kind
+        self.start = float(start)
+        self.step_size = float(step)
+        self.minimum = float(minimum)
+        self.epochs_done = 0
+
+    @property
+    def alpha(self) -> float:
+        if self.kind == "equal":
+            return 1.0
+        return round(max(self.start - self.step_size * self.epochs_done, self.minimum), 10)
+
+    def weights(self) -> tuple:
+        """(weight of the partner loss, weight of the RW-Boundary loss)."""
+        if self.kind == "equal":
+            return 1.0, 1.0
+        return self.alpha, 1.0 - self.alpha
+
+    def step(self) -> None:
+        self.epochs_done += 1
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "start": self.start, "step": self.step_size, "minimum": self.minimum,
+                "epochs_done": self.epochs_done, "alpha": self.alpha}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, mine in (("kind", self.kind), ("start", self.start), ("step", self.step_size),
+                          ("minimum", self.minimum)):
+            if key in state and state[key] != mine:
+                raise ValueError(f"AlphaSchedule: checkpoint has {key}={state[key]!r} but this run uses {mine!r}")
+        self.epochs_done = int(state["epochs_done"])
+
+    def __repr__(self) -> str:
+        return (f"AlphaSchedule(kind={self.kind!r}, start={self.start}, step={self.step_size}, "
+                f"minimum={self.minimum}, epochs_done={self.epochs_done}, alpha={self.alpha})")
+
+
+class DiceBoundaryLoss(nn.Module):
+    """``w_partner * partner(logits, target) + w_rw * RegionWiseLoss(logits, target, boundary_map)``.
+
+    ``partner`` is any loss called as ``partner(logits, target)``: the registry passes nnU-Net's own soft Dice
+    (``dice_boundary``) or cross-entropy (``ce_boundary``). The weights come from ``schedule``.
+    """
+
+    def __init__(self, partner: nn.Module, schedule: Optional[AlphaSchedule] = None,
+                 ignore_label: Optional[int] = None):
+        super().__init__()
+        self.partner = partner
+        self.schedule = schedule if schedule is not None else AlphaSchedule()
+        self.region_wise = RegionWiseLoss(ignore_label=ignore_label)
+
+    def extra_repr(self) -> str:
+        return repr(self.schedule)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, boundary: torch.Tensor) -> torch.Tensor:
+        w_partner, w_rw = self.schedule.weights()
+        loss = self.region_wise(logits, target, boundary) * w_rw
+        if w_partner != 0:
+            loss = loss + w_partner * self.partner(logits, target)
+        return loss

@@ -1,0 +1,142 @@
+"""TopK Dice loss: Hosseini, "TopK Dice Loss for Medical Image Segmentation" (004), eq. (1)-(7).
+
+Per sample and per class c present in the sample::
+
+    TP^c = Y^c * (P^c + eps)                            (2)  eps: fixed random perturbation, shared by all classes
+    keep the K% foreground voxels of c with the lowest TP^c (the hardest), drop the rest    (3)-(4)
+    Yk^c = Y^c * keep,  Pk^c = P^c * (1 - ignore^c)     (5)-(6)  (P^c outside the foreground is kept)
+    L = 1 - (1/C) sum_c 2 sum Yk Pk / (sum Yk^2 + sum Pk^2)   (7), C = classes present in the sample
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ._common import check_unit_interval, decode_target, float32_forward, masked, zero_like_graph
+
+
+class TopKDiceLoss(nn.Module):
+    """TopK Dice (Hosseini, eq. 7): squared-denominator Dice on the K% hardest foreground voxels of each class.
+
+    Choices where the paper is silent (documented in the README):
+
+    * classes: the foreground classes present in the sample (``include_background=False``, default); background
+      can be included. A sample with no present class adds nothing; the loss is the mean over the samples that have
+      at least one present class (0, still differentiable, when none has).
+    * count kept: ``ceil(K/100 * n_c)`` of the n_c foreground voxels (at least one), the ones with the lowest
+      ``TP^c``; the paper ignores ``TP^c > t^c`` with ``t^c`` the D^c-th highest value, D^c = (1 - K/100) n_c.
+    * eps: uniform in [0, ``eps_scale``) drawn once per spatial shape from a generator seeded with ``seed``, the
+      same for every class and sample (the paper: "generated once, not changed during training, the same for all
+      classes"); the selection is done without gradient.
+    * selection: one ``kthvalue`` per (sample, class) on the class's voxels, O(voxels), no full sort.
+    * no smoothing (the denominator of a present class is > 0).
+    """
+
+    def __init__(self, k: float = 50.0, include_background: bool = False, eps_scale: float = 1e-5, seed: int = 0,
+                 regions: bool = False, ignore_label: Optional[int] = None):
+        super().__init__()
+        k = float(k)
+        if not (0.0 < k <= 100.0):
+            raise ValueError(f"TopKDiceLoss: k is a percentage in (0, 100], got {k}")
+        if eps_scale < 0:
+            raise ValueError(f"TopKDiceLoss: eps_scale must be >= 0, got {eps_scale}")
+        self.k = k
+        self.include_background = bool(include_background)
+        self.eps_scale = float(eps_scale)
+        self.seed = int(seed)
+        self.regions = bool(regions)
+        self.ignore_label = ignore_label
+        self._eps_cache: Dict[Tuple, torch.Tensor] = {}
+
+    def extra_repr(self) -> str:
+        return (f"k={self.k}, include_background={self.include_background}, eps_scale={self.eps_scale}, "
+                f"seed={self.seed}, regions={self.regions}, ignore_label={self.ignore_label}")
+
+    def perturbation(self, spatial: tuple, device: torch.device) -> torch.Tensor:
+        """The fixed eps of eq. (2) for one spatial shape (drawn once, then reused)."""
+        key = (tuple(spatial), str(device))
+        if key not in self._eps_cache:
+            gen = torch.Generator().manual_seed(self.seed)
+            eps = torch.rand(tuple(spatial), generator=gen, dtype=torch.float32) * self.eps_scale
+            self._eps_cache[key] = eps.to(device)
+        return self._eps_cache[key]
+
+    @torch.no_grad()
+    def keep_mask(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background."""
+        batch, channels = y.shape[:2]
+        eps = self.perturbation(probs.shape[2:], probs.device)
+        tp = (y * (probs + eps)).reshape(batch, channels, -1)
+        fg = (y > 0.5).reshape(batch, channels, -1)
+        counts = fg.sum(-1).tolist()
+        drop = torch.zeros_like(fg)
+        for b in range(batch):
+            for c in range(channels):
+                n = counts[b][c]
+                keep = max(1, math.ceil(self.k / 100.0 * n - 1e-9)) if n else 0
+                if n == 0 or keep >= n:
+                    continue
+                threshold = tp[b, c][fg[b, c]].kthvalue(keep).values
+                drop[b, c] = fg[b, c] & (tp[b, c] > threshold)
+        return (~drop).reshape(y.shape).to(probs.dtype)
+
+    @float32_forward
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label,
+                            name="TopKDiceLoss")
+        probs = torch.sigmoid(logits) if self.regions else torch.softmax(logits, 1)
+        y = tgt.onehot
+        if not self.regions and not self.include_background:
+            probs, y = probs[:, 1:], y[:, 1:]
+        probs = masked(probs, tgt.mask)
+        keep = self.keep_mask(probs.detach(), y)
+        yk, pk = y * keep, probs * keep
+        axes = tuple(range(2, logits.ndim))
+        numerator = 2.0 * (yk * pk).sum(axes)
+        denominator = (yk * yk).sum(axes) + (pk * pk).sum(axes)
+        present = (y.sum(axes) > 0).to(probs.dtype)  # (B, C)
+        n_present = present.sum(1)
+        dice = torch.where(present > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
+        has_class = n_present > 0
+        if not bool(has_class.any()):
+            return zero_like_graph(logits)
+        per_sample = 1.0 - dice.sum(1) / n_present.clamp_min(1.0)
+        return per_sample[has_class].mean()
+
+
+class CEAndTopKDiceLoss(nn.Module):
+    """The TopK Dice paper's training loss: ``weight_ce * CE + weight_dice * TopKDice`` (K = 50 or 30).
+
+    CE is softmax cross-entropy (``torch.nn.functional.cross_entropy``) in label mode, BCE-with-logits in region mode,
+    averaged over the valid voxels.
+    """
+
+    def __init__(self, k: float = 50.0, weight_ce: float = 1.0, weight_dice: float = 1.0,
+                 regions: bool = False, ignore_label: Optional[int] = None, **topk_kwargs):
+        super().__init__()
+        self.topk_dice = TopKDiceLoss(k=k, regions=regions, ignore_label=ignore_label, **topk_kwargs)
+        self.weight_ce = float(weight_ce)
+        self.weight_dice = float(weight_dice)
+        self.regions = bool(regions)
+        self.ignore_label = ignore_label
+
+    def extra_repr(self) -> str:
+        return f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}"
+
+    @float32_forward
+    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="CE")
+        n_valid = tgt.valid_count()
+        if float(n_valid) == 0:
+            return zero_like_graph(logits)
+        if self.regions:
+            bce = nn.functional.binary_cross_entropy_with_logits(logits, tgt.onehot, reduction="none")
+            return masked(bce, tgt.mask).sum() / (n_valid * logits.shape[1])
+        labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
+        return nn.functional.cross_entropy(logits, labels, ignore_index=-100)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.weight_ce * self.cross_entropy(logits, target) + self.weight_dice * self.topk_dice(logits, target)

@@ -1,0 +1,109 @@
+"""RW maps of Valverde & Tohka (001): RRW (eq. 4), RW-Boundary (eq. 3, Kervadec's signed distance), RW-AC (1 - Y).
+
+Label conventions: labels in [0, num_classes) are classes. Negative labels (nnU-Net's -1 outside the nonzero mask)
+count as background 0, as nnU-Net's data loader does. Labels >= num_classes (nnU-Net's ignore label) belong to no
+class: they are "outside" every class, and the loss masks them anyway.
+
+Distances are Euclidean between voxel centres, in voxels, or in the units of ``spacing`` (one value per axis) when
+given. They come from the ``edt`` package: one multi-label pass gives every voxel its distance to the nearest voxel
+of another label, i.e. the inside distance of every class at once.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import edt
+import numpy as np
+
+
+def _check(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]]):
+    labels = np.asarray(labels)
+    if labels.ndim not in (1, 2, 3):
+        raise ValueError(f"maps: labels must have 1, 2 or 3 dimensions, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) and not np.issubdtype(labels.dtype, np.bool_):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("maps: labels must be integers (got non-integer values)")
+    if int(num_classes) < 1:
+        raise ValueError(f"maps: num_classes must be >= 1, got {num_classes}")
+    if spacing is None:
+        spacing = (1.0,) * labels.ndim
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != labels.ndim or any(not np.isfinite(s) or s <= 0 for s in spacing):
+        raise ValueError(f"maps: spacing needs {labels.ndim} positive values, got {spacing}")
+    lab = labels.astype(np.int64)
+    lab[lab < 0] = 0
+    lab[lab >= num_classes] = num_classes  # one shared "no class" label
+    return lab, int(num_classes), spacing
+
+
+def _edt(data: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
+    data = np.ascontiguousarray(data)
+    aniso = spacing[0] if data.ndim == 1 else spacing
+    return edt.edt(data, anisotropy=aniso, black_border=black_border, parallel=1).astype(np.float32)
+
+
+def inside_distance(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Distance of every voxel to the nearest voxel of another label (inf where the array has a single label)."""
+    lab, _, spacing = _check(labels, num_classes, spacing)
+    return _edt((lab + 1).astype(np.uint32), spacing)
+
+
+def rrw_inside_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """``m_k = d / max_{Omega_k} d`` inside class k, 0 outside: the part of the RRW map that survives zero padding.
+
+    The full RRW map is ``z = (1 - Y) - m`` (see :func:`rrw_map`). A class that fills the array gets m = 1.
+    """
+    lab, k_classes, spacing = _check(labels, num_classes, spacing)
+    dist = _edt((lab + 1).astype(np.uint32), spacing)
+    out = np.zeros((k_classes,) + lab.shape, dtype=np.float32)
+    for k in range(k_classes):
+        inside = lab == k
+        if not inside.any():
+            continue
+        d = dist[inside]
+        largest = d.max()
+        out[k][inside] = 1.0 if not np.isfinite(largest) else d / largest
+    return out
+
+
+def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Rectified RW map (eq. 4): ``-d / max_{Omega_k} d`` inside class k, +1 outside.
+
+    Absent class: +1 everywhere. Class filling the whole array: -1 everywhere (its distance to another label is
+    undefined; ``edt`` returns inf and scipy garbage there, so we define it).
+    """
+    lab, k_classes, _ = _check(labels, num_classes, spacing)
+    inside = rrw_inside_map(labels, num_classes, spacing)
+    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
+    return ((1.0 - onehot) - inside).astype(np.float32)
+
+
+def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """RW-Boundary map (eq. 3), Kervadec et al.'s signed distance, per class k::
+
+        outside k: distance to the nearest voxel of k          (> 0)
+        inside k:  -(distance to the nearest voxel not in k - 1)   (0 on the inner boundary, < 0 deeper)
+
+    Not normalised. Absent class: 0 everywhere (Kervadec's code). Class filling the array: the outside of the array
+    counts as "not k", so the inside values are -(distance to the array border - 1).
+    """
+    lab, k_classes, spacing = _check(labels, num_classes, spacing)
+    dist_in = _edt((lab + 1).astype(np.uint32), spacing)
+    out = np.zeros((k_classes,) + lab.shape, dtype=np.float32)
+    for k in range(k_classes):
+        inside = lab == k
+        if not inside.any():
+            continue
+        if inside.all():
+            out[k] = -(_edt(inside.astype(np.uint8), spacing, black_border=True) - 1.0)
+            continue
+        dist_out = _edt((~inside).astype(np.uint8), spacing)
+        out[k] = np.where(inside, -(dist_in - 1.0), dist_out)
+    return out
+
+
+def ac_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """RW-AC map: ``Z = 1 - Y`` (the region term of the active-contour loss, section 3.2). ``spacing`` is unused."""
+    lab, k_classes, _ = _check(labels, num_classes, spacing)
+    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
+    return (1.0 - onehot).astype(np.float32)

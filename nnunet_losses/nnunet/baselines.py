@@ -1,0 +1,83 @@
+"""The baselines the papers compare against, built from nnU-Net v2's own loss classes (nothing rewritten).
+
+* ``dice_ce``: nnU-Net's default, ``DC_and_CE_loss`` (``DC_and_BCE_loss`` for region datasets), exactly as
+  ``nnUNetTrainer._build_loss`` configures it.
+* ``dice`` / ``dice_nobg``: nnU-Net's ``MemoryEfficientSoftDiceLoss`` with / without the background channel
+  (Furtado's "dice" and "diceBK"), behind an adapter that applies the ignore label as ``DC_and_CE_loss`` does.
+* ``ce``: nnU-Net's ``RobustCrossEntropyLoss``; ``topk_ce``: nnU-Net's ``TopKLoss``.
+
+nnU-Net's soft Dice returns ``-Dice`` (not ``1 - Dice``): same gradients, values offset by 1. We keep it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss, TopKLoss
+from nnunetv2.utilities.helpers import softmax_helper_dim1
+from torch import nn
+
+
+def nnunet_dice_ce(batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool) -> nn.Module:
+    """nnU-Net's default loss, configured as nnUNetTrainer._build_loss does."""
+    if regions:
+        return DC_and_BCE_loss({}, {"batch_dice": batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": ddp},
+                               use_ignore_label=ignore_label is not None, dice_class=MemoryEfficientSoftDiceLoss)
+    return DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {},
+                          weight_ce=1, weight_dice=1, ignore_label=ignore_label,
+                          dice_class=MemoryEfficientSoftDiceLoss)
+
+
+class SoftDice(nn.Module):
+    """nnU-Net's MemoryEfficientSoftDiceLoss with the ignore label applied (as DC_and_CE_loss applies it)."""
+
+    def __init__(self, do_bg: bool, batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool,
+                 smooth: float = 1e-5):
+        super().__init__()
+        nonlin = torch.sigmoid if regions else softmax_helper_dim1
+        self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=nonlin, batch_dice=batch_dice,
+                                                do_bg=True if regions else do_bg, smooth=smooth, ddp=ddp)
+        self.ignore_label = ignore_label
+        self.regions = regions
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.ignore_label is None:
+            return self.dice(logits, target)
+        if self.regions:
+            mask = (1 - target[:, -1:]).bool()
+            return self.dice(logits, target[:, :-1], loss_mask=mask)
+        mask = target != self.ignore_label
+        return self.dice(logits, torch.where(mask, target, 0), loss_mask=mask)
+
+
+class CrossEntropy(nn.Module):
+    """nnU-Net's RobustCrossEntropyLoss (BCE-with-logits for regions), ignore label applied."""
+
+    def __init__(self, ignore_label: Optional[int], regions: bool):
+        super().__init__()
+        self.regions = regions
+        self.ignore_label = ignore_label
+        if regions:
+            self.ce = nn.BCEWithLogitsLoss(reduction="none")
+        else:
+            self.ce = RobustCrossEntropyLoss(ignore_index=ignore_label if ignore_label is not None else -100)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not self.regions:
+            if self.ignore_label is not None and not bool((target != self.ignore_label).any()):
+                return logits.sum() * 0.0
+            return self.ce(logits, target)
+        if self.ignore_label is None:
+            return self.ce(logits, target.float()).mean()
+        mask = 1 - target[:, -1:].float()
+        loss = self.ce(logits, target[:, :-1].float()) * mask
+        return loss.sum() / (mask.sum() * logits.shape[1]).clamp_min(1e-8)
+
+
+def nnunet_topk_ce(k: float, ignore_label: Optional[int], regions: bool) -> nn.Module:
+    """nnU-Net's TopKLoss (the k% voxels with the highest CE)."""
+    if regions:
+        raise ValueError("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
+    return TopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
