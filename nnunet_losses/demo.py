@@ -112,11 +112,11 @@ def train_one(loss_name: str, images, labels, test_images, test_labels, steps: i
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
-        history.append(float(value))
+        history.append(value.item())
         if hasattr(loss, "schedule") and (step + 1) % steps_per_epoch == 0:
             loss.schedule.step()
         if log_every and (step + 1) % log_every == 0:
-            printer(f"  {loss_name:>14s} step {step + 1:4d}/{steps}  loss {float(value):+.4f}")
+            printer(f"  {loss_name:>14s} step {step + 1:4d}/{steps}  loss {history[-1]:+.4f}")
     net.eval()
     with torch.no_grad():
         logits = net(torch.from_numpy(test_images))[0]

@@ -1,0 +1,115 @@
+"""The registry builds every loss, validates parameters, and its baselines are nnU-Net's own classes."""
+import numpy as np
+import pytest
+import torch
+
+from nnunet_losses import losses as L
+from nnunet_losses import maps as M
+from nnunet_losses.registry import REGISTRY, build_loss, describe, get_spec
+
+
+def _inputs(num_classes=4, regions=False, ignore=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, num_classes, 12, 10, generator=g, requires_grad=True)
+    if regions:
+        target = (torch.rand(2, num_classes, 12, 10, generator=g) > 0.6).float()
+        if ignore is not None:
+            target = torch.cat([target, (torch.rand(2, 1, 12, 10, generator=g) > 0.8).float()], 1)
+    else:
+        target = torch.randint(0, num_classes, (2, 1, 12, 10), generator=g)
+        if ignore is not None:
+            target[:, :, :3] = ignore
+    return logits, target
+
+
+def _map(kind, target, num_classes):
+    fn = {"rrw": M.rrw_map, "boundary": M.boundary_map, "ac": M.ac_map}[kind]
+    return torch.from_numpy(np.stack([fn(t[0].numpy(), num_classes) for t in target]))
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("ignore", [None, 4])
+def test_every_loss_builds_and_trains(name, ignore):
+    spec = REGISTRY[name]
+    weights = [0.5, 1.0, 1.5, 2.0] if spec.needs_class_weights else None
+    loss = build_loss(name, ignore_label=ignore, class_weights=weights)
+    logits, target = _inputs(ignore=ignore)
+    args = (logits, target)
+    if spec.needs_map:
+        args += (_map(spec.needs_map, torch.where(target == 4, 0, target), 4),)
+    value = loss(*args)
+    assert value.ndim == 0 and torch.isfinite(value)
+    value.backward()
+    assert torch.isfinite(logits.grad).all()
+    if ignore is not None:  # ignored voxels get no gradient
+        assert torch.all(logits.grad[:, :, :3] == 0), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.supports_regions))
+def test_region_losses_run(name):
+    loss = build_loss(name, regions=True, ignore_label=3)
+    logits, target = _inputs(3, regions=True, ignore=3)
+    value = loss(logits, target)
+    value.backward()
+    assert torch.isfinite(value)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if not s.supports_regions))
+def test_label_only_losses_refuse_regions(name):
+    with pytest.raises(ValueError, match="region"):
+        build_loss(name, regions=True, class_weights=[1, 1, 1])
+
+
+def test_parameters_are_validated():
+    assert build_loss("combo", alpha=0.3, beta=0.7).beta == 0.7
+    with pytest.raises(TypeError, match="no parameter"):
+        build_loss("combo", gamma=2)
+    with pytest.raises(TypeError, match="must be float"):
+        build_loss("combo", alpha="0.5")
+    with pytest.raises(ValueError, match="one of"):
+        build_loss("combo", dice="both")
+    with pytest.raises(ValueError, match="alpha \\+ beta must equal 2"):
+        build_loss("iou_xy", alpha=0.5, beta=1.0)
+    with pytest.raises(KeyError, match="Did you mean 'combo'"):
+        get_spec("combbo")
+    with pytest.raises(ValueError, match="class_weights"):
+        build_loss("wce")
+
+
+def test_baselines_are_nnunets_own_classes():
+    from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.training.loss.robust_ce_loss import TopKLoss
+
+    assert isinstance(build_loss("dice_ce"), DC_and_CE_loss)
+    assert isinstance(build_loss("dice_ce", regions=True), DC_and_BCE_loss)
+    assert isinstance(build_loss("dice").dice, MemoryEfficientSoftDiceLoss)
+    assert isinstance(build_loss("topk_ce", k=20.0), TopKLoss)
+    assert isinstance(build_loss("dice_boundary").partner.dice, MemoryEfficientSoftDiceLoss)
+
+
+def test_dice_boundary_schedule_parameters():
+    loss = build_loss("dice_boundary", schedule="equal")
+    assert loss.schedule.weights() == (1.0, 1.0)
+    loss = build_loss("ce_boundary", step=0.1, minimum=0.5)
+    for _ in range(10):
+        loss.schedule.step()
+    assert loss.schedule.alpha == 0.5
+
+
+def test_nobg_dice_matches_manual_soft_dice():
+    loss = build_loss("dice_nobg")
+    logits, target = _inputs()
+    p = torch.softmax(logits, 1)[:, 1:]
+    y = torch.nn.functional.one_hot(target[:, 0], 4).permute(0, 3, 1, 2)[:, 1:].float()
+    tp = (p * y).sum((2, 3))
+    dc = (2 * tp + 1e-5) / (p.sum((2, 3)) + y.sum((2, 3)) + 1e-5)
+    assert torch.allclose(loss(logits, target), -dc.mean(), atol=1e-6)
+
+
+def test_describe_lists_everything():
+    text = describe()
+    for name, spec in REGISTRY.items():
+        assert f"{name}:" in text
+        for p in spec.params:
+            assert p.name in text
