@@ -21,6 +21,40 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_trainers_path(args) -> int:
+    import os
+
+    from . import ext_trainers
+
+    print(os.path.dirname(os.path.abspath(ext_trainers.__file__)))
+    return 0
+
+
+def _cmd_trainers(args) -> int:
+    from .nnunet.naming import GRAMMAR
+    from .nnunet.trainers import FAMILIES, MAP_FAMILIES
+    from .registry import get_spec
+
+    print("nnU-Net trainers (export nnUNet_extTrainer=$(nnunet-losses trainers-path)):")
+    print(f"  name grammar: {GRAMMAR}")
+    print("  training tokens: _ep<epochs> _it<iterations per epoch> _adam|_sgd _lr<initial lr> _s<seed>; "
+          "map-based families also take _online (maps computed in the loader workers)")
+    for family in FAMILIES.values():
+        spec = get_spec(family.loss)
+        print(f"\n{family.name}  (loss {family.loss!r}: {spec.paper}, {spec.equation})")
+        print(f"    {family.doc}")
+        defaults = spec.defaults()
+        for p in family.name_params:
+            if p.kind == "flag":
+                print(f"    _{p.code}: sets {p.loss_param}={p.flag_value!r} (default {defaults[p.loss_param]!r})")
+            else:
+                print(f"    _{p.code}<number>: {p.loss_param} (default {defaults[p.loss_param]!r})")
+        if family.name in MAP_FAMILIES:
+            print(f"    map: {spec.needs_map}")
+        print(f"    example: {family.example or family.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet-losses",
@@ -30,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("losses", help="list every loss with its paper, equation, parameters and defaults")
     p.set_defaults(func=_cmd_losses)
+
+    p = sub.add_parser("trainers", help="list the nnU-Net trainer families, their name grammar, parameters and "
+                                        "defaults")
+    p.set_defaults(func=_cmd_trainers)
+
+    p = sub.add_parser("trainers-path", help="print the folder to export as nnUNet_extTrainer")
+    p.set_defaults(func=_cmd_trainers_path)
 
     p = sub.add_parser("demo", help="train a small U-Net with each loss on a generated imbalanced 2D dataset "
                                     "and print per-class Dice (CPU, a few minutes)",

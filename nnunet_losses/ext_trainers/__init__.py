@@ -1,0 +1,1 @@
+"""nnUNet_extTrainer folder shipped inside the package (see `nnunet-losses trainers-path`)."""

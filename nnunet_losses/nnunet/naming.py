@@ -1,0 +1,257 @@
+"""Trainer names that carry hyper-parameters: ``ComboTrainer_a0p5_b0p7_ep300_adam_lr1em4_s1``.
+
+Grammar (tokens joined by ``_``, each at most once, in this order)::
+
+    <Family> [_<loss parameter>...] [_online] [_ep<int>] [_it<int>] [_adam|_sgd] [_lr<number>] [_s<int>]
+
+Numbers: ``p`` for the decimal point, ``em``/``e`` for a negative/positive exponent, no sign, no leading or trailing
+zeros: 0.5 -> ``0p5``, 1.5 -> ``1p5``, 50 -> ``50``, 1e-4 -> ``1em4``, 2.5e-4 -> ``2p5em4``. Values below 0.01 are
+written with an exponent. Each value has exactly one spelling; any other (``0p50``, ``0p0001``) is refused, with
+the canonical name in the message. Giving a default value explicitly is allowed (``ComboTrainer_a0p5``).
+No ``__`` ever appears (nnU-Net splits its output folder names on it).
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+
+class TrainerNameError(ValueError):
+    """A trainer name that belongs to a family but does not follow the grammar."""
+
+
+def format_number(value: float) -> str:
+    """The one canonical spelling of a non-negative number in a trainer name."""
+    value = float(value)
+    if value < 0 or not math.isfinite(value):
+        raise ValueError(f"trainer names carry finite non-negative numbers, got {value}")
+    if value == 0:
+        return "0"
+    if value < 0.01 or value >= 1e6:
+        mantissa, exponent = f"{value:.12e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        exp = int(exponent)
+        return mantissa.replace(".", "p") + ("em" if exp < 0 else "e") + str(abs(exp))
+    text = f"{value:.12f}".rstrip("0").rstrip(".")
+    return text.replace(".", "p")
+
+
+_NUMBER = re.compile(r"^(\d+)(?:p(\d+))?(?:(em|e)(\d+))?$")
+
+
+def parse_number(text: str) -> float:
+    """Inverse of :func:`format_number`; raises TrainerNameError for a non-canonical spelling."""
+    match = _NUMBER.match(text)
+    if not match:
+        raise TrainerNameError(f"{text!r} is not a number (write 0.5 as 0p5, 1e-4 as 1em4)")
+    whole, frac, sign, exp = match.groups()
+    literal = whole + ("." + frac if frac else "") + (("e-" if sign == "em" else "e") + exp if sign else "")
+    value = float(literal)
+    canonical = format_number(value)
+    if canonical != text:
+        raise TrainerNameError(f"{text!r} is not the canonical spelling of {value:g}; write {canonical!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class NameParam:
+    """A loss parameter spelled in the name: ``<code><value>`` (``a0p5``) or a bare flag word (``equal``)."""
+
+    code: str
+    loss_param: str
+    kind: str = "number"  # "number" | "int" | "flag"
+    flag_value: Any = None  # for kind="flag": the value the flag sets
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # e.g. "ComboTrainer"
+    loss: str  # registry name
+    doc: str
+    name_params: Tuple[NameParam, ...] = ()
+    fixed_params: Dict[str, Any] = field(default_factory=dict)  # loss params fixed by the family
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    family: Family
+    loss_params: Dict[str, Any]
+    online: bool = False
+    epochs: Optional[int] = None
+    iterations: Optional[int] = None
+    optimizer: Optional[str] = None  # "adam" | "sgd"
+    lr: Optional[float] = None
+    seed: Optional[int] = None
+
+    def training(self) -> Dict[str, Any]:
+        return {"epochs": self.epochs, "iterations_per_epoch": self.iterations, "optimizer": self.optimizer,
+                "initial_lr": self.lr, "seed": self.seed, "online_maps": self.online}
+
+
+GRAMMAR = ("<Family>[_<loss parameters>][_online][_ep<int>][_it<int>][_adam|_sgd][_lr<number>][_s<int>]; "
+           "numbers: 0p5 = 0.5, 1em4 = 1e-4")
+
+
+def _format_token(param: NameParam, value: Any) -> str:
+    if param.kind == "flag":
+        return param.code
+    if param.kind == "int":
+        return f"{param.code}{int(value)}"
+    return f"{param.code}{format_number(value)}"
+
+
+def format_name(parsed: ParsedName) -> str:
+    """The canonical name of a parsed setting (parse(format(x)) == x)."""
+    family = parsed.family
+    tokens = [family.name]
+    for p in family.name_params:
+        if p.loss_param in parsed.loss_params:
+            value = parsed.loss_params[p.loss_param]
+            if p.kind == "flag":
+                if value == p.flag_value:
+                    tokens.append(p.code)
+            else:
+                tokens.append(_format_token(p, value))
+    if parsed.online:
+        tokens.append("online")
+    if parsed.epochs is not None:
+        tokens.append(f"ep{parsed.epochs}")
+    if parsed.iterations is not None:
+        tokens.append(f"it{parsed.iterations}")
+    if parsed.optimizer is not None:
+        tokens.append(parsed.optimizer)
+    if parsed.lr is not None:
+        tokens.append(f"lr{format_number(parsed.lr)}")
+    if parsed.seed is not None:
+        tokens.append(f"s{parsed.seed}")
+    return "_".join(tokens)
+
+
+def _parse_int(text: str, what: str) -> int:
+    if not re.fullmatch(r"0|[1-9]\d*", text):
+        raise TrainerNameError(f"{what} must be a whole number without leading zeros, got {text!r}")
+    return int(text)
+
+
+def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> ParsedName:
+    """Parse ``name`` against ``families``; raises TrainerNameError (with the grammar) if malformed.
+
+    Returns a ParsedName whose :func:`format_name` equals ``name`` (canonical by construction).
+    """
+    if "__" in name:
+        raise TrainerNameError("a trainer name may not contain '__' (nnU-Net splits folder names on it)")
+    head, *tokens = name.split("_")
+    if head not in families:
+        raise TrainerNameError(f"unknown trainer family {head!r}")
+    family = families[head]
+    loss_params: Dict[str, Any] = {}
+    values: Dict[str, Any] = {"online": False, "epochs": None, "iterations": None, "optimizer": None,
+                              "lr": None, "seed": None}
+    stages = [("param", p) for p in family.name_params] + [
+        ("online", None), ("epochs", None), ("iterations", None), ("optimizer", None), ("lr", None), ("seed", None)]
+    position = 0
+    for token in tokens:
+        if not token:
+            raise TrainerNameError("empty token (two '_' in a row or a trailing '_')")
+        matched = False
+        while position < len(stages) and not matched:
+            stage, param = stages[position]
+            position += 1
+            if stage == "param":
+                if param.kind == "flag":
+                    if token == param.code:
+                        loss_params[param.loss_param] = param.flag_value
+                        matched = True
+                elif token.startswith(param.code) and token[len(param.code):][:1].isdigit():
+                    text = token[len(param.code):]
+                    value = _parse_int(text, param.code) if param.kind == "int" else parse_number(text)
+                    loss_params[param.loss_param] = value
+                    matched = True
+            elif stage == "online" and token == "online":
+                if head not in map_families:
+                    raise TrainerNameError(f"'_online' applies to map-based families only ({', '.join(map_families)})")
+                values["online"] = True
+                matched = True
+            elif stage == "epochs" and re.fullmatch(r"ep\d+", token):
+                values["epochs"] = _parse_int(token[2:], "ep")
+                matched = True
+            elif stage == "iterations" and re.fullmatch(r"it\d+", token):
+                values["iterations"] = _parse_int(token[2:], "it")
+                matched = True
+            elif stage == "optimizer" and token in ("adam", "sgd"):
+                values["optimizer"] = token
+                matched = True
+            elif stage == "lr" and token.startswith("lr") and token[2:3].isdigit():
+                values["lr"] = parse_number(token[2:])
+                matched = True
+            elif stage == "seed" and re.fullmatch(r"s\d+", token):
+                values["seed"] = _parse_int(token[1:], "s")
+                matched = True
+        if not matched:
+            raise TrainerNameError(f"unexpected or out-of-order token {token!r}")
+    if values["epochs"] == 0 or values["iterations"] == 0:
+        raise TrainerNameError("_ep and _it must be at least 1")
+    if values["lr"] is not None and values["lr"] <= 0:
+        raise TrainerNameError("_lr must be > 0")
+    parsed = ParsedName(family=family, loss_params=loss_params, **values)
+    assert format_name(parsed) == name, (format_name(parsed), name)
+    return parsed
+
+
+def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> str:
+    """Best guess at what was meant: fix number spellings, reorder known tokens, else the closest family example."""
+    head, *tokens = [t for t in name.replace("__", "_").split("_") if t] or [""]
+    if head not in families:
+        close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
+        head = close[0] if close else next(iter(families))
+    fixed = []
+    for token in tokens:
+        match = re.match(r"^([a-z]+?)(\d[\dpem]*)$", token)
+        if match:
+            code, number = match.groups()
+            try:
+                float_text = number.replace("em", "e-").replace("p", ".")
+                fixed.append(code + format_number(float(float_text)))
+                continue
+            except ValueError:
+                pass
+        fixed.append(token)
+    # try every order of the fixed tokens that parses (few tokens: cheap), else drop the tokens one by one
+    import itertools
+
+    fixed = fixed[:6]
+
+    candidates = []
+    for r in range(len(fixed), -1, -1):
+        for subset in itertools.combinations(fixed, r):
+            for order in itertools.permutations(subset):
+                candidate = "_".join((head,) + order)
+                try:
+                    parse_name(candidate, families, map_families)
+                    candidates.append(candidate)
+                except TrainerNameError:
+                    continue
+            if candidates:
+                break
+        if candidates:
+            break
+    return candidates[0] if candidates else head
+
+
+def explain(name: str, err: Exception, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> str:
+    """The message shown for a malformed name: what is wrong, the grammar, the nearest valid name."""
+    nearest = nearest_valid_name(name, families, map_families)
+    return (f"invalid nnunet-losses trainer name {name!r}: {err}\n  grammar: {GRAMMAR}\n"
+            f"  nearest valid name: {nearest}\n  list every family with: nnunet-losses trainers")
+
+
+def family_of(name: str, families: Dict[str, Family]) -> Optional[Family]:
+    return families.get(name.split("_", 1)[0])
+
+
+def example_names(families: Dict[str, Family]) -> List[str]:
+    return [f.example or f.name for f in families.values()]

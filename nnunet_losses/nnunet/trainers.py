@@ -1,0 +1,299 @@
+"""nnU-Net trainers for every loss, generated from their names (see :mod:`nnunet_losses.nnunet.naming`).
+
+``nnUNetv2_train 27 2d 0 -tr ComboTrainer_a0p5_b0p7`` finds the class through the shim module in ``trainers/``
+(``nnUNet_extTrainer``), which re-exports this module's module-level ``__getattr__`` (PEP 562): a name that parses
+is turned into a subclass of :class:`LossTrainer`, cached, with ``__name__`` equal to the requested name, so the
+output folder, the checkpoint's ``trainer_name`` and pickling all see one stable class.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+
+from ..registry import build_loss, get_spec
+from .map_transform import AttachMapsTransform, split_target
+from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, format_name, parse_name
+
+_A = NameParam("a", "alpha")
+_B = NameParam("b", "beta")
+_K = NameParam("k", "k")
+_EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
+
+FAMILIES: Dict[str, Family] = {f.name: f for f in (
+    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta, pc = per-class Dice",
+           (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class")),
+           example="ComboTrainer_a0p5_b0p7"),
+    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4)", example="RRWTrainer_online"),
+    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3)"),
+    Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
+    Family("DiceBoundaryTrainer", "dice_boundary",
+           "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary",
+           (_EQUAL,), example="DiceBoundaryTrainer_equal_online"),
+    Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
+           (_EQUAL,)),
+    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background",
+           (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
+           example="IoUxyTrainer_a0p5_b1p5"),
+    Family("DiceNoBGTrainer", "dice_nobg", "soft Dice without background (003 diceBK)"),
+    Family("WCETrainer", "wce", "CE weighted by inverse class frequency of the training cases (003)"),
+    Family("TopKDiceTrainer", "topk_dice", "CE + TopK Dice (004); k = percentage kept", (_K,),
+           example="TopKDiceTrainer_k50"),
+    Family("TopKCETrainer", "topk_ce", "nnU-Net's TopK cross-entropy; k = percentage kept", (_K,),
+           example="TopKCETrainer_k10"),
+    Family("FocalTrainer", "focal", "focal loss; g = gamma, a = alpha (default: none)",
+           (NameParam("g", "gamma"), _A), example="FocalTrainer_g2"),
+    Family("DiceTrainer", "dice", "baseline: soft Dice with background (nnU-Net's class)"),
+    Family("DiceCETrainer", "dice_ce", "baseline: nnU-Net's default Dice + CE", example="DiceCETrainer_ep300"),
+    Family("CETrainer", "ce", "baseline: cross-entropy (nnU-Net's class)"),
+)}
+MAP_FAMILIES = tuple(name for name, f in FAMILIES.items() if get_spec(f.loss).needs_map)
+
+
+class _MapFedLoss(nn.Module):
+    """Calls the deep-supervised loss with the maps of the current batch as third argument."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+        self.maps: Optional[List[torch.Tensor]] = None
+
+    def forward(self, output, target):
+        if self.maps is None:
+            raise RuntimeError("map-based loss called without maps for this batch")
+        maps, self.maps = self.maps, None
+        if isinstance(output, (list, tuple)):
+            if not (len(output) == len(target) == len(maps)):  # DeepSupervisionWrapper would truncate silently
+                raise RuntimeError(f"deep supervision: {len(output)} outputs, {len(target)} targets, "
+                                   f"{len(maps)} maps")
+            return self.loss(output, target, maps)
+        return self.loss(output, target, maps)
+
+
+class LossTrainer(nnUNetTrainer):
+    """nnU-Net's trainer with the loss (and optimizer/epochs/seed) chosen by the class name."""
+
+    parsed: ParsedName = None  # set on generated subclasses
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        if self.parsed is None:
+            raise TypeError("LossTrainer is a base class; use a generated name such as ComboTrainer")
+        seed = self.parsed.seed
+        if seed is not None:  # before nnU-Net builds anything random
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        p = self.parsed
+        if p.epochs is not None:
+            self.num_epochs = p.epochs
+        if p.iterations is not None:
+            self.num_iterations_per_epoch = p.iterations
+            # keep nnU-Net's 5:1 ratio of training to validation iterations
+            self.num_val_iterations_per_epoch = max(1, p.iterations // 5)
+        if p.lr is not None:
+            self.initial_lr = p.lr
+        elif p.optimizer == "adam":
+            self.initial_lr = 1e-4
+        self.loss_spec = get_spec(p.family.loss)
+        if self.label_manager.has_regions and not self.loss_spec.supports_regions:
+            raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
+                               f"datasets (dataset.json 'regions'); use a softmax label dataset")
+        self.map_kind = self.loss_spec.needs_map
+        if self.map_kind is not None and not p.online:
+            raise RuntimeError(
+                f"{type(self).__name__}: maps precomputed by `nnunet-losses precompute-maps` are not available yet "
+                f"in this version; train the online variant, which computes the maps in the loader workers: "
+                f"-tr {format_name(ParsedName(**{**p.__dict__, 'online': True}))}")
+
+    # ----------------------------------------------------------------------------------------------- loss
+    def _class_weights(self) -> List[float]:
+        """Inverse class frequencies measured on this fold's training cases (preprocessed segmentations)."""
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+        from ..losses import inverse_frequency_weights
+
+        tr_keys, _ = self.do_split()
+        dataset = infer_dataset_class(self.preprocessed_dataset_folder)(self.preprocessed_dataset_folder, tr_keys)
+        num_classes = self.label_manager.num_segmentation_heads
+        counts = np.zeros(num_classes, dtype=np.float64)
+        for key in tr_keys:
+            seg = np.asarray(dataset.load_case(key)[1])
+            valid = seg[(seg >= 0) & (seg < num_classes)]
+            counts += np.bincount(valid.astype(np.int64).ravel(), minlength=num_classes)[:num_classes]
+        self.print_to_log_file(f"nnunet-losses: class voxel counts on {len(tr_keys)} training cases: "
+                               f"{counts.astype(int).tolist()}")
+        return inverse_frequency_weights(counts)
+
+    def _build_loss(self):
+        p = self.parsed
+        class_weights = self._class_weights() if self.loss_spec.needs_class_weights else None
+        self.loss_context = {"ignore_label": self.label_manager.ignore_label,
+                             "regions": self.label_manager.has_regions,
+                             "batch_dice": bool(self.configuration_manager.batch_dice), "ddp": self.is_ddp,
+                             "class_weights": class_weights}
+        self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.family.fixed_params, **p.loss_params)
+        self.loss_params = self.loss_spec.resolve(**p.family.fixed_params, **p.loss_params)
+        loss = self.base_loss
+        if self.enable_deep_supervision:
+            scales = self._get_deep_supervision_scales()
+            weights = np.array([1 / (2 ** i) for i in range(len(scales))])
+            weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0
+            weights = weights / weights.sum()
+            loss = DeepSupervisionWrapper(loss, weights)
+        if self.map_kind is not None:
+            loss = _MapFedLoss(loss)
+        self.print_to_log_file(f"nnunet-losses: {type(self).__name__}: loss {p.family.loss!r} "
+                               f"({self.loss_spec.paper}, {self.loss_spec.equation}) params {self.loss_params}; "
+                               f"context {self._context_for_log()}; training {self._training_summary()}; "
+                               f"module {self.base_loss!r}")
+        return loss
+
+    def _context_for_log(self) -> Dict[str, Any]:
+        return {k: v for k, v in self.loss_context.items()}
+
+    def _training_summary(self) -> Dict[str, Any]:
+        return {"epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
+                "val_iterations_per_epoch": self.num_val_iterations_per_epoch,
+                "optimizer": self.parsed.optimizer or "sgd", "initial_lr": self.initial_lr,
+                "seed": self.parsed.seed, "maps": self.map_kind and ("online" if self.parsed.online else
+                                                                     "precomputed")}
+
+    def write_settings(self) -> str:
+        """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically)."""
+        settings = {"trainer": type(self).__name__, "family": self.parsed.family.name,
+                    "loss": self.parsed.family.loss, "paper": self.loss_spec.paper,
+                    "equation": self.loss_spec.equation, "loss_params": self.loss_params,
+                    "context": self._context_for_log(), "training": self._training_summary(),
+                    "schedule": self.schedule_state()}
+        os.makedirs(self.output_folder, exist_ok=True)
+        path = os.path.join(self.output_folder, "nnunet_losses.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(settings, f, indent=2, default=str)
+        os.replace(tmp, path)
+        return path
+
+    # ------------------------------------------------------------------------------------------ optimizer
+    def configure_optimizers(self):
+        if self.parsed.optimizer != "adam":
+            return super().configure_optimizers()
+        optimizer = torch.optim.Adam(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    # ----------------------------------------------------------------------------------------------- maps
+    def _attach_maps(self, transforms):
+        if self.map_kind is None:
+            return transforms
+        transforms.transforms.append(AttachMapsTransform(self.map_kind, self.label_manager.num_segmentation_heads))
+        return transforms
+
+    def get_training_transforms(self, *args, **kwargs):
+        return self._attach_maps(nnUNetTrainer.get_training_transforms(*args, **kwargs))
+
+    def get_validation_transforms(self, *args, **kwargs):
+        return self._attach_maps(nnUNetTrainer.get_validation_transforms(*args, **kwargs))
+
+    def _take_maps(self, batch: dict) -> dict:
+        if self.map_kind is None:
+            return batch
+        target, maps = split_target(batch["target"], self.label_manager.num_segmentation_heads)
+        if isinstance(maps, list):
+            self.loss.maps = [m.to(self.device, non_blocking=True) for m in maps]
+        else:
+            self.loss.maps = [maps.to(self.device, non_blocking=True)] if self.enable_deep_supervision \
+                else maps.to(self.device, non_blocking=True)
+        return {**batch, "target": target}
+
+    def train_step(self, batch: dict) -> dict:
+        return super().train_step(self._take_maps(batch))
+
+    def validation_step(self, batch: dict) -> dict:
+        return super().validation_step(self._take_maps(batch))
+
+    # ------------------------------------------------------------------------------------- schedule state
+    def schedule_state(self) -> Optional[dict]:
+        schedule = getattr(getattr(self, "base_loss", None), "schedule", None)
+        return schedule.state_dict() if schedule is not None else None
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.local_rank == 0:
+            self.write_settings()
+
+    def on_epoch_end(self):
+        schedule = getattr(self.base_loss, "schedule", None)
+        if schedule is not None:
+            self.print_to_log_file(f"nnunet-losses: schedule alpha this epoch {schedule.alpha}")
+            schedule.step()  # before nnU-Net saves this epoch's checkpoints (which resume at the next epoch)
+        super().on_epoch_end()
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        state = self.schedule_state()
+        if state is None or self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
+            return
+        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+        checkpoint["nnunet_losses"] = {"schedule": state, "trainer": type(self).__name__}
+        tmp = filename + ".tmp"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if isinstance(filename_or_checkpoint, str):
+            filename_or_checkpoint = torch.load(filename_or_checkpoint, map_location=self.device,
+                                                weights_only=False)
+        super().load_checkpoint(filename_or_checkpoint)
+        schedule = getattr(self.base_loss, "schedule", None)
+        if schedule is None:
+            return
+        saved = filename_or_checkpoint.get("nnunet_losses", {}).get("schedule")
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}: the checkpoint has no schedule state (was it written by "
+                               f"another trainer?)")
+        schedule.load_state_dict(saved)
+        self.print_to_log_file(f"nnunet-losses: restored schedule from checkpoint: {schedule!r}")
+
+
+_CACHE: Dict[str, type] = {}
+
+
+def trainer_class(name: str) -> type:
+    """The trainer class for ``name`` (generated once, then cached). Raises TrainerNameError if malformed."""
+    if name in _CACHE:
+        return _CACHE[name]
+    parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
+    try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
+        build_loss(parsed.family.loss, class_weights=[1.0, 1.0], **parsed.family.fixed_params, **parsed.loss_params)
+    except (ValueError, TypeError) as err:
+        raise TrainerNameError(str(err)) from None
+    cls = type(name, (LossTrainer,), {"parsed": parsed, "__module__": __name__, "__qualname__": name,
+                                      "__doc__": f"{parsed.family.doc}. Generated from the name {name!r}."})
+    _CACHE[name] = cls
+    return cls
+
+
+def __getattr__(name: str):
+    """PEP 562 hook: nnU-Net's ``hasattr(module, name)`` lookup generates the class on demand."""
+    if name.startswith("__") or name.split("_", 1)[0] not in FAMILIES:
+        raise AttributeError(name)
+    try:
+        return trainer_class(name)
+    except TrainerNameError as err:
+        message = explain(name, err, FAMILIES, MAP_FAMILIES)
+        print(message, file=sys.stderr)  # nnU-Net's hasattr() swallows the AttributeError text
+        raise AttributeError(message) from None
+
+
+def __dir__():
+    return sorted(list(globals()) + list(FAMILIES))

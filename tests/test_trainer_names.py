@@ -1,0 +1,105 @@
+"""Trainer names: grammar, canonical numbers, generated classes, error messages."""
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from nnunet_losses.nnunet import trainers as T
+from nnunet_losses.nnunet.naming import TrainerNameError, format_number, parse_name, parse_number
+
+
+@pytest.mark.parametrize("value,text", [(0.5, "0p5"), (1.5, "1p5"), (50, "50"), (2.0, "2"), (1e-4, "1em4"),
+                                        (2.5e-4, "2p5em4"), (0.01, "0p01"), (0, "0"), (0.7, "0p7"),
+                                        (1e-2, "0p01"), (5e-3, "5em3"), (123.25, "123p25")])
+def test_numbers_round_trip(value, text):
+    assert format_number(value) == text
+    assert parse_number(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["0p50", "00p5", "1e0", "0p0001", "1p0", "5p", "p5", "1em04"])
+def test_non_canonical_numbers_are_refused(text):
+    with pytest.raises(TrainerNameError):
+        parse_number(text)
+
+
+@pytest.mark.parametrize("name,loss_params,training", [
+    ("ComboTrainer", {}, {}),
+    ("ComboTrainer_a0p5_b0p7", {"alpha": 0.5, "beta": 0.7}, {}),
+    ("ComboTrainer_b0p9_pc", {"beta": 0.9, "dice": "per_class"}, {}),
+    ("IoUxyTrainer_a0p5_b1p5", {"alpha": 0.5, "beta": 1.5}, {}),
+    ("IoUxyTrainer_nobg", {"include_background": False}, {}),
+    ("TopKDiceTrainer_k30", {"k": 30.0}, {}),
+    ("FocalTrainer_g2_a0p25", {"gamma": 2.0, "alpha": 0.25}, {}),
+    ("DiceBoundaryTrainer_equal_online", {"schedule": "equal"}, {"online_maps": True}),
+    ("RRWTrainer_online_ep300_it250_adam_lr1em5_s2", {},
+     {"online_maps": True, "epochs": 300, "iterations_per_epoch": 250, "optimizer": "adam", "initial_lr": 1e-5,
+      "seed": 2}),
+    ("DiceCETrainer_sgd_lr0p01", {}, {"optimizer": "sgd", "initial_lr": 1e-2}),
+])
+def test_names_parse_to_settings(name, loss_params, training):
+    cls = getattr(T, name)
+    assert cls.__name__ == name and issubclass(cls, T.LossTrainer)
+    assert cls.parsed.loss_params == loss_params
+    for key, value in training.items():
+        assert cls.parsed.training()[key] == value
+    assert getattr(T, name) is cls  # cached: one class per name
+    assert pickle.loads(pickle.dumps(cls)) is cls
+    assert "__" not in name
+
+
+@pytest.mark.parametrize("bad,nearest", [
+    ("ComboTrainer_b0p70", "ComboTrainer_b0p7"),
+    ("ComboTrainer_b0p7_a0p5", "ComboTrainer_a0p5_b0p7"),
+    ("ComboTrainer_lr0p0001", "ComboTrainer_lr1em4"),
+    ("RRWTrainer_ep5_online", "RRWTrainer_online_ep5"),
+    ("ComboTrainer_online", "ComboTrainer"),
+    ("ComboTrainer_a1p5", None),          # alpha out of [0, 1]
+    ("IoUxyTrainer_a0p5_b1", None),       # alpha + beta != 2
+    ("TopKDiceTrainer_k0", None),
+    ("ComboTrainer_ep0", None),
+    ("ComboTrainer_s01", None),
+    ("ComboTrainer__a0p5", None),
+])
+def test_malformed_names_explain_the_grammar(bad, nearest, capsys):
+    assert not hasattr(T, bad)
+    err = capsys.readouterr().err
+    assert "grammar:" in err and "nearest valid name:" in err
+    if nearest:
+        assert f"nearest valid name: {nearest}\n" in err
+        parse_name(nearest, T.FAMILIES, T.MAP_FAMILIES)
+
+
+def test_unrelated_names_are_plain_attribute_errors(capsys):
+    assert not hasattr(T, "nnUNetTrainer_5epochs")
+    assert capsys.readouterr().err == ""
+
+
+def test_nnunet_finds_generated_trainers_through_the_shim(tmp_path):
+    """nnU-Net's own lookup (hasattr over the extTrainer folder) finds a generated name and nothing collides."""
+    code = (
+        "from nnunet_losses.cli import main\n"
+        "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+        "cls = f('ComboTrainer_a0p5_b0p7_ep2_s1')\n"
+        "print('FOUND', cls.__name__, cls.__module__)\n"
+        "for fam in ['ComboTrainer', 'RRWTrainer', 'DiceTrainer', 'DiceCETrainer', 'CETrainer', 'FocalTrainer']:\n"
+        "    assert f(fam).__module__ == 'nnunet_losses.nnunet.trainers', fam\n")
+    import os
+
+    from nnunet_losses import ext_trainers
+
+    env = dict(os.environ, nnUNet_extTrainer=os.path.dirname(ext_trainers.__file__))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FOUND ComboTrainer_a0p5_b0p7_ep2_s1 nnunet_losses.nnunet.trainers" in proc.stdout
+
+
+def test_cli_lists_trainers(capsys):
+    from nnunet_losses.cli import main
+
+    assert main(["trainers"]) == 0
+    out = capsys.readouterr().out
+    for family in T.FAMILIES:
+        assert family in out
+    assert main(["trainers-path"]) == 0
+    assert capsys.readouterr().out.strip().endswith("ext_trainers")
