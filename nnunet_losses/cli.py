@@ -55,6 +55,21 @@ def _cmd_trainers(args) -> int:
     return 0
 
 
+def _cmd_precompute_maps(args) -> int:
+    from .nnunet.precompute import precompute_maps, resolve_dataset
+
+    data_folder, label_manager, is_2d, spacing = resolve_dataset(args.d, args.c, args.p)
+    if label_manager.has_regions:
+        raise ValueError("region-based datasets: the map-based losses (RW, boundary) are softmax-only")
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    summary = precompute_maps(data_folder, kinds, label_manager.num_segmentation_heads, is_2d,
+                              None if args.voxel_units else spacing, num_processes=args.np,
+                              progress=not args.no_progress)
+    print(f"maps in {summary['folder']}: {summary['computed']} case(s) computed, {summary['up_to_date']} up to "
+          f"date ({summary['stale_before']} stale before), kinds {', '.join(summary['kinds'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet-losses",
@@ -71,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trainers-path", help="print the folder to export as nnUNet_extTrainer")
     p.set_defaults(func=_cmd_trainers_path)
+
+    p = sub.add_parser("precompute-maps", help="write RRW/boundary maps beside nnU-Net's preprocessed data",
+                       description="Computes the maps of the map-based trainers (RRWTrainer: rrw; RWBoundaryTrainer, "
+                                   "DiceBoundaryTrainer, CEBoundaryTrainer: boundary) for every preprocessed case "
+                                   "into <data_identifier>_maps/ beside the data folder. Per slice for 2D "
+                                   "configurations, 3D for 3D ones. Resumes: up-to-date maps are skipped, stale "
+                                   "ones (re-preprocessed data) recomputed.")
+    p.add_argument("-d", required=True, help="dataset id or name (as for nnUNetv2_train)")
+    p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
+    p.add_argument("--kinds", default="rrw,boundary", help="comma-separated map kinds (default rrw,boundary)")
+    p.add_argument("--voxel-units", action="store_true",
+                   help="distances in voxels (as the RW paper's code) instead of the configuration's spacing "
+                        "(the default; 2D configurations use the in-plane spacing)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_precompute_maps)
 
     p = sub.add_parser("demo", help="train a small U-Net with each loss on a generated imbalanced 2D dataset "
                                     "and print per-class Dice (CPU, a few minutes)",
@@ -97,7 +129,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (KeyError, ValueError, TypeError) as err:
+    except (KeyError, ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
         return 2
 

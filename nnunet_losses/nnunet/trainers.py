@@ -22,6 +22,8 @@ from torch import nn
 
 from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
+from .precompute import check_maps, maps_folder
+from .precomputed_loading import MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform
 from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, format_name, parse_name
 
 _A = NameParam("a", "alpha")
@@ -110,11 +112,9 @@ class LossTrainer(nnUNetTrainer):
             raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
                                f"datasets (dataset.json 'regions'); use a softmax label dataset")
         self.map_kind = self.loss_spec.needs_map
-        if self.map_kind is not None and not p.online:
-            raise RuntimeError(
-                f"{type(self).__name__}: maps precomputed by `nnunet-losses precompute-maps` are not available yet "
-                f"in this version; train the online variant, which computes the maps in the loader workers: "
-                f"-tr {format_name(ParsedName(**{**p.__dict__, 'online': True}))}")
+        # AC maps (1 - Y) cost nothing: always computed after augmentation; RRW and boundary maps are precomputed
+        # by `nnunet-losses precompute-maps` unless the name says _online
+        self.precomputed_maps = self.map_kind in ("rrw", "boundary") and not p.online
 
     # ----------------------------------------------------------------------------------------------- loss
     def _class_weights(self) -> List[float]:
@@ -166,8 +166,8 @@ class LossTrainer(nnUNetTrainer):
         return {"epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
                 "val_iterations_per_epoch": self.num_val_iterations_per_epoch,
                 "optimizer": self.parsed.optimizer or "sgd", "initial_lr": self.initial_lr,
-                "seed": self.parsed.seed, "maps": self.map_kind and ("online" if self.parsed.online else
-                                                                     "precomputed")}
+                "seed": self.parsed.seed,
+                "maps": self.map_kind and ("precomputed" if self.precomputed_maps else "online")}
 
     def write_settings(self) -> str:
         """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically)."""
@@ -192,11 +192,33 @@ class LossTrainer(nnUNetTrainer):
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     # ----------------------------------------------------------------------------------------------- maps
+    def _num_stored_map_channels(self) -> int:
+        return 1 if self.map_kind == "rrw" else self.label_manager.num_segmentation_heads
+
     def _attach_maps(self, transforms):
         if self.map_kind is None:
             return transforms
-        transforms.transforms.append(AttachMapsTransform(self.map_kind, self.label_manager.num_segmentation_heads))
+        num_classes = self.label_manager.num_segmentation_heads
+        if self.precomputed_maps:
+            transforms.transforms.insert(0, SplitMapChannelsTransform(self._num_stored_map_channels()))
+            transforms.transforms.append(PrecomputedMapsToTargetTransform(self.map_kind, num_classes))
+        else:
+            transforms.transforms.append(AttachMapsTransform(self.map_kind, num_classes))
         return transforms
+
+    def precompute_command(self) -> str:
+        return (f"nnunet-losses precompute-maps -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
+                f"-p {self.plans_manager.plans_name}")
+
+    def get_tr_and_val_datasets(self):
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        if not self.precomputed_maps:
+            return dataset_tr, dataset_val
+        cases = list(dataset_tr.identifiers) + list(dataset_val.identifiers)
+        check_maps(self.preprocessed_dataset_folder, cases, self.map_kind, self.precompute_command())
+        self.print_to_log_file(f"nnunet-losses: using precomputed {self.map_kind!r} maps from "
+                               f"{maps_folder(self.preprocessed_dataset_folder)}")
+        return MapDataset(dataset_tr, self.map_kind), MapDataset(dataset_val, self.map_kind)
 
     def get_training_transforms(self, *args, **kwargs):
         return self._attach_maps(nnUNetTrainer.get_training_transforms(*args, **kwargs))

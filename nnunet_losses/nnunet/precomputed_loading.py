@@ -1,0 +1,121 @@
+"""Precomputed maps through nnU-Net's own data loader, augmentation and deep supervision.
+
+:class:`MapDataset` wraps nnU-Net's dataset: ``load_case`` returns the image with the map channels appended (a lazy
+view, so only the patch is read), and nnU-Net's loader crops and zero-pads both with the same box.
+:class:`SplitMapChannelsTransform`, first in the pipeline, moves those channels to ``regression_target``, which
+batchgeneratorsv2 carries through the spatial transform (linear interpolation, zero padding) and mirroring while the
+intensity transforms leave it alone. :class:`PrecomputedMapsToTargetTransform`, last, resamples it to every
+deep-supervision scale (the shapes of the downsampled targets), rebuilds the full RW map from the augmented labels
+(RRW: ``z = (1 - Y) - m Y``) and attaches it to the segmentation as :class:`AttachMapsTransform` does.
+"""
+from __future__ import annotations
+
+import os
+from typing import List
+
+import numpy as np
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+
+from .precompute import map_file, maps_folder
+
+
+class _ImageWithMaps:
+    """Read-only lazy concatenation of image channels and map channels; slicing reads only the slice."""
+
+    def __init__(self, image, maps):
+        if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
+            raise RuntimeError(f"map shape {tuple(maps.shape)} does not match image shape {tuple(image.shape)}: "
+                               f"stale maps, run nnunet-losses precompute-maps again")
+        self.image, self.maps = image, maps
+        self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        if not isinstance(index, tuple) or index[0] != slice(None):
+            raise IndexError("_ImageWithMaps supports crops over all channels only")
+        image = np.asarray(self.image[index], dtype=np.float32)
+        maps = np.asarray(self.maps[index], dtype=np.float32)
+        return np.concatenate([image, maps], 0)
+
+
+class MapDataset:
+    """nnU-Net dataset whose cases carry the precomputed ``kind`` maps as extra image channels."""
+
+    def __init__(self, dataset, kind: str):
+        self.dataset = dataset
+        self.kind = kind
+        self.folder = maps_folder(dataset.source_folder)
+
+    def __getattr__(self, name):  # identifiers, source_folder, ... of the wrapped dataset
+        if name in ("dataset", "kind", "folder"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, identifier):
+        return self.load_case(identifier)
+
+    def load_case(self, identifier):
+        import blosc2
+
+        data, seg, seg_prev, properties = self.dataset.load_case(identifier)
+        path = map_file(self.folder, identifier, self.kind)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"missing map {path}: run nnunet-losses precompute-maps")
+        kwargs = {} if os.name == "nt" else {"mmap_mode": "r"}
+        maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
+        return _ImageWithMaps(data, maps), seg, seg_prev, properties
+
+
+class SplitMapChannelsTransform(BasicTransform):
+    """Move the last ``num_map_channels`` image channels to ``regression_target`` (first in the pipeline)."""
+
+    def __init__(self, num_map_channels: int):
+        super().__init__()
+        self.num_map_channels = int(num_map_channels)
+
+    def apply(self, data_dict, **params):
+        image = data_dict["image"]
+        n = self.num_map_channels
+        data_dict["regression_target"] = image[-n:].clone()
+        data_dict["image"] = image[:-n]
+        return data_dict
+
+
+def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
+    if tuple(maps.shape[1:]) == tuple(shape):
+        return maps
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return torch.nn.functional.interpolate(maps[None], size=tuple(shape), mode=mode, align_corners=False)[0]
+
+
+class PrecomputedMapsToTargetTransform(BasicTransform):
+    """Last in the pipeline: ``regression_target`` -> full RW map per deep-supervision scale, attached to the
+    segmentation as ``[labels; z]`` (see :func:`nnunet_losses.nnunet.map_transform.split_target`)."""
+
+    def __init__(self, kind: str, num_classes: int):
+        super().__init__()
+        if kind not in ("rrw", "boundary"):
+            raise ValueError(f"no precomputed map kind {kind!r}")
+        self.kind = kind
+        self.num_classes = int(num_classes)
+
+    def _full_map(self, stored: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        stored = _resize(stored.float(), seg.shape[1:])
+        if self.kind == "boundary":
+            return stored
+        labels = seg[0].long()
+        classes = torch.arange(self.num_classes).view((-1,) + (1,) * labels.ndim)
+        onehot = (labels[None] == classes).float()  # labels >= num_classes (ignore) belong to no class
+        return (1.0 - onehot) - stored * onehot
+
+    def apply(self, data_dict, **params):
+        stored = data_dict.pop("regression_target", None)
+        if stored is None:
+            raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
+        seg = data_dict["segmentation"]
+        segs: List[torch.Tensor] = seg if isinstance(seg, list) else [seg]
+        out = [torch.cat([s.float(), self._full_map(stored, s)], 0) for s in segs]
+        data_dict["segmentation"] = out if isinstance(seg, list) else out[0]
+        return data_dict
