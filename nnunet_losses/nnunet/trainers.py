@@ -272,14 +272,14 @@ class LossTrainer(nnUNetTrainer):
         os.replace(tmp, filename)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, str):
-            filename_or_checkpoint = torch.load(filename_or_checkpoint, map_location=self.device,
-                                                weights_only=False)
+        # nnU-Net 2.8.1's load_checkpoint only works with a file name, so the file is read a second time here
         super().load_checkpoint(filename_or_checkpoint)
         schedule = getattr(self.base_loss, "schedule", None)
         if schedule is None:
             return
-        saved = filename_or_checkpoint.get("nnunet_losses", {}).get("schedule")
+        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
+            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        saved = checkpoint.get("nnunet_losses", {}).get("schedule")
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}: the checkpoint has no schedule state (was it written by "
                                f"another trainer?)")

@@ -1,0 +1,138 @@
+"""``nnunet-losses demo``: every trainer family, end to end with nnU-Net's own commands, on a generated dataset.
+
+Steps (each skipped when its result is already there, so an interrupted demo resumes):
+generate a small imbalanced 2D dataset in nnU-Net raw format -> ``nnUNetv2_plan_and_preprocess`` ->
+``nnunet-losses precompute-maps`` -> ``nnUNetv2_train`` for each trainer (short CPU run) -> ``nnUNetv2_predict`` on
+the test images -> per-class Dice against the test labels -> a comparison table (Markdown, also saved as JSON).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..metrics import dice_per_class, read_label_file
+
+DEFAULT_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_a0p5_b0p7", "RRWTrainer",
+                    "RRWTrainer_online", "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer",
+                    "CEBoundaryTrainer_equal", "IoUxyTrainer_a0p5_b1p5", "WCETrainer", "TopKDiceTrainer_k50",
+                    "TopKCETrainer_k10", "FocalTrainer_g2")
+DATASET_ID = 901
+DATASET_NAME = "SyntheticImbalance"
+
+
+def _bin(name: str) -> str:
+    """An nnU-Net console script next to this Python (works in a venv without activating it)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    return candidate if os.path.exists(candidate) else name
+
+
+def _run(cmd: List[str], env: Dict[str, str], log_file: str, printer) -> None:
+    printer("  $ " + " ".join(cmd))
+    with open(log_file, "a") as log:
+        log.write("\n$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        with open(log_file) as f:
+            tail = "".join(f.readlines()[-30:])
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- last lines of {log_file} ---\n"
+                           f"{tail}")
+
+
+def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 2,
+             iterations: int = 20, num_train: int = 24, num_test: int = 8, printer=print,
+             json_out: Optional[str] = None) -> List[Dict]:
+    from tqdm import tqdm
+
+    from .synthetic import nnunet_env, write_synthetic_dataset
+
+    root = os.path.abspath(root)
+    env = nnunet_env(root)
+    from .. import ext_trainers
+
+    env["nnUNet_extTrainer"] = os.path.dirname(os.path.abspath(ext_trainers.__file__))
+    log_file = os.path.join(root, "demo.log")
+    os.makedirs(root, exist_ok=True)
+    printer(f"nnunet-losses demo in {root} (commands' output: {log_file})")
+
+    raw_folder = write_synthetic_dataset(env["nnUNet_raw"], DATASET_ID, DATASET_NAME, num_train=num_train,
+                                         num_test=num_test)
+    dataset_name = os.path.basename(raw_folder)
+    plans = os.path.join(env["nnUNet_preprocessed"], dataset_name, "nnUNetPlans.json")
+    data_folder = os.path.join(env["nnUNet_preprocessed"], dataset_name, "nnUNetPlans_2d")
+    if not (os.path.isfile(plans) and os.path.isdir(data_folder)):
+        printer("[1/4] plan and preprocess")
+        _run([_bin("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-npfp", "1", "-np", "1"],
+             env, log_file, printer)
+    printer("[2/4] precompute maps")
+    _run([_bin("nnunet-losses"), "precompute-maps", "-d", str(DATASET_ID), "-c", "2d", "--no-progress"], env,
+         log_file, printer)
+
+    suffix = f"_ep{epochs}_it{iterations}_s0"
+    names = [t + suffix for t in trainers]
+    results = []
+    test_images = os.path.join(raw_folder, "imagesTs")
+    test_labels = os.path.join(raw_folder, "labelsTs")
+    with open(os.path.join(raw_folder, "dataset.json")) as f:
+        labels = {name: int(v) for name, v in json.load(f)["labels"].items() if int(v) > 0}
+    printer(f"[3/4] train and predict {len(names)} trainers ({epochs} epochs x {iterations} iterations, CPU)")
+    bar = tqdm(names, desc="trainers", unit="trainer", file=sys.stdout)
+    for name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        out_dir = os.path.join(env["nnUNet_results"], dataset_name, f"{name}__nnUNetPlans__2d", "fold_0")
+        if not os.path.isfile(os.path.join(out_dir, "checkpoint_final.pth")):
+            _run([_bin("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", name, "-device", "cpu"], env,
+                 log_file, printer)
+        pred_dir = os.path.join(root, "predictions", name)
+        done_marker = os.path.join(pred_dir, ".complete")
+        if not os.path.isfile(done_marker):
+            _run([_bin("nnUNetv2_predict"), "-i", test_images, "-o", pred_dir, "-d", str(DATASET_ID), "-c", "2d",
+                  "-f", "0", "-tr", name, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
+                 env, log_file, printer)
+            open(done_marker, "w").close()
+        results.append({"trainer": name, **evaluate_folder(pred_dir, test_labels, labels),
+                        "seconds": round(time.perf_counter() - start, 1)})
+    printer("[4/4] per-class Dice on the test images")
+    table = format_table(results, list(labels))
+    printer(table)
+    out = json_out or os.path.join(root, "demo_results.json")
+    with open(out + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(out + ".tmp", out)
+    with open(os.path.join(root, "demo_results.md"), "w") as f:
+        f.write(table + "\n")
+    printer(f"results: {out}")
+    return results
+
+
+def evaluate_folder(pred_dir: str, ref_dir: str, labels: Dict[str, int]) -> Dict:
+    """Mean per-class Dice over the cases of ``ref_dir`` (cases where a class is absent from both are skipped)."""
+    per_class = {name: [] for name in labels}
+    cases = sorted(f for f in os.listdir(ref_dir) if f.endswith(".nii.gz"))
+    for case in cases:
+        pred_file = os.path.join(pred_dir, case)
+        if not os.path.isfile(pred_file):
+            raise FileNotFoundError(f"no prediction {pred_file}")
+        scores = dice_per_class(read_label_file(pred_file), read_label_file(os.path.join(ref_dir, case)),
+                                list(labels.values()))
+        for name, value in labels.items():
+            if not np.isnan(scores[value]):
+                per_class[name].append(scores[value])
+    dice = {name: float(np.mean(v)) if v else float("nan") for name, v in per_class.items()}
+    return {"dice": dice, "mean_dice": float(np.nanmean(list(dice.values()))), "cases": len(cases)}
+
+
+def format_table(results: List[Dict], class_names: List[str]) -> str:
+    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean | s |",
+             "|---|" + "---|" * (len(class_names) + 2)]
+    for r in results:
+        lines.append(f"| {r['trainer']} | " + " | ".join(f"{r['dice'][c]:.3f}" for c in class_names) +
+                     f" | {r['mean_dice']:.3f} | {r['seconds']} |")
+    return "\n".join(lines)
