@@ -1,0 +1,154 @@
+"""End to end with nnU-Net's own commands on CPU: plan/preprocess, precompute maps, train, resume, predict.
+
+Each training is 1 epoch of a few iterations at 64x64 (about 15 s on 2 cores).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
+
+BIN = os.path.dirname(sys.executable)
+
+
+def _cli(name):
+    return os.path.join(BIN, name)
+
+
+def _run(cmd, env, check=True):
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def _prepare(root, dataset_id, **kwargs):
+    from nnunet_losses import ext_trainers
+
+    env = nnunet_env(root)
+    env["nnUNet_extTrainer"] = os.path.dirname(ext_trainers.__file__)
+    raw = write_synthetic_dataset(env["nnUNet_raw"], dataset_id, f"Synth{dataset_id}", num_train=10, num_test=2,
+                                  **kwargs)
+    _run([_cli("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "2d", "-npfp", "1", "-np", "1"], env)
+    return {"env": env, "raw": raw, "id": str(dataset_id), "name": os.path.basename(raw),
+            "pre": os.path.join(env["nnUNet_preprocessed"], os.path.basename(raw)),
+            "results": os.path.join(env["nnUNet_results"], os.path.basename(raw))}
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    ds = _prepare(str(tmp_path_factory.mktemp("nnunet")), 901)
+    proc = _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "-np", "2"], ds["env"])
+    assert "10 case(s) computed" in proc.stdout
+    return ds
+
+
+def _train(ds, trainer, *extra, check=True):
+    return _run([_cli("nnUNetv2_train"), ds["id"], "2d", "0", "-tr", trainer, "-device", "cpu", *extra], ds["env"],
+                check=check)
+
+
+def _fold(ds, trainer):
+    return os.path.join(ds["results"], f"{trainer}__nnUNetPlans__2d", "fold_0")
+
+
+def _log(ds, trainer):
+    folder = _fold(ds, trainer)
+    return "\n".join(open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder))
+                     if f.startswith("training_log"))
+
+
+def _predict(ds, trainer, out):
+    _run([_cli("nnUNetv2_predict"), "-i", os.path.join(ds["raw"], "imagesTs"), "-o", str(out), "-d", ds["id"],
+          "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1",
+          "--disable_progress_bar"], ds["env"])
+    files = sorted(f for f in os.listdir(out) if f.endswith(".nii.gz"))
+    assert len(files) == 2
+    from nnunet_losses.metrics import read_label_file
+
+    pred = read_label_file(os.path.join(out, files[0]))
+    assert pred.shape == (1, 64, 64) and set(np.unique(pred)) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("trainer,expect", [
+    ("RRWTrainer_ep1_it5", "using precomputed 'rrw' maps"),
+    ("ComboTrainer_a0p5_b0p7_ep1_it5", "params {'alpha': 0.5, 'beta': 0.7, 'smooth': 1.0, 'dice': 'flattened'}"),
+    ("TopKDiceTrainer_k50_ep1_it5", "params {'k': 50.0}"),
+    ("DiceBoundaryTrainer_ep1_it5", "using precomputed 'boundary' maps"),
+])
+def test_train_resume_predict(dataset, trainer, expect, tmp_path):
+    _train(dataset, trainer)
+    log = _log(dataset, trainer)
+    assert expect in log
+    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    assert settings["trainer"] == trainer and settings["training"]["epochs"] == 1
+    assert settings["training"]["iterations_per_epoch"] == 5
+    # --c: continue from the final checkpoint (restores the Dice+Boundary alpha), then validate
+    proc = _train(dataset, trainer, "--c")
+    if trainer.startswith("DiceBoundary"):
+        assert "restored schedule from checkpoint" in _log(dataset, trainer)
+        assert "epochs_done=1, alpha=0.99" in _log(dataset, trainer)
+        assert settings["schedule"]["kind"] == "gradual"
+    assert "Mean Validation Dice" in proc.stdout + _log(dataset, trainer)
+    _predict(dataset, trainer, tmp_path / "pred")
+
+
+def test_online_maps_under_spawn(dataset):
+    """Maps computed in the augmentation workers, with the workers started by `spawn` (the loader pickles)."""
+    trainer = "RRWTrainer_online_ep1_it5_s1"
+    code = ("import multiprocessing as mp, sys\n"
+            "mp.set_start_method('spawn', force=True)\n"
+            "from nnunetv2.run.run_training import run_training_entry\n"
+            f"sys.argv = ['nnUNetv2_train', '{dataset['id']}', '2d', '0', '-tr', '{trainer}', '-device', 'cpu']\n"
+            "run_training_entry()\n")
+    _run([sys.executable, "-c", code], dataset["env"])
+    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    assert settings["training"]["maps"] == "online" and settings["training"]["seed"] == 1
+
+
+def test_missing_and_stale_maps_stop_training(dataset):
+    maps = os.path.join(dataset["pre"], "nnUNetPlans_2d_maps")
+    hidden = maps + "_hidden"
+    os.rename(maps, hidden)
+    try:
+        proc = _train(dataset, "RWBoundaryTrainer_ep1_it5", check=False)
+    finally:
+        os.rename(hidden, maps)
+    assert proc.returncode != 0
+    assert f"Run: nnunet-losses precompute-maps -d {dataset['name']} -c 2d" in proc.stdout + proc.stderr
+    # a re-preprocessed case (new segmentation file) makes its map stale
+    seg = os.path.join(dataset["pre"], "nnUNetPlans_2d", f"{dataset['name'].split('_', 1)[1]}_000_seg.b2nd")
+    st = os.stat(seg)
+    os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        proc = _train(dataset, "RRWTrainer_ep1_it5_s7", check=False)
+        assert proc.returncode != 0 and "stale: 1 case(s)" in proc.stdout + proc.stderr
+    finally:
+        os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_malformed_trainer_name_shows_grammar(dataset):
+    proc = _train(dataset, "ComboTrainer_b0p70", check=False)
+    assert proc.returncode != 0
+    assert "nearest valid name: ComboTrainer_b0p7" in proc.stdout + proc.stderr
+
+
+def test_region_dataset(tmp_path):
+    ds = _prepare(str(tmp_path), 902, regions=True)
+    _train(ds, "ComboTrainer_ep1_it3")
+    assert "'regions': True" in _log(ds, "ComboTrainer_ep1_it3")
+    proc = _train(ds, "RRWTrainer_online_ep1_it3", check=False)
+    assert proc.returncode != 0 and "does not support region-based" in proc.stdout + proc.stderr
+
+
+def test_ignore_label_dataset(tmp_path):
+    ds = _prepare(str(tmp_path), 903, ignore_label=True)
+    _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "--kinds", "rrw"], ds["env"])
+    for trainer in ("RRWTrainer_ep1_it3", "TopKDiceTrainer_ep1_it3"):
+        _train(ds, trainer)
+        assert "'ignore_label': 4" in _log(ds, trainer)
