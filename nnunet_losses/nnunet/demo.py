@@ -19,9 +19,8 @@ import numpy as np
 from ..metrics import dice_per_class, read_label_file
 
 DEFAULT_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_a0p5_b0p7", "RRWTrainer",
-                    "RRWTrainer_online", "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer",
-                    "CEBoundaryTrainer_equal", "IoUxyTrainer_a0p5_b1p5", "WCETrainer", "TopKDiceTrainer_k50",
-                    "TopKCETrainer_k10", "FocalTrainer_g2")
+                    "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
+                    "TopKDiceTrainer_k50", "TopKCETrainer_k10", "FocalTrainer_g2")
 DATASET_ID = 901
 DATASET_NAME = "SyntheticImbalance"
 
@@ -45,8 +44,8 @@ def _run(cmd: List[str], env: Dict[str, str], log_file: str, printer) -> None:
                            f"{tail}")
 
 
-def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 4,
-             iterations: int = 40, num_train: int = 24, num_test: int = 8, printer=print,
+def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 3,
+             iterations: int = 30, num_train: int = 24, num_test: int = 8, printer=print,
              json_out: Optional[str] = None) -> List[Dict]:
     from tqdm import tqdm
 

@@ -1,0 +1,400 @@
+"""Every loss against its independent numpy reference (tests/reference.py), the papers' golden values, and the
+documented behaviour on bad or extreme input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import reference as R
+from nnunet_losses.losses import (
+    AlphaSchedule, CEAndTopKDiceLoss, ComboLoss, DiceBoundaryLoss, FocalLoss, IoUxyLoss, RegionWiseLoss,
+    TopKDiceLoss, WeightedCELoss, inverse_frequency_weights, rectified_map_from_inside)
+
+SHAPES = [(2, 4, 7, 6), (2, 3, 4, 5, 3)]  # 2D and 3D
+
+
+def _data(shape, seed=0, regions=False, scale=2.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, scale, shape)
+    if regions:
+        labels = (rng.random(shape) > 0.6).astype(np.int64)
+    else:
+        labels = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    return x, labels
+
+
+def _t(x, labels, regions=False):
+    logits = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    target = torch.tensor(labels) if regions else torch.tensor(labels)[:, None]
+    return logits, target
+
+
+# ------------------------------------------------------------------------------------------ Region-wise loss
+def test_region_wise_paper_gradient_example():
+    """Section 3.3: softmax [.25]*4, z = [0,0,0,-.6] -> grad [.0375]*3 + [-.1125], loss -0.0375 (after 1/NK);
+    z = [1,1,1,-.6] -> grad [.1]*3 + [-.3], loss 0.15."""
+    for z, grad, value in (([0, 0, 0, -0.6], [0.0375, 0.0375, 0.0375, -0.1125], -0.0375),
+                           ([1, 1, 1, -0.6], [0.1, 0.1, 0.1, -0.3], 0.15)):
+        logits = torch.zeros(1, 4, 1, 1, requires_grad=True)
+        zt = torch.tensor(z, dtype=torch.float32).view(1, 4, 1, 1)
+        loss = RegionWiseLoss()(logits, None, zt)
+        loss.backward()
+        assert loss.item() == pytest.approx(value, abs=1e-7)
+        # the module's loss is eq. 1 / (N K): its gradient times N K is eq. 2 (of the plain sum)
+        assert torch.allclose(logits.grad.view(4) * 4, torch.tensor(grad), atol=1e-7)
+        assert np.allclose(R.region_wise_grad_eq2(np.zeros((1, 4)), np.array([z], float))[0], grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_region_wise_matches_eq1_and_eq2(shape):
+    x, labels = _data(shape, 1)
+    z = np.random.default_rng(2).uniform(-1, 1, shape)
+    logits, target = _t(x, labels)
+    loss = RegionWiseLoss()(logits, target, torch.tensor(z, dtype=torch.float32))
+    loss.backward()
+    assert loss.item() == pytest.approx(R.region_wise(x, z), abs=1e-6)
+    n_k = np.prod(shape) / shape[0] * shape[0]
+    eq2 = R.region_wise_grad_eq2(x, z) / n_k
+    assert np.allclose(logits.grad.numpy(), eq2, atol=1e-7)
+
+
+def test_region_wise_ignore_and_refusals():
+    x, labels = _data((2, 3, 6, 6), 3)
+    labels[:, :2] = 7
+    z = np.random.default_rng(4).uniform(-1, 1, x.shape)
+    logits, target = _t(x, labels)
+    loss = RegionWiseLoss(ignore_label=7)(logits, target, torch.tensor(z, dtype=torch.float32))
+    loss.backward()
+    assert loss.item() == pytest.approx(R.region_wise(x, z, valid=labels != 7), abs=1e-6)
+    assert torch.all(logits.grad[:, :, :2] == 0)
+    with pytest.raises(ValueError, match="sigmoid"):
+        RegionWiseLoss(regions=True)
+    with pytest.raises(ValueError, match="shape"):
+        RegionWiseLoss()(logits, target, torch.zeros(2, 2, 6, 6))
+    with pytest.raises(ValueError, match="target is needed"):
+        RegionWiseLoss(ignore_label=7)(logits, None, torch.tensor(z, dtype=torch.float32))
+
+
+def test_rectified_map_from_inside():
+    labels = np.array([[0, 0, 1], [0, 1, 1], [2, 2, 2]])
+    inside = np.zeros((3, 3, 3))
+    inside[0][labels == 0] = [0.5, 1, 1]
+    inside[1][labels == 1] = [1, 0.5, 1]
+    inside[2][labels == 2] = 1
+    y = R.onehot(labels[None], 3)[0]
+    z = rectified_map_from_inside(torch.tensor(inside), torch.tensor(y))
+    expected = np.where(y > 0, -inside, 1.0)
+    assert np.allclose(z.numpy(), expected)
+
+
+# ---------------------------------------------------------------------------------------------------- Combo
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("alpha,beta,dice,batch_dice", [(0.5, 0.5, "flattened", False), (0.3, 0.7, "flattened", True),
+                                                        (0.5, 0.4, "per_class", False), (1.0, 0.9, "per_class", True),
+                                                        (0.0, 0.6, "flattened", False)])
+def test_combo_matches_reference(shape, alpha, beta, dice, batch_dice):
+    x, labels = _data(shape, 5)
+    logits, target = _t(x, labels)
+    loss = ComboLoss(alpha, beta, dice=dice, batch_dice=batch_dice)(logits, target)
+    assert loss.item() == pytest.approx(R.combo(x, labels, alpha, beta, dice=dice, batch_dice=batch_dice), abs=1e-5)
+
+
+def test_combo_region_mode_and_ignore():
+    x, labels = _data((2, 3, 5, 6), 6, regions=True)
+    logits, _ = _t(x, labels, regions=True)
+    loss = ComboLoss(0.5, 0.7, regions=True)(logits, torch.tensor(labels))
+    assert loss.item() == pytest.approx(R.combo(x, labels, 0.5, 0.7, regions=True), abs=1e-5)
+    ignore = np.zeros((2, 1, 5, 6))
+    ignore[:, :, :2] = 1
+    loss = ComboLoss(0.5, 0.7, regions=True, ignore_label=9)(logits, torch.tensor(np.concatenate([labels, ignore], 1)))
+    loss.backward()
+    assert loss.item() == pytest.approx(R.combo(x, labels, 0.5, 0.7, regions=True, valid=ignore[:, 0] == 0), abs=1e-5)
+    assert torch.all(logits.grad[:, :, :2] == 0)
+
+
+def test_combo_negative_term_weight_is_one_minus_beta():
+    """The paper's (1 - beta), not the authors' code's beta (1 - beta): with alpha = 1 the loss is linear in beta."""
+    x, labels = _data((2, 3, 6, 6), 7)
+    logits, target = _t(x, labels)
+    values = [ComboLoss(1.0, b)(logits, target).item() for b in (0.0, 0.5, 1.0)]
+    assert values[1] == pytest.approx((values[0] + values[2]) / 2, abs=1e-6)
+    p, t = R.softmax(x)[:, 1:], R.onehot(labels, 3)[:, 1:]
+    assert values[0] == pytest.approx(-((1 - t) * np.log(1 - p)).mean(), abs=1e-6)
+    assert values[2] == pytest.approx(-(t * np.log(p)).mean(), abs=1e-6)
+
+
+def test_combo_stable_for_huge_logits_and_bad_parameters():
+    logits = torch.tensor([[[[1e4, -1e4]], [[-1e4, 1e4]], [[0.0, 0.0]]]], requires_grad=True)
+    target = torch.tensor([[[[0, 1]]]])
+    loss = ComboLoss()(logits, target)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    for kwargs in ({"alpha": 1.5}, {"beta": -0.1}, {"dice": "both"}, {"smooth": -1}):
+        with pytest.raises(ValueError):
+            ComboLoss(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------- IoU_xy
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("alpha,beta,bg", [(1, 1, True), (1.5, 0.5, True), (0.5, 1.5, False), (2, 0, True)])
+def test_iou_xy_matches_reference(shape, alpha, beta, bg):
+    x, labels = _data(shape, 8)
+    logits, target = _t(x, labels)
+    loss = IoUxyLoss(alpha, beta, include_background=bg)(logits, target)
+    assert loss.item() == pytest.approx(R.iou_xy(x, labels, alpha, beta, bg), abs=1e-5)
+
+
+def test_iou_xy_soft_iou_and_constraint():
+    x, labels = _data((2, 3, 6, 6), 9)
+    logits, target = _t(x, labels)
+    p, y = R.softmax(x), R.onehot(labels, 3)
+    soft_iou = np.mean([((p[b, c] * y[b, c]).sum() + 1e-5) /
+                        ((p[b, c] + y[b, c] - p[b, c] * y[b, c]).sum() + 1e-5) for b in range(2) for c in range(3)])
+    assert IoUxyLoss()(logits, target).item() == pytest.approx(1 - soft_iou, abs=1e-5)
+    with pytest.raises(ValueError, match="alpha \\+ beta must equal 2"):
+        IoUxyLoss(0.5, 1.0)
+    with pytest.raises(ValueError, match="alpha \\+ beta must equal 2"):
+        IoUxyLoss(-0.5, 2.5)
+    x, labels = _data((2, 3, 6, 6), 10, regions=True)
+    logits, _ = _t(x, labels, regions=True)
+    assert IoUxyLoss(0.5, 1.5, regions=True)(logits, torch.tensor(labels)).item() == pytest.approx(
+        R.iou_xy(x, labels, 0.5, 1.5, regions=True), abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------- TopK Dice
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("k", [100, 50, 30, 10])
+def test_topk_dice_matches_reference(shape, k):
+    x, labels = _data(shape, 11)
+    logits, target = _t(x, labels)
+    loss_fn = TopKDiceLoss(k=k)
+    loss = loss_fn(logits, target)
+    eps = loss_fn.perturbation(shape[2:], torch.device("cpu")).double().numpy()
+    expected, kept = R.topk_dice(x, labels, k, eps)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    assert all(n_keep == max(1, math.ceil(k * n / 100 - 1e-9)) for n_keep, n in kept)
+    # the module keeps exactly that many voxels per class
+    probs = torch.softmax(logits, 1)[:, 1:].detach()
+    y = torch.tensor(R.onehot(labels, shape[1])[:, 1:], dtype=torch.float32)
+    keep = loss_fn.keep_mask(probs, y)
+    kept_fg = (keep * y).flatten(2).sum(-1)
+    n_fg = y.flatten(2).sum(-1)
+    assert torch.equal(kept_fg, torch.where(n_fg > 0, torch.clamp(torch.ceil(k * n_fg / 100 - 1e-9), min=1), 0))
+
+
+def test_topk_dice_k100_is_squared_dice_over_present_classes():
+    x, labels = _data((3, 4, 8, 8), 12)
+    labels[1][labels[1] == 2] = 0  # class 2 absent from sample 1
+    logits, target = _t(x, labels)
+    assert TopKDiceLoss(k=100)(logits, target).item() == pytest.approx(R.squared_dice_present(x, labels), abs=1e-6)
+
+
+def test_topk_dice_empty_samples_and_compound():
+    x, labels = _data((2, 3, 6, 6), 13)
+    labels[0] = 0  # sample 0 has no foreground class: left out of the mean
+    logits, target = _t(x, labels)
+    loss_fn = TopKDiceLoss(k=50)
+    eps = loss_fn.perturbation((6, 6), torch.device("cpu")).double().numpy()
+    assert loss_fn(logits, target).item() == pytest.approx(R.topk_dice(x, labels, 50, eps)[0], abs=1e-6)
+    empty = torch.zeros_like(target)
+    loss = loss_fn(logits, empty)
+    loss.backward()
+    assert loss.item() == 0.0
+    compound = CEAndTopKDiceLoss(k=50)(logits, target)
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0])
+    assert compound.item() == pytest.approx(ce.item() + loss_fn(logits, target).item(), abs=1e-6)
+    for k in (0, -1, 101):
+        with pytest.raises(ValueError):
+            TopKDiceLoss(k=k)
+
+
+def test_topk_dice_eps_is_fixed_and_shared():
+    a, b = TopKDiceLoss(seed=3), TopKDiceLoss(seed=3)
+    e1 = a.perturbation((5, 4), torch.device("cpu"))
+    assert torch.equal(e1, b.perturbation((5, 4), torch.device("cpu")))
+    assert a.perturbation((5, 4), torch.device("cpu")) is e1
+    assert 0 <= e1.min() and e1.max() < 1e-5
+
+
+def test_topk_dice_region_mode():
+    x, labels = _data((2, 3, 6, 6), 14, regions=True)
+    logits, _ = _t(x, labels, regions=True)
+    loss_fn = TopKDiceLoss(k=30, regions=True)
+    eps = loss_fn.perturbation((6, 6), torch.device("cpu")).double().numpy()
+    assert loss_fn(logits, torch.tensor(labels)).item() == pytest.approx(
+        R.topk_dice(x, labels, 30, eps, regions=True)[0], abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- Focal
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("gamma,alpha", [(2.0, None), (2.0, 0.25), (1.0, [0.1, 0.2, 0.3, 0.4, 0.5][:4]), (0.0, None)])
+def test_focal_matches_reference(shape, gamma, alpha):
+    x, labels = _data(shape, 15)
+    if isinstance(alpha, list):
+        alpha = (alpha + [0.5])[: shape[1]]
+    logits, target = _t(x, labels)
+    loss = FocalLoss(gamma, alpha)(logits, target)
+    assert loss.item() == pytest.approx(R.focal(x, labels, gamma, alpha), abs=1e-5)
+
+
+def test_focal_gamma0_is_cross_entropy_and_sigmoid_mode():
+    x, labels = _data((2, 4, 6, 6), 16)
+    logits, target = _t(x, labels)
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0])
+    assert FocalLoss(0.0)(logits, target).item() == pytest.approx(ce.item(), abs=1e-6)
+    x, labels = _data((2, 3, 6, 6), 17, regions=True)
+    logits, _ = _t(x, labels, regions=True)
+    assert FocalLoss(2.0, 0.25, regions=True)(logits, torch.tensor(labels)).item() == pytest.approx(
+        R.focal(x, labels, 2.0, 0.25, regions=True), abs=1e-6)
+    with pytest.raises(ValueError):
+        FocalLoss(-1.0)
+    with pytest.raises(ValueError):
+        FocalLoss(2.0, 1.5)
+
+
+# ----------------------------------------------------------------------------------------------- Weighted CE
+def test_weighted_ce_and_inverse_frequency():
+    x, labels = _data((2, 3, 6, 6), 18)
+    labels[0, 0, :3] = 5
+    weights = [0.5, 1.0, 2.5]
+    logits, target = _t(x, labels)
+    loss = WeightedCELoss(weights, ignore_label=5)(logits, target)
+    assert loss.item() == pytest.approx(R.weighted_ce(x, labels, weights, valid=labels != 5), abs=1e-6)
+    w = inverse_frequency_weights([900, 90, 10, 0])
+    assert np.mean(w) == pytest.approx(1.0)
+    inv = np.array([1 / 900, 1 / 90, 1 / 10, 1.0])
+    assert np.allclose(w, inv / inv.mean())
+    with pytest.raises(ValueError):
+        inverse_frequency_weights([1.0])
+    with pytest.raises(ValueError):
+        WeightedCELoss([1.0, float("nan")])
+
+
+# ------------------------------------------------------------------------------------- Dice + Boundary schedule
+def test_gradual_schedule_without_drift():
+    s = AlphaSchedule()
+    seen = []
+    for _ in range(150):
+        seen.append(s.alpha)
+        s.step()
+    assert seen[0] == 1.0 and seen[1] == 0.99 and seen[99] == 0.01 and seen[149] == 0.01
+    assert all(a >= b for a, b in zip(seen, seen[1:]))
+    restored = AlphaSchedule()
+    restored.load_state_dict(s.state_dict())
+    assert restored.alpha == s.alpha and restored.epochs_done == 150
+    with pytest.raises(ValueError, match="kind"):
+        AlphaSchedule("equal").load_state_dict(AlphaSchedule().state_dict())
+    assert AlphaSchedule("equal").weights() == (1.0, 1.0)
+
+
+class _SoftDice(torch.nn.Module):
+    def forward(self, logits, target):
+        p = torch.softmax(logits, 1)
+        y = torch.zeros_like(p).scatter_(1, target.long(), 1)
+        return 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+
+
+def test_dice_boundary_is_the_weighted_sum():
+    x, labels = _data((2, 3, 6, 6), 19)
+    z = np.random.default_rng(20).normal(0, 3, x.shape)
+    logits, target = _t(x, labels)
+    zt = torch.tensor(z, dtype=torch.float32)
+    loss = DiceBoundaryLoss(_SoftDice())
+    for _ in range(30):
+        loss.schedule.step()
+    a = 0.7
+    expected = a * _SoftDice()(logits, target).item() + (1 - a) * R.region_wise(x, z)
+    assert loss(logits, target, zt).item() == pytest.approx(expected, abs=1e-6)
+    equal = DiceBoundaryLoss(_SoftDice(), AlphaSchedule("equal"))
+    assert equal(logits, target, zt).item() == pytest.approx(_SoftDice()(logits, target).item() + R.region_wise(x, z),
+                                                             abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------- every loss: edge cases
+def _losses(num_classes, ignore=None):
+    z = None
+    return [ComboLoss(ignore_label=ignore), IoUxyLoss(ignore_label=ignore), TopKDiceLoss(ignore_label=ignore),
+            CEAndTopKDiceLoss(ignore_label=ignore), FocalLoss(ignore_label=ignore),
+            WeightedCELoss([1.0] * num_classes, ignore_label=ignore), ("rw", RegionWiseLoss(ignore_label=ignore)),
+            ("db", DiceBoundaryLoss(_SoftDice(), ignore_label=ignore))] if z is None else []
+
+
+def _call(loss, logits, target):
+    if isinstance(loss, tuple):
+        z = torch.linspace(-1, 1, logits.numel()).view(logits.shape)
+        if loss[0] == "db":
+            return loss[1](logits, torch.where(target > logits.shape[1] - 1, 0, target), z)
+        return loss[1](logits, target, z)
+    return loss(logits, target)
+
+
+@pytest.mark.parametrize("case", ["empty_class", "full_class", "one_voxel", "3d"])
+def test_every_loss_edge_cases(case):
+    if case == "one_voxel":
+        x, labels = _data((1, 3, 1, 1), 21)
+    elif case == "3d":
+        x, labels = _data((1, 3, 3, 4, 2), 22)
+    else:
+        x, labels = _data((2, 3, 5, 5), 23)
+        labels[:] = 0 if case == "full_class" else np.where(labels == 2, 1, labels)
+    for loss in _losses(3):
+        logits, target = _t(x, labels)
+        value = _call(loss, logits, target)
+        value.backward()
+        assert value.dtype == torch.float32 and value.ndim == 0
+        assert torch.isfinite(value) and torch.isfinite(logits.grad).all(), (case, loss)
+
+
+def test_every_loss_ignore_label():
+    x, labels = _data((2, 3, 6, 6), 24)
+    labels[:, :2] = 3
+    # (Dice + Boundary: its partner applies the ignore label itself; tests/test_registry.py checks the built one)
+    for loss in [loss for loss in _losses(3, ignore=3) if not (isinstance(loss, tuple) and loss[0] == "db")]:
+        logits, target = _t(x, labels)
+        value = _call(loss, logits, target)
+        value.backward()
+        assert torch.all(logits.grad[:, :, :2] == 0), loss
+        # changing logits at ignored voxels changes nothing
+        x2 = x.copy()
+        x2[:, :, :2] = 50.0
+        logits2, _ = _t(x2, labels)
+        assert _call(loss, logits2, target).item() == pytest.approx(value.item(), abs=1e-5), loss
+        # an all-ignored batch gives 0 and backward works
+        logits3, target3 = _t(x, np.full_like(labels, 3))
+        v = _call(loss, logits3, target3)
+        v.backward()
+        assert v.item() == 0.0, loss
+
+
+def test_every_loss_nan_propagates_and_bad_targets():
+    x, labels = _data((2, 3, 4, 4), 25)
+    x[0, 0, 0, 0] = np.nan
+    for loss in _losses(3):
+        logits, target = _t(x, labels)
+        assert torch.isnan(_call(loss, logits, target)), loss
+    x, labels = _data((2, 3, 4, 4), 26)
+    for loss in _losses(3):
+        if isinstance(loss, tuple):
+            continue
+        logits, _ = _t(x, labels)
+        with pytest.raises(ValueError, match="labels must lie in"):
+            loss(logits, torch.full((2, 1, 4, 4), 5))
+        with pytest.raises(ValueError):
+            loss(logits, torch.zeros(2, 1, 3, 4, dtype=torch.long))
+        with pytest.raises(ValueError):
+            loss(logits, torch.zeros(2, 2, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_loss_under_autocast_with_huge_logits(dtype):
+    rng = np.random.default_rng(27)
+    x = rng.choice([-1e4, 1e4], (2, 3, 6, 6))
+    labels = rng.integers(0, 3, (2, 6, 6))
+    for loss in _losses(3):
+        logits, target = _t(x, labels)
+        with torch.autocast("cpu", dtype=dtype):
+            value = _call(loss, logits.to(dtype), target)  # what a network under autocast outputs
+        value.backward()
+        assert value.dtype == torch.float32 and torch.isfinite(value), loss
+        assert torch.isfinite(logits.grad).all(), loss
