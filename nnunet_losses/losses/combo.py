@@ -21,22 +21,30 @@ def foreground_log_probs(logits: torch.Tensor, regions: bool):
     """ln p and ln(1 - p) of the foreground channels, computed stably from the logits.
 
     Region mode: every channel is a sigmoid foreground channel. Label mode: softmax over all channels, foreground =
-    channels 1..C-1; ln(1 - p_c) = logsumexp_{j != c} x_j - logsumexp_j x_j, which stays finite even when
-    p_c rounds to 1 in float32 (so ``(1 - t) ln(1 - p)`` never becomes 0 * inf).
+    channels 1..C-1, and ``ln(1 - p_c) = ln sum_{j != c} exp(x_j) - logsumexp(x)``. The sum over the other channels
+    is taken relative to their own maximum (the overall maximum, or the runner-up for the winning channel), so it is
+    >= 1 and never cancels: the result stays exact and finite where p_c rounds to 1 in float32, and
+    ``(1 - t) ln(1 - p)`` never becomes 0 * inf.
     """
     if regions:
         return nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    num_classes = logits.shape[1]
-    if num_classes < 2:
+    if logits.shape[1] < 2:
         raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
-    log_norm = torch.logsumexp(logits, 1, keepdim=True)
-    log_p = logits[:, 1:] - log_norm
-    log_not_p = []
-    for c in range(1, num_classes):
-        others = torch.cat([logits[:, :c], logits[:, c + 1:]], 1)
-        log_not_p.append(torch.logsumexp(others, 1, keepdim=True))
-    log_1mp = torch.cat(log_not_p, 1) - log_norm
-    return log_p, log_1mp
+    top, top_idx = logits.max(1, keepdim=True)
+    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top_idx, True)
+    without_top = logits.masked_fill(is_top, float("-inf"))
+    runner_up = without_top.amax(1, keepdim=True)
+    e = torch.exp(logits - top)
+    total = e.sum(1, keepdim=True)  # >= 1
+    log_total = torch.log(total)
+    log_p = logits - top - log_total
+    # channels that are not the maximum: the others include the maximum, so total - e_c >= 1 - (rounding)
+    log_1mp_rest = torch.log((total - e).clamp_min(1e-30)) - log_total
+    # the maximum channel: sum of the others relative to the runner-up (the runner-up's own term is 1)
+    others = torch.exp(without_top - runner_up).sum(1, keepdim=True)
+    log_1mp_top = runner_up + torch.log(others) - top - log_total
+    log_1mp = torch.where(is_top, log_1mp_top, log_1mp_rest)
+    return log_p[:, 1:], log_1mp[:, 1:]
 
 
 class ComboLoss(nn.Module):

@@ -1,0 +1,122 @@
+"""Forward + backward cost of every loss as a ratio to nnU-Net's DC_and_CE_loss, with deep supervision.
+
+    python benchmarks/loss_cost.py            # 2D (12, 4, 256, 256) and 3D (2, 4, 128, 128, 128), 5 scales
+    python benchmarks/loss_cost.py --quick    # smaller shapes, a smoke run
+
+Both the baseline and each loss run on the same tensors in the same process; the ratio is median time / median
+baseline time. Goals (issue 2): every loss <= 1.25x, TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given
+the map <= 1.1x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunet_losses.registry import build_loss
+
+GOALS = {"topk_dice": 1.5, "topk_dice_only": 1.5, "rrw": 1.1}
+LOSSES = ("combo", "rrw", "dice_boundary", "iou_xy", "focal", "topk_dice_only", "topk_dice", "wce", "topk_ce")
+
+
+def make_inputs(shape, scales, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    batch, channels, *spatial = shape
+    outputs, targets, maps = [], [], []
+    for s in range(scales):
+        sp = [max(1, d // 2 ** s) for d in spatial]
+        outputs.append(torch.randn(batch, channels, *sp, generator=g).to(device).requires_grad_(True))
+        targets.append(torch.randint(0, channels, (batch, 1, *sp), generator=g).to(device))
+        maps.append((torch.rand(batch, channels, *sp, generator=g) * 2 - 1).to(device))
+    return outputs, targets, maps
+
+
+def time_loss(loss, outputs, targets, maps, needs_map, repeats, device):
+    def once():
+        for o in outputs:
+            o.grad = None
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        value = loss(outputs, targets, maps) if needs_map else loss(outputs, targets)
+        value.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    once()  # warm-up
+    return statistics.median(once() for _ in range(repeats))
+
+
+def run(shape, scales, repeats, device, losses=LOSSES):
+    """Each loss is timed alternately with the baseline (same tensors), so drifts in machine load hit both."""
+    from nnunet_losses.registry import get_spec
+
+    weights = np.array([1 / 2 ** i for i in range(scales)])
+    weights = weights / weights.sum()
+    outputs, targets, maps = make_inputs(shape, scales, device)
+    base = DeepSupervisionWrapper(build_loss("dice_ce", batch_dice=True), weights).to(device)
+    rows, base_times = [], []
+    for name in losses:
+        spec = get_spec(name)
+        loss = build_loss(name, batch_dice=True, class_weights=[1.0] * shape[1] if spec.needs_class_weights else None)
+        wrapped = DeepSupervisionWrapper(loss, weights).to(device)
+        pairs = [(time_loss(base, outputs, targets, maps, False, 1, device),
+                  time_loss(wrapped, outputs, targets, maps, spec.needs_map is not None, 1, device))
+                 for _ in range(repeats)]
+        b = statistics.median(p[0] for p in pairs)
+        t = statistics.median(p[1] for p in pairs)
+        base_times.append(b)
+        goal = None if name == "topk_ce" else GOALS.get(name, 1.25)
+        rows.append({"loss": name, "ms": t * 1e3, "ratio": t / b, "goal": goal})
+    rows.insert(0, {"loss": "dice_ce (baseline)", "ms": statistics.median(base_times) * 1e3, "ratio": 1.0,
+                    "goal": None})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per loss (median)")
+    parser.add_argument("--only", choices=("2d", "3d"), default=None)
+    parser.add_argument("--quick", action="store_true", help="small shapes (smoke run)")
+    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    shapes = {"2d": (12, 4, 256, 256), "3d": (2, 4, 128, 128, 128)}
+    if args.quick:
+        shapes = {"2d": (4, 4, 64, 64), "3d": (1, 4, 32, 32, 32)}
+    results = {}
+    for dim, shape in shapes.items():
+        if args.only and dim != args.only:
+            continue
+        print(f"# {dim}: batch {shape}, 5 deep-supervision scales, device {device}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads", flush=True)
+        results[dim] = run(shape, 5, args.repeats, device)
+    names = [r["loss"] for r in next(iter(results.values()))]
+    header = "| loss | " + " | ".join(f"{d} ms | {d} ratio" for d in results) + " | goal | met |"
+    print(header)
+    print("|---" * (2 + 2 * len(results) + 1) + "|")
+    for i, name in enumerate(names):
+        cells = []
+        met = True
+        goal = None
+        for d in results:
+            row = results[d][i]
+            goal = row["goal"]
+            cells.append(f"{row['ms']:.1f} | {row['ratio']:.2f}x")
+            met = met and (goal is None or row["ratio"] <= goal)
+        goal_text = "-" if goal is None else f"<= {goal}x"
+        print(f"| {name} | " + " | ".join(cells) + f" | {goal_text} | {'-' if goal is None else ('yes' if met else 'NO')} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "torch": torch.__version__, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
