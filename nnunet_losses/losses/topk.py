@@ -68,20 +68,22 @@ class TopKDiceLoss(nn.Module):
     def keep_mask(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background."""
         batch, channels = y.shape[:2]
-        eps = self.perturbation(probs.shape[2:], probs.device)
-        tp = (y * (probs + eps)).reshape(batch, channels, -1)
+        eps = self.perturbation(probs.shape[2:], probs.device).reshape(-1)
+        p_rows = probs.reshape(batch, channels, -1)
         fg = (y > 0.5).reshape(batch, channels, -1)
         counts = fg.sum(-1).tolist()
-        drop = torch.zeros_like(fg)
+        keep = torch.ones_like(fg)
         for b in range(batch):
             for c in range(channels):
                 n = counts[b][c]
-                keep = max(1, math.ceil(self.k / 100.0 * n - 1e-9)) if n else 0
-                if n == 0 or keep >= n:
+                n_keep = max(1, math.ceil(self.k / 100.0 * n - 1e-9)) if n else 0
+                if n == 0 or n_keep >= n:
                     continue
-                threshold = tp[b, c][fg[b, c]].kthvalue(keep).values
-                drop[b, c] = fg[b, c] & (tp[b, c] > threshold)
-        return (~drop).reshape(y.shape).to(probs.dtype)
+                inside = fg[b, c]
+                tp = p_rows[b, c] + eps  # TP^c = Y^c (P^c + eps) on the class's voxels
+                threshold = tp[inside].kthvalue(n_keep).values
+                keep[b, c] = ~(inside & (tp > threshold))
+        return keep.reshape(y.shape).to(probs.dtype)
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,8 +97,8 @@ class TopKDiceLoss(nn.Module):
         keep = self.keep_mask(probs.detach(), y)
         yk, pk = y * keep, probs * keep
         axes = tuple(range(2, logits.ndim))
-        numerator = 2.0 * (yk * pk).sum(axes)
-        denominator = (yk * yk).sum(axes) + (pk * pk).sum(axes)
+        numerator = 2.0 * (yk * probs).sum(axes)  # Yk Pk = Y keep P (keep is 0/1)
+        denominator = yk.sum(axes) + (pk * pk).sum(axes)  # Yk^2 = Yk (binary)
         present = (y.sum(axes) > 0).to(probs.dtype)  # (B, C)
         n_present = present.sum(1)
         dice = torch.where(present > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
