@@ -96,6 +96,9 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
         assert settings["schedule"]["kind"] == "gradual"
     assert "Mean Validation Dice" in proc.stdout + _log(dataset, trainer)
     _predict(dataset, trainer, tmp_path / "pred")
+    if trainer.startswith("RRW"):
+        _run([_cli("nnUNetv2_find_best_configuration"), dataset["id"], "-c", "2d", "-tr", trainer, "-f", "0"],
+             dataset["env"])
 
 
 def test_online_maps_under_spawn(dataset):
