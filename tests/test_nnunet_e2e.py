@@ -155,3 +155,59 @@ def test_ignore_label_dataset(tmp_path):
     for trainer in ("RRWTrainer_ep1_it3", "TopKDiceTrainer_ep1_it3"):
         _train(ds, trainer)
         assert "'ignore_label': 4" in _log(ds, trainer)
+
+
+def _pipeline_batch(dataset, kind, training, seed=0):
+    """One batch of nnU-Net's own loader and transforms with our precomputed-map transforms added."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_losses.nnunet.map_transform import split_target
+    from nnunet_losses.nnunet.precomputed_loading import (
+        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform)
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    label_manager = PlansManager(os.path.join(dataset["pre"], "nnUNetPlans.json")).get_label_manager(
+        load_json(os.path.join(dataset["pre"], "dataset.json")))
+    folder = os.path.join(dataset["pre"], "nnUNetPlans_2d")
+    data = MapDataset(nnUNetDatasetBlosc2(folder), kind)
+    scales = [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
+    if training:
+        transforms = nnUNetTrainer.get_training_transforms((64, 64), (-np.pi, np.pi), scales, (0, 1), False,
+                                                           foreground_labels=[1, 2, 3])
+    else:
+        transforms = nnUNetTrainer.get_validation_transforms(scales, foreground_labels=[1, 2, 3])
+    channels = 1 if kind == "rrw" else 4
+    transforms.transforms.insert(0, SplitMapChannelsTransform(channels))
+    transforms.transforms.append(PrecomputedMapsToTargetTransform(kind, 4))
+    # no foreground oversampling without augmentation: its patches may be shifted past the border and padded
+    loader = nnUNetDataLoader(data, 4, (64, 64), (64, 64), label_manager, 0.33 if training else 0.0,
+                              transforms=transforms)
+    batch = loader.generate_train_batch()
+    return split_target(batch["target"], 4)
+
+
+def test_precomputed_maps_through_nnunet_pipeline(dataset):
+    from nnunet_losses.maps import boundary_map, rrw_map
+
+    # without augmentation the map that arrives is the map of the label patch (the whole 64x64 slice here)
+    for kind, fn, tol in (("rrw", rrw_map, 0.5 / 255 + 1e-5), ("boundary", boundary_map, 0.125 + 1e-5)):
+        labels, maps = _pipeline_batch(dataset, kind, training=False)
+        assert [m.shape[-1] for m in maps] == [t.shape[-1] for t in labels] == [64, 32, 16]
+        for b in range(4):
+            expected = fn(labels[0][b, 0].numpy(), 4)
+            assert np.abs(maps[0][b].numpy() - expected).max() <= tol, kind
+    # with nnU-Net's augmentation: +1 outside each class, in [-1, 0] inside, at every deep-supervision scale
+    labels, maps = _pipeline_batch(dataset, "rrw", training=True, seed=3)
+    for lab, z in zip(labels, maps):
+        assert z.shape == (4, 4) + tuple(lab.shape[2:])
+        onehot = np.stack([(lab[:, 0].numpy() == k) for k in range(4)], 1)
+        zn = z.numpy()
+        assert np.all(zn[~onehot] == 1.0)
+        assert np.all((zn[onehot] <= 0) & (zn[onehot] >= -1.0 - 1e-6))
+    assert maps[0].min() < -0.5  # the distances survived the augmentation

@@ -30,10 +30,12 @@ def _write_case(folder, case, seg):
     os.replace(tmp, path)
 
 
-def _read(path):
+def _read(path, kind):
     import blosc2
 
-    return blosc2.open(urlpath=path, mode="r")[...].astype(np.float32)
+    from nnunet_losses.nnunet.precompute import dequantise
+
+    return dequantise(blosc2.open(urlpath=path, mode="r")[...], kind)
 
 
 def test_own_class_map_is_the_inside_map_collapsed():
@@ -56,19 +58,20 @@ def test_precomputed_values(tmp_path, is_2d):
     summary = precompute_maps(folder, ["rrw", "boundary"], 3, is_2d, spacing, progress=False)
     assert summary["computed"] == 1 and summary["folder"] == maps_folder(folder)
     assert maps_folder(folder) == folder + "_maps"
-    rrw = _read(map_file(maps_folder(folder), "case_a", "rrw"))
-    boundary = _read(map_file(maps_folder(folder), "case_a", "boundary"))
+    rrw = _read(map_file(maps_folder(folder), "case_a", "rrw"), "rrw")
+    boundary = _read(map_file(maps_folder(folder), "case_a", "boundary"), "boundary")
     labels = np.where(seg[0] < 0, 0, seg[0])
     assert rrw.shape == (1,) + labels.shape and boundary.shape == (3,) + labels.shape
     if is_2d:
         for z in range(labels.shape[0]):
             expected = rrw_inside_map(labels[z], 3, spacing[1:]).sum(0)
-            assert np.allclose(rrw[0, z], expected, atol=2e-3)  # float16 storage
-            assert np.allclose(boundary[:, z], boundary_map(labels[z], 3, spacing[1:]), rtol=2e-3, atol=2e-2)
+            assert np.allclose(rrw[0, z], expected, atol=0.5 / 255 + 1e-6)  # uint8 storage
+            assert np.allclose(boundary[:, z], boundary_map(labels[z], 3, spacing[1:]), atol=0.125 + 1e-6)
     else:
-        assert np.allclose(rrw[0], rrw_inside_map(labels, 3, spacing).sum(0), atol=2e-3)
-        assert np.allclose(boundary, boundary_map(labels, 3, spacing), rtol=2e-3, atol=2e-2)
-    assert np.allclose(compute_case_map(seg, "rrw", 3, is_2d, spacing), rrw, atol=2e-3)
+        assert np.allclose(rrw[0], rrw_inside_map(labels, 3, spacing).sum(0), atol=0.5 / 255 + 1e-6)
+        assert np.allclose(boundary, boundary_map(labels, 3, spacing), atol=0.125 + 1e-6)
+    assert np.allclose(compute_case_map(seg, "rrw", 3, is_2d, spacing), rrw, atol=0.5 / 255 + 1e-6)
+    assert not np.allclose(rrw, 0) and rrw.max() == 1.0
 
 
 def test_resume_stale_and_missing(tmp_path):

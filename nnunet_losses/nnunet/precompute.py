@@ -5,12 +5,15 @@ Layout: ``nnUNet_preprocessed/<Dataset>/<data_identifier>_maps/`` (a sibling of 
 ``<case>_<kind>.json`` record of the segmentation it was computed from (file size and modification time of
 ``<case>_seg.b2nd``): re-preprocessing rewrites the segmentation, so a stale map is detected at training start.
 
-What is stored (float16, blosc2-compressed, chunked like the segmentation):
+What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; see BENCHMARKS.md for
+the sizes):
 
 * ``rrw``: one channel, the normalised inside distance ``m = d / max_{Omega_c} d`` of every voxel within its own
-  class c (eq. 4 without the sign; 1 for a class filling the slice/volume). The trainer rebuilds the full map
-  ``z_k = (1 - Y_k) - m * Y_k`` after augmentation, from the augmented labels, so zero padding stays correct.
-* ``boundary``: the K-channel signed distance map (eq. 3).
+  class c (eq. 4 without the sign; 1 for a class filling the slice/volume), as uint8 in steps of 1/255 (error
+  <= 0.002). The trainer rebuilds the full map ``z_k = (1 - Y_k) - m * Y_k`` after augmentation, from the augmented
+  labels, so zero padding stays correct.
+* ``boundary``: the K-channel signed distance map (eq. 3), as int16 in quarter voxels (error <= 0.125 voxel,
+  distances up to 8191 voxels).
 
 2D configurations get per-slice 2D maps (each slice normalised on its own); 3D configurations get 3D maps with the
 configuration's spacing. Writes are atomic (temporary file, then rename); an interrupted run resumes where it stopped.
@@ -27,7 +30,9 @@ from ..maps import boundary_map
 from ..maps.distance import inside_distance
 
 MAP_KINDS = ("rrw", "boundary")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# kind -> (stored dtype, scale): stored = round(value * scale)
+QUANTISATION = {"rrw": (np.uint8, 255.0), "boundary": (np.int16, 4.0)}
 
 
 def maps_folder(preprocessed_dataset_folder: str) -> str:
@@ -78,6 +83,16 @@ def compute_case_map(seg: np.ndarray, kind: str, num_classes: int, is_2d: bool,
     return fn(labels, spacing).astype(np.float32)
 
 
+def quantise(array: np.ndarray, kind: str) -> np.ndarray:
+    dtype, scale = QUANTISATION[kind]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(array * scale), info.min, info.max).astype(dtype)
+
+
+def dequantise(stored: np.ndarray, kind: str) -> np.ndarray:
+    return stored.astype(np.float32) / np.float32(QUANTISATION[kind][1])
+
+
 def _write_b2nd(array: np.ndarray, path: str, like) -> None:
     import blosc2
 
@@ -88,8 +103,9 @@ def _write_b2nd(array: np.ndarray, path: str, like) -> None:
     if like is not None and len(getattr(like, "chunks", ())) == array.ndim:
         chunks = (array.shape[0],) + tuple(like.chunks[1:])
         blocks = (array.shape[0],) + tuple(like.blocks[1:])
-    cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 8, "nthreads": 1, "filters": [blosc2.Filter.SHUFFLE]}
-    blosc2.asarray(np.ascontiguousarray(array.astype(np.float16)), urlpath=tmp, mode="w", chunks=chunks,
+    filters = [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA] if array.itemsize > 1 else [blosc2.Filter.NOFILTER]
+    cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 8, "nthreads": 1, "filters": filters}
+    blosc2.asarray(np.ascontiguousarray(array), urlpath=tmp, mode="w", chunks=chunks,
                    blocks=blocks, cparams=cparams)
     os.replace(tmp, path)
 
@@ -129,7 +145,7 @@ def _work(args: Tuple) -> Tuple[str, str]:
             continue
         stamp = _seg_stamp(seg_file)
         array = compute_case_map(labels, kind, num_classes, is_2d, spacing)
-        _write_b2nd(array, map_file(folder, case, kind), seg)
+        _write_b2nd(quantise(array, kind), map_file(folder, case, kind), seg)
         _write_json({"version": FORMAT_VERSION, "kind": kind, "case": case, "num_classes": num_classes,
                      "per_slice_2d": is_2d, "spacing": list(spacing) if spacing is not None else None,
                      "channels": int(array.shape[0]), **stamp}, map_file(folder, case, kind)[:-5] + ".json")

@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
-from .precompute import map_file, maps_folder
+from .precompute import dequantise, map_file, maps_folder
 
 
 class _ImageWithMaps:
     """Read-only lazy concatenation of image channels and map channels; slicing reads only the slice."""
 
-    def __init__(self, image, maps):
+    def __init__(self, image, maps, kind: str):
         if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
             raise RuntimeError(f"map shape {tuple(maps.shape)} does not match image shape {tuple(image.shape)}: "
                                f"stale maps, run nnunet-losses precompute-maps again")
-        self.image, self.maps = image, maps
+        self.image, self.maps, self.kind = image, maps, kind
         self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
         self.ndim = len(self.shape)
         self.dtype = np.dtype(np.float32)
@@ -36,7 +36,7 @@ class _ImageWithMaps:
         if not isinstance(index, tuple) or index[0] != slice(None):
             raise IndexError("_ImageWithMaps supports crops over all channels only")
         image = np.asarray(self.image[index], dtype=np.float32)
-        maps = np.asarray(self.maps[index], dtype=np.float32)
+        maps = dequantise(np.asarray(self.maps[index]), self.kind)
         return np.concatenate([image, maps], 0)
 
 
@@ -65,7 +65,7 @@ class MapDataset:
             raise FileNotFoundError(f"missing map {path}: run nnunet-losses precompute-maps")
         kwargs = {} if os.name == "nt" else {"mmap_mode": "r"}
         maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
-        return _ImageWithMaps(data, maps), seg, seg_prev, properties
+        return _ImageWithMaps(data, maps, self.kind), seg, seg_prev, properties
 
 
 class SplitMapChannelsTransform(BasicTransform):
