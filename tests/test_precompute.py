@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from nnunet_losses.maps import boundary_map, rrw_inside_map
+from nnunet_losses.maps import boundary_map, rrw_inside_map, rrw_own_class_map
 from nnunet_losses.nnunet.precompute import (
-    case_status, check_maps, compute_case_map, map_file, maps_folder, precompute_maps, rrw_own_class_map)
+    case_status, check_maps, compute_case_map, map_file, maps_folder, precompute_maps)
 
 
 def _blobs(shape, num_classes, seed):

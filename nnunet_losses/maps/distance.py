@@ -48,22 +48,32 @@ def inside_distance(labels: np.ndarray, num_classes: int, spacing: Optional[Sequ
     return _edt((lab + 1).astype(np.uint32), spacing)
 
 
-def rrw_inside_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
-    """``m_k = d / max_{Omega_k} d`` inside class k, 0 outside: the part of the RRW map that survives zero padding.
-
-    The full RRW map is ``z = (1 - Y) - m`` (see :func:`rrw_map`). A class that fills the array gets m = 1.
+def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """One channel: each voxel's distance to the nearest voxel outside its own class, divided by the largest such
+    distance in that class (1 for a class filling the array; 0 for labels that are no class). *spatial -> float32.
     """
     lab, k_classes, spacing = _check(labels, num_classes, spacing)
     dist = _edt((lab + 1).astype(np.uint32), spacing)
-    out = np.zeros((k_classes,) + lab.shape, dtype=np.float32)
+    out = np.zeros(lab.shape, dtype=np.float32)
     for k in range(k_classes):
         inside = lab == k
         if not inside.any():
             continue
         d = dist[inside]
         largest = d.max()
-        out[k][inside] = 1.0 if not np.isfinite(largest) else d / largest
+        out[inside] = 1.0 if not np.isfinite(largest) else d / largest
     return out
+
+
+def rrw_inside_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """``m_k = d / max_{Omega_k} d`` inside class k, 0 outside: the part of the RRW map that survives zero padding.
+
+    The full RRW map is ``z = (1 - Y) - m`` (see :func:`rrw_map`). A class that fills the array gets m = 1.
+    """
+    lab, k_classes, _ = _check(labels, num_classes, spacing)
+    own = rrw_own_class_map(labels, num_classes, spacing)
+    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
+    return (onehot * own[None]).astype(np.float32)
 
 
 def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:

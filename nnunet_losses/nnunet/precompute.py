@@ -26,8 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..maps import boundary_map
-from ..maps.distance import inside_distance
+from ..maps import boundary_map, rrw_own_class_map
 
 MAP_KINDS = ("rrw", "boundary")
 FORMAT_VERSION = 2
@@ -47,23 +46,6 @@ def map_file(folder: str, case: str, kind: str) -> str:
 def _seg_stamp(seg_file: str) -> Dict[str, int]:
     st = os.stat(seg_file)
     return {"seg_size": int(st.st_size), "seg_mtime_ns": int(st.st_mtime_ns)}
-
-
-def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
-    """One channel: each voxel's normalised distance to the nearest voxel outside its own class (0 for labels that
-    are no class). ``rrw_inside_map(...)[k] == own * (labels == k)``."""
-    lab = np.asarray(labels).astype(np.int64)
-    lab = np.where(lab < 0, 0, lab)
-    dist = inside_distance(lab, num_classes, spacing)
-    out = np.zeros(lab.shape, np.float32)
-    for k in range(num_classes):
-        inside = lab == k
-        if not inside.any():
-            continue
-        d = dist[inside]
-        largest = d.max()
-        out[inside] = 1.0 if not np.isfinite(largest) else d / largest
-    return out
 
 
 def compute_case_map(seg: np.ndarray, kind: str, num_classes: int, is_2d: bool,

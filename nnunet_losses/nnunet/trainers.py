@@ -24,7 +24,7 @@ from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
 from .precompute import check_maps, maps_folder
 from .precomputed_loading import MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform
-from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, format_name, parse_name
+from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, parse_name
 
 _A = NameParam("a", "alpha")
 _B = NameParam("b", "beta")
