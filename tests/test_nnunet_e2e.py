@@ -168,7 +168,7 @@ def _pipeline_batch(dataset, kind, training, seed=0):
 
     from nnunet_losses.nnunet.map_transform import split_target
     from nnunet_losses.nnunet.precomputed_loading import (
-        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform)
+        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -189,7 +189,10 @@ def _pipeline_batch(dataset, kind, training, seed=0):
     loader = nnUNetDataLoader(data, 4, (64, 64), (64, 64), label_manager, 0.33 if training else 0.0,
                               transforms=transforms)
     batch = loader.generate_train_batch()
-    return split_target(batch["target"], 4)
+    labels, maps = split_target(batch["target"], channels)
+    if kind == "rrw":  # as the trainer does on its device
+        maps = [rrw_from_own_class_map(t, m, 4) for t, m in zip(labels, maps)]
+    return labels, maps
 
 
 def test_precomputed_maps_through_nnunet_pipeline(dataset):

@@ -36,6 +36,11 @@ def _check(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[floa
     return lab, int(num_classes), spacing
 
 
+def _label_image(lab: np.ndarray, num_classes: int) -> np.ndarray:
+    """Labels shifted to >= 1 (every voxel is "foreground" for edt's multi-label pass), in the smallest dtype."""
+    return (lab + 1).astype(np.uint8 if num_classes < 255 else np.uint32)
+
+
 def _edt(data: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
     data = np.ascontiguousarray(data)
     aniso = spacing[0] if data.ndim == 1 else spacing
@@ -45,7 +50,7 @@ def _edt(data: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
 def inside_distance(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
     """Distance of every voxel to the nearest voxel of another label (inf where the array has a single label)."""
     lab, _, spacing = _check(labels, num_classes, spacing)
-    return _edt((lab + 1).astype(np.uint32), spacing)
+    return _edt(_label_image(lab, num_classes), spacing)
 
 
 def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
@@ -53,7 +58,7 @@ def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Se
     distance in that class (1 for a class filling the array; 0 for labels that are no class). *spatial -> float32.
     """
     lab, k_classes, spacing = _check(labels, num_classes, spacing)
-    dist = _edt((lab + 1).astype(np.uint32), spacing)
+    dist = _edt(_label_image(lab, k_classes), spacing)
     out = np.zeros(lab.shape, dtype=np.float32)
     for k in range(k_classes):
         inside = lab == k
@@ -98,7 +103,7 @@ def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequenc
     counts as "not k", so the inside values are -(distance to the array border - 1).
     """
     lab, k_classes, spacing = _check(labels, num_classes, spacing)
-    dist_in = _edt((lab + 1).astype(np.uint32), spacing)
+    dist_in = _edt(_label_image(lab, k_classes), spacing)
     out = np.zeros((k_classes,) + lab.shape, dtype=np.float32)
     for k in range(k_classes):
         inside = lab == k

@@ -50,15 +50,15 @@ class AttachMapsTransform(BasicTransform):
         return f"{type(self).__name__}(kind={self.kind!r}, num_classes={self.num_classes})"
 
 
-def split_target(target: Union[torch.Tensor, List[torch.Tensor]], num_classes: int
+def split_target(target: Union[torch.Tensor, List[torch.Tensor]], num_map_channels: int
                  ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], Union[torch.Tensor, List[torch.Tensor]]]:
-    """Undo :class:`AttachMapsTransform`: (labels (B, 1, ...) int16, maps (B, K, ...) float32), per scale."""
+    """Undo :class:`AttachMapsTransform`: (labels (B, 1, ...) int16, maps (B, C_map, ...) float32), per scale."""
 
     def one(t: torch.Tensor):
-        if t.shape[1] != 1 + num_classes:
+        if t.shape[1] != 1 + num_map_channels:
             raise RuntimeError(
-                f"the batch carries no {num_classes}-channel map (target has {t.shape[1]} channels): the data loader "
-                f"did not attach maps")
+                f"the batch carries no {num_map_channels}-channel map (target has {t.shape[1]} channels): the data "
+                f"loader did not attach maps")
         return t[:, :1].round().to(torch.int16), t[:, 1:].float()
 
     if isinstance(target, list):

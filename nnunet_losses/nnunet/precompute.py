@@ -12,8 +12,8 @@ the sizes):
   class c (eq. 4 without the sign; 1 for a class filling the slice/volume), as uint8 in steps of 1/255 (error
   <= 0.002). The trainer rebuilds the full map ``z_k = (1 - Y_k) - m * Y_k`` after augmentation, from the augmented
   labels, so zero padding stays correct.
-* ``boundary``: the K-channel signed distance map (eq. 3), as int16 in quarter voxels (error <= 0.125 voxel,
-  distances up to 8191 voxels).
+* ``boundary``: the K-channel signed distance map (eq. 3), as int16 in steps of 1/4 of the distance unit (voxels,
+  or the spacing's unit when distances use the spacing; error <= 1/8 unit, distances up to 8191 units).
 
 2D configurations get per-slice 2D maps (each slice normalised on its own); 3D configurations get 3D maps with the
 configuration's spacing. Writes are atomic (temporary file, then rename); an interrupted run resumes where it stopped.
@@ -86,7 +86,7 @@ def _write_b2nd(array: np.ndarray, path: str, like) -> None:
         chunks = (array.shape[0],) + tuple(like.chunks[1:])
         blocks = (array.shape[0],) + tuple(like.blocks[1:])
     filters = [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA] if array.itemsize > 1 else [blosc2.Filter.NOFILTER]
-    cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 8, "nthreads": 1, "filters": filters}
+    cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 3, "nthreads": 1, "filters": filters}
     blosc2.asarray(np.ascontiguousarray(array), urlpath=tmp, mode="w", chunks=chunks,
                    blocks=blocks, cparams=cparams)
     os.replace(tmp, path)

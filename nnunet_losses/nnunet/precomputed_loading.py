@@ -78,7 +78,7 @@ class SplitMapChannelsTransform(BasicTransform):
     def apply(self, data_dict, **params):
         image = data_dict["image"]
         n = self.num_map_channels
-        data_dict["regression_target"] = image[-n:].clone()
+        data_dict["regression_target"] = image[-n:]  # a view: the channels do not overlap, no copy needed
         data_dict["image"] = image[:-n]
         return data_dict
 
@@ -91,8 +91,13 @@ def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
 
 
 class PrecomputedMapsToTargetTransform(BasicTransform):
-    """Last in the pipeline: ``regression_target`` -> full RW map per deep-supervision scale, attached to the
-    segmentation as ``[labels; z]`` (see :func:`nnunet_losses.nnunet.map_transform.split_target`)."""
+    """Last in the pipeline: ``regression_target`` resampled to every deep-supervision scale (the shapes of the
+    downsampled targets) and attached to the segmentation as ``[labels; map]``.
+
+    RRW ships the one-channel stored map ``m``; the trainer builds ``z = (1 - Y) - m Y`` on its device
+    (:func:`rrw_from_own_class_map`), which keeps the workers' work and the collated batch small. Boundary maps ship
+    as they are (K channels).
+    """
 
     def __init__(self, kind: str, num_classes: int):
         super().__init__()
@@ -101,21 +106,22 @@ class PrecomputedMapsToTargetTransform(BasicTransform):
         self.kind = kind
         self.num_classes = int(num_classes)
 
-    def _full_map(self, stored: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        stored = _resize(stored.float(), seg.shape[1:])
-        if self.kind == "boundary":
-            return stored
-        labels = seg[0].long()
-        classes = torch.arange(self.num_classes).view((-1,) + (1,) * labels.ndim)
-        onehot = (labels[None] == classes).float()  # labels >= num_classes (ignore) belong to no class
-        return (1.0 - onehot) - stored * onehot
-
     def apply(self, data_dict, **params):
         stored = data_dict.pop("regression_target", None)
         if stored is None:
             raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
         seg = data_dict["segmentation"]
         segs: List[torch.Tensor] = seg if isinstance(seg, list) else [seg]
-        out = [torch.cat([s.float(), self._full_map(stored, s)], 0) for s in segs]
+        out = [torch.cat([s.float(), _resize(stored.float(), s.shape[1:])], 0) for s in segs]
         data_dict["segmentation"] = out if isinstance(seg, list) else out[0]
         return data_dict
+
+
+def rrw_from_own_class_map(labels: torch.Tensor, own: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Full RRW map (B, K, ...) from labels (B, 1, ...) and the one-channel map (B, 1, ...): ``(1 - Y) - m Y``.
+
+    Labels outside [0, K) (the ignore label) belong to no class: +1 in every channel.
+    """
+    classes = torch.arange(num_classes, device=labels.device).view((1, -1) + (1,) * (labels.ndim - 2))
+    onehot = (labels.long() == classes).to(own.dtype)
+    return (1.0 - onehot) - own * onehot

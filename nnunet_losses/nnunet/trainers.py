@@ -23,7 +23,8 @@ from torch import nn
 from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
 from .precompute import check_maps, maps_folder
-from .precomputed_loading import MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform
+from .precomputed_loading import (
+    MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
 from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, parse_name
 
 _A = NameParam("a", "alpha")
@@ -229,12 +230,15 @@ class LossTrainer(nnUNetTrainer):
     def _take_maps(self, batch: dict) -> dict:
         if self.map_kind is None:
             return batch
-        target, maps = split_target(batch["target"], self.label_manager.num_segmentation_heads)
-        if isinstance(maps, list):
-            self.loss.maps = [m.to(self.device, non_blocking=True) for m in maps]
-        else:
-            self.loss.maps = [maps.to(self.device, non_blocking=True)] if self.enable_deep_supervision \
-                else maps.to(self.device, non_blocking=True)
+        num_classes = self.label_manager.num_segmentation_heads
+        own_class_rrw = self.precomputed_maps and self.map_kind == "rrw"
+        target, maps = split_target(batch["target"], 1 if own_class_rrw else num_classes)
+        targets = target if isinstance(target, list) else [target]
+        maps = [m.to(self.device, non_blocking=True) for m in (maps if isinstance(maps, list) else [maps])]
+        if own_class_rrw:  # the workers ship the one-channel map; the full map is built here, on the device
+            maps = [rrw_from_own_class_map(t.to(self.device, non_blocking=True), m, num_classes)
+                    for t, m in zip(targets, maps)]
+        self.loss.maps = maps if isinstance(target, list) or self.enable_deep_supervision else maps[0]
         return {**batch, "target": target}
 
     def train_step(self, batch: dict) -> dict:
