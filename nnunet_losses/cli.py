@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="nnunet_losses_demo",
                    help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
     p.add_argument("--trainers", default=None, help="comma-separated trainer names (default: one per family)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per training (default 3)")
-    p.add_argument("--iterations", type=int, default=30, help="iterations per epoch (default 30)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per training (default 4)")
+    p.add_argument("--iterations", type=int, default=50, help="iterations per epoch (default 50)")
     p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
     p.set_defaults(func=_cmd_demo)
 

@@ -214,3 +214,17 @@ def test_precomputed_maps_through_nnunet_pipeline(dataset):
         assert np.all(zn[~onehot] == 1.0)
         assert np.all((zn[onehot] <= 0) & (zn[onehot] >= -1.0 - 1e-6))
     assert maps[0].min() < -0.5  # the distances survived the augmentation
+
+
+def test_demo_command_runs_and_resumes(tmp_path):
+    root = tmp_path / "demo"
+    cmd = [_cli("nnunet-losses"), "demo", "--root", str(root), "--trainers", "RRWTrainer,TopKDiceTrainer_k30",
+           "--epochs", "1", "--iterations", "2"]
+    proc = _run(cmd, dict(os.environ))
+    assert "| RRWTrainer_ep1_it2_s0 |" in proc.stdout and "| TopKDiceTrainer_k30_ep1_it2_s0 |" in proc.stdout
+    results = json.load(open(root / "demo_results.json"))
+    assert [r["trainer"] for r in results] == ["RRWTrainer_ep1_it2_s0", "TopKDiceTrainer_k30_ep1_it2_s0"]
+    assert all(set(r["dice"]) == {"large", "medium", "small"} and r["cases"] == 8 for r in results)
+    again = _run(cmd, dict(os.environ))  # everything is there: no step runs again
+    assert "nnUNetv2_train" not in again.stdout and "plan and preprocess" not in again.stdout
+    assert "| RRWTrainer_ep1_it2_s0 |" in again.stdout

@@ -44,8 +44,8 @@ def _run(cmd: List[str], env: Dict[str, str], log_file: str, printer) -> None:
                            f"{tail}")
 
 
-def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 3,
-             iterations: int = 30, num_train: int = 24, num_test: int = 8, printer=print,
+def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 4,
+             iterations: int = 50, num_train: int = 24, num_test: int = 8, printer=print,
              json_out: Optional[str] = None) -> List[Dict]:
     from tqdm import tqdm
 
