@@ -47,12 +47,6 @@ def _edt(data: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
     return edt.edt(data, anisotropy=aniso, black_border=black_border, parallel=1).astype(np.float32)
 
 
-def inside_distance(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
-    """Distance of every voxel to the nearest voxel of another label (inf where the array has a single label)."""
-    lab, _, spacing = _check(labels, num_classes, spacing)
-    return _edt(_label_image(lab, num_classes), spacing)
-
-
 def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
     """One channel: each voxel's distance to the nearest voxel outside its own class, divided by the largest such
     distance in that class (1 for a class filling the array; 0 for labels that are no class). *spatial -> float32.

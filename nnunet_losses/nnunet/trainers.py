@@ -156,12 +156,9 @@ class LossTrainer(nnUNetTrainer):
             loss = _MapFedLoss(loss)
         self.print_to_log_file(f"nnunet-losses: {type(self).__name__}: loss {p.family.loss!r} "
                                f"({self.loss_spec.paper}, {self.loss_spec.equation}) params {self.loss_params}; "
-                               f"context {self._context_for_log()}; training {self._training_summary()}; "
+                               f"context {self.loss_context}; training {self._training_summary()}; "
                                f"module {self.base_loss!r}")
         return loss
-
-    def _context_for_log(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.loss_context.items()}
 
     def _training_summary(self) -> Dict[str, Any]:
         return {"epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
@@ -175,7 +172,7 @@ class LossTrainer(nnUNetTrainer):
         settings = {"trainer": type(self).__name__, "family": self.parsed.family.name,
                     "loss": self.parsed.family.loss, "paper": self.loss_spec.paper,
                     "equation": self.loss_spec.equation, "loss_params": self.loss_params,
-                    "context": self._context_for_log(), "training": self._training_summary(),
+                    "context": self.loss_context, "training": self._training_summary(),
                     "schedule": self.schedule_state()}
         os.makedirs(self.output_folder, exist_ok=True)
         path = os.path.join(self.output_folder, "nnunet_losses.json")
