@@ -169,6 +169,13 @@ _SPECS = (
                                       ignore_label=c.ignore_label),
              (Param("gamma", float, 2.0, "focusing parameter"),
               Param("alpha", float, None, "None: no balancing (001); 0.25 as in 000", optional=True))),
+    LossSpec("focal_dice", "soft Dice + focal loss (baseline of 004, DiceFocal)", "Hosseini (004); Lin et al.",
+             "nnU-Net soft Dice + FL",
+             lambda p, c: _baselines().DiceAndFocal(
+                 L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions, ignore_label=c.ignore_label),
+                 c.batch_dice, c.ddp, c.ignore_label, c.regions),
+             (Param("gamma", float, 2.0, "focusing parameter"),
+              Param("alpha", float, None, "None: no balancing; 0.25 as Lin et al.", optional=True))),
     LossSpec("dice_ce", "nnU-Net's default Dice + CE (baseline)", "nnU-Net v2", "DC_and_CE_loss",
              lambda p, c: _baselines().nnunet_dice_ce(c.batch_dice, c.ddp, c.ignore_label, c.regions)),
     LossSpec("dice", "soft Dice with background (nnU-Net's class; Furtado's dice)", "nnU-Net v2 / 003",
@@ -181,6 +188,10 @@ _SPECS = (
              lambda p, c: _baselines().CrossEntropy(c.ignore_label, c.regions)),
     LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", "nnU-Net v2; baseline of 004", "TopKLoss",
              lambda p, c: _baselines().nnunet_topk_ce(p["k"], c.ignore_label, c.regions),
+             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept"),), supports_regions=False),
+    LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; baseline of 004, DiceTopK)",
+             "nnU-Net v2; baseline of 004", "DC_and_topk_loss",
+             lambda p, c: _baselines().nnunet_dice_topk_ce(p["k"], c.batch_dice, c.ddp, c.ignore_label, c.regions),
              (Param("k", float, 10.0, "percentage of voxels with the highest CE kept"),), supports_regions=False),
 )
 

@@ -77,7 +77,7 @@ def test_parameters_are_validated():
 
 
 def test_baselines_are_nnunets_own_classes():
-    from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+    from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss, DC_and_topk_loss
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.training.loss.robust_ce_loss import TopKLoss
 
@@ -86,6 +86,16 @@ def test_baselines_are_nnunets_own_classes():
     assert isinstance(build_loss("dice").dice, MemoryEfficientSoftDiceLoss)
     assert isinstance(build_loss("topk_ce", k=20.0), TopKLoss)
     assert isinstance(build_loss("dice_boundary").partner.dice, MemoryEfficientSoftDiceLoss)
+    topk_dice = build_loss("dice_topk_ce", k=20.0)
+    assert isinstance(topk_dice, DC_and_topk_loss) and topk_dice.ce.k == 20.0
+
+
+def test_focal_dice_is_dice_plus_focal():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 1, 8, 8))
+    total = build_loss("focal_dice", gamma=2.0)(logits, target)
+    expected = build_loss("dice_nobg")(logits, target) + build_loss("focal", gamma=2.0)(logits, target)
+    torch.testing.assert_close(total, expected)
 
 
 def test_dice_boundary_schedule_parameters():

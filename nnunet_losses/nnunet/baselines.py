@@ -5,6 +5,8 @@
 * ``dice`` / ``dice_nobg``: nnU-Net's ``MemoryEfficientSoftDiceLoss`` with / without the background channel
   (Furtado's "dice" and "diceBK"), behind an adapter that applies the ignore label as ``DC_and_CE_loss`` does.
 * ``ce``: nnU-Net's ``RobustCrossEntropyLoss``; ``topk_ce``: nnU-Net's ``TopKLoss``.
+* ``dice_topk_ce``: nnU-Net's ``DC_and_topk_loss`` (TopK CE + Dice, the DiceTopK baseline of 004).
+* ``focal_dice``: nnU-Net's soft Dice (as in ``DC_and_CE_loss``) + our focal loss (the DiceFocal baseline of 004).
 
 nnU-Net's soft Dice returns ``-Dice`` (not ``1 - Dice``): same gradients, values offset by 1. We keep it.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss, DC_and_topk_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss, TopKLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
@@ -81,3 +83,25 @@ def nnunet_topk_ce(k: float, ignore_label: Optional[int], regions: bool) -> nn.M
     if regions:
         raise ValueError("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
     return TopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
+
+
+def nnunet_dice_topk_ce(k: float, batch_dice: bool, ddp: bool, ignore_label: Optional[int],
+                        regions: bool) -> nn.Module:
+    """nnU-Net's DC_and_topk_loss: TopK CE + soft Dice without background, weights 1 and 1."""
+    if regions:
+        raise ValueError("dice_topk_ce: nnU-Net's DC_and_topk_loss is softmax-only; region datasets are not "
+                         "supported")
+    return DC_and_topk_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {"k": k},
+                            weight_ce=1, weight_dice=1, ignore_label=ignore_label)
+
+
+class DiceAndFocal(nn.Module):
+    """Soft Dice (nnU-Net's, as in DC_and_CE_loss) + focal loss, weights 1 and 1: 004's "Focal-CE + Dice"."""
+
+    def __init__(self, focal: nn.Module, batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool):
+        super().__init__()
+        self.dice = SoftDice(False, batch_dice, ddp, ignore_label, regions)
+        self.focal = focal
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits, target) + self.focal(logits, target)
