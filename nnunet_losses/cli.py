@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -78,6 +79,34 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .metrics.evaluate import evaluate_folder, parse_class_arguments
+
+    classes = parse_class_arguments(args.l) if args.l else None
+    output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
+    result = evaluate_folder(args.pred_dir, args.gt_dir, classes=classes, dataset_json=args.dataset_json,
+                             num_processes=args.np, output=output, progress=not args.no_progress)
+    print(format_summary(result))
+    print(f"wrote {output} and its per-case CSV")
+    return 0
+
+
+def format_summary(result: dict) -> str:
+    """The evaluation summary as a plain-text table: mean +- std per class, and status counts."""
+    metrics = ("dice", "iou", "hd", "hd95", "assd", "fpr", "fnr", "precision", "recall")
+    lines = [f"{result['num_cases']} cases; mean +- std over the cases where the value is defined"]
+    lines.append(f"{'class':<16}" + "".join(f"{m:>16}" for m in metrics) + "   empty: ref/pred/both")
+    for name, entry in result["summary"].items():
+        cells = []
+        for m in metrics:
+            st = entry[m]
+            cells.append(f"{'-':>16}" if st["mean"] is None else f"{st['mean']:>9.4g} +- {st['std']:<4.2g}")
+        status = entry.get("status")
+        counts = f"   {status['ref_empty']}/{status['pred_empty']}/{status['both_empty']}" if status else ""
+        lines.append(f"{name:<16}" + "".join(f"{c:>16}" for c in cells) + counts)
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet-losses",
@@ -111,6 +140,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the default; 2D configurations use the in-plane spacing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute_maps)
+
+    p = sub.add_parser("evaluate", help="per-case, per-class Dice, IoU, HD, HD95, ASSD, FPR, FNR, precision, recall "
+                                        "and volumes of a folder of predictions",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Evaluates every prediction in PRED_DIR against the file of the same name in "
+                                   "GT_DIR (any format nnU-Net reads; spacing from the headers). Writes a JSON "
+                                   "(per-case rows and a summary: mean, std, median, n, n_undefined per class) and "
+                                   "a per-case CSV beside it.\n\n"
+                                   "Surface distances are medpy's (surface = mask minus its erosion, "
+                                   "connectivity 1; HD95 = 95th percentile of both directions pooled).\n"
+                                   "Empty masks: both empty -> Dice/IoU 1, distances 0; one empty -> Dice/IoU "
+                                   "0, distances = the image diagonal; FNR/recall undefined for an empty "
+                                   "reference, precision for an empty prediction (left out of means, counted as "
+                                   "n_undefined).")
+    p.add_argument("pred_dir", help="folder of predicted segmentations")
+    p.add_argument("gt_dir", help="folder of reference segmentations (e.g. nnUNet_preprocessed/DatasetX/"
+                                  "gt_segmentations)")
+    p.add_argument("-l", nargs="+", default=None, metavar="LABELS",
+                   help="classes to evaluate: labels (-l 1 2 3) or regions as comma-separated labels "
+                        "(-l 1,2,3 2,3 3). Default: the labels/regions of the dataset.json in or beside GT_DIR, "
+                        "else every label found in the references")
+    p.add_argument("-o", default=None, help="output JSON (default PRED_DIR/nnunet_losses_metrics.json); the CSV "
+                                            "gets the same name with .csv")
+    p.add_argument("--dataset-json", default=None, help="dataset.json giving labels, regions, ignore label and "
+                                                        "file ending (default: found in or beside GT_DIR)")
+    p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job: every trainer family end to end with nnU-Net's own commands on "
                                     "a generated imbalanced 2D dataset (CPU, ~10 min)",
