@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -91,6 +92,81 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_split(args) -> int:
+    from .experiment.split import write_half_split
+    from .nnunet.precompute import resolve_dataset_folder
+
+    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group, force=args.force)
+    with open(path) as f:
+        fold = json.load(f)[0]
+    print(f"{path}: fold 0 = {len(fold['train'])} training / {len(fold['val'])} validation cases")
+    return 0
+
+
+def _cmd_synthetic_dataset(args) -> int:
+    from .nnunet.synthetic import write_synthetic_dataset
+
+    raw = args.o or os.environ.get("nnUNet_raw")
+    if not raw:
+        raise ValueError("give -o or set nnUNet_raw")
+    print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
+                                  seed=args.seed))
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from .experiment import load_experiment
+    from .experiment.plan import Paths, missing_raw_data_message
+    from .experiment.runner import describe, run_local, run_prepare, run_report, run_task
+    from .experiment.slurm import SlurmOptions, emit_slurm
+
+    exp = load_experiment(args.config)
+    paths = Paths.from_env(args.work_dir or os.path.join("nnunet_losses_experiments", exp.name))
+    if args.dry_run:
+        print(describe(exp, paths, args.device, args.np))
+        problem = missing_raw_data_message(exp, paths)
+        if problem:
+            print(f"# before running: {problem}")
+        return 0
+    if args.emit == "slurm":
+        opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time, gpus=args.gpus,
+                            cpus=args.cpus, mem=args.mem, max_parallel=args.max_parallel, setup=args.setup)
+        path = emit_slurm(exp, paths, opts, device=args.device, num_processes=args.np)
+        print(f"wrote the SLURM scripts of {len(exp.matrix)} trainings; submit with: bash {path}")
+        return 0
+    if args.stage != "report":
+        problem = missing_raw_data_message(exp, paths)
+        if problem:
+            raise FileNotFoundError(problem)
+    if args.stage == "prepare":
+        run_prepare(exp, paths, args.np)
+        return 0
+    if args.stage == "report":
+        run_report(exp, paths)
+        return 0
+    if args.task is not None:
+        if not 0 <= args.task < len(exp.matrix):
+            raise ValueError(f"--task {args.task}: the matrix has tasks 0..{len(exp.matrix) - 1}")
+        run = exp.matrix[args.task]
+        print(f"task {args.task}: {run.label} seed {run.seed} fold {run.fold}: "
+              f"{run_task(exp, paths, run, args.device)}")
+        return 0
+    if args.local:
+        return run_local(exp, paths, jobs=args.j, device=args.device, num_processes=args.np)
+    raise ValueError("choose --dry-run, --local [-j N], --emit slurm, --stage prepare|report or --task I")
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    path = build_report(args.eval_root, args.o or os.path.join(os.path.dirname(os.path.abspath(args.eval_root)),
+                                                               "report"),
+                        reference=args.reference, order=args.order, metrics=args.metrics, plots=args.plots,
+                        permutations=args.permutations, title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
 def format_summary(result: dict) -> str:
     """The evaluation summary as a plain-text table: mean +- std per class, and status counts."""
     metrics = ("dice", "iou", "hd", "hd95", "assd", "fpr", "fnr", "precision", "recall")
@@ -168,6 +244,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("split", help="write the RW paper's split (half of the cases train, half validate) as "
+                                     "splits_final.json",
+                       description="Writes nnU-Net's splits_final.json with one fold: half of the preprocessed "
+                                   "cases for training, the other half for validation (RW paper, 001). Cases sharing "
+                                   "--group's first capture group stay together. Refuses to replace a different "
+                                   "existing split unless --force.")
+    p.add_argument("-d", required=True, help="dataset id or name")
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--group", default=None, help="regex whose first group names a case's group, e.g. "
+                                                 "'^(patient\\d+)' for ACDC")
+    p.add_argument("--force", action="store_true", help="replace an existing different split")
+    p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("synthetic-dataset", help="write the generated imbalanced 2D dataset in nnU-Net raw format")
+    p.add_argument("-d", type=int, default=901, help="dataset id (default 901)")
+    p.add_argument("-o", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
+    p.add_argument("--num-train", type=int, default=12, help="training cases (default 12)")
+    p.add_argument("--num-test", type=int, default=4, help="test cases (default 4)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.set_defaults(func=_cmd_synthetic_dataset)
+
+    p = sub.add_parser("reproduce", help="run a paper's experiment matrix from configs/*.toml: here (--local), as "
+                                         "SLURM job arrays (--emit slurm), or print it (--dry-run)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Plans the whole experiment of a spec (configs/*.toml): plan/preprocess, the "
+                                   "paper's split, maps, one nnUNetv2_train per trainer x run x fold (its final "
+                                   "validation predicts the held-out cases), nnunet-losses evaluate on them, and "
+                                   "nnunet-losses report. Uses nnU-Net's environment variables (nnUNet_raw, "
+                                   "nnUNet_preprocessed, nnUNet_results). Every step resumes: finished trainings "
+                                   "and evaluations are skipped, interrupted trainings continue (--c).\n\n"
+                                   "  nnunet-losses reproduce configs/regionwise_acdc.toml --dry-run\n"
+                                   "  nnunet-losses reproduce configs/regionwise_acdc.toml --local -j 2\n"
+                                   "  nnunet-losses reproduce configs/regionwise_acdc.toml --emit slurm "
+                                   "--partition gpu")
+    p.add_argument("config", help="experiment spec (TOML)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print every command with its status [done]/[todo]")
+    mode.add_argument("--local", action="store_true", help="run everything on this machine")
+    mode.add_argument("--emit", choices=("slurm",), help="write SLURM scripts (WORK/slurm/submit.sh)")
+    mode.add_argument("--stage", choices=("prepare", "report"), help="run one stage (what the SLURM jobs call)")
+    mode.add_argument("--task", type=int, default=None, help="run training task I of the matrix (train + "
+                                                             "evaluate; what the SLURM array calls)")
+    p.add_argument("--work-dir", default=None,
+                   help="evaluations, report, logs, SLURM scripts (default ./nnunet_losses_experiments/NAME)")
+    p.add_argument("-j", type=int, default=1, help="--local: trainings at a time (default 1)")
+    p.add_argument("-np", type=int, default=1, help="processes for preprocessing and maps (default 1)")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu", "mps"), help="nnUNetv2_train -device "
+                                                                                    "(default cuda)")
+    slurm = p.add_argument_group("SLURM (--emit slurm)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--time", default="48:00:00", help="per training (default 48:00:00)")
+    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per training (default 1)")
+    slurm.add_argument("--cpus", type=int, default=8, help="CPUs per job (default 8)")
+    slurm.add_argument("--mem", default="64G", help="memory per job (default 64G)")
+    slurm.add_argument("--max-parallel", type=int, default=None, help="array throttle: trainings at a time")
+    slurm.add_argument("--setup", default="", help="shell line run first in every job, e.g. 'module load cuda'")
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("report", help="paper-style tables (Markdown, LaTeX, CSV) with significance marks and PNG "
+                                      "plots from the evaluations of several trainers",
+                       description="Reads EVAL_ROOT/<loss label>/<trainer>/fold_<f>.json (what `reproduce` writes; "
+                                   "one `evaluate` JSON per training). Per case, values are averaged over the runs "
+                                   "of a loss; the table shows mean +- std over cases per class, * where a loss "
+                                   "differs from --reference (paired permutation test, p < 0.05, as in the RW "
+                                   "paper's Tables 2-4). Plots: box (per-case values per class), cdf (final "
+                                   "mean Dice of each run, RW paper Fig. 5), curves (validation pseudo Dice from "
+                                   "nnU-Net's training logs).")
+    p.add_argument("eval_root", help="folder of evaluations (WORK/evaluation)")
+    p.add_argument("-o", default=None, help="output folder (default: 'report' beside EVAL_ROOT)")
+    p.add_argument("--reference", default=None, help="loss label the others are tested against (default: first)")
+    p.add_argument("--order", nargs="+", default=None, help="loss labels in table order (default alphabetical)")
+    p.add_argument("--metrics", nargs="+", default=["dice", "hd"], help="table columns (default dice hd)")
+    p.add_argument("--plots", nargs="*", default=["box"], choices=("box", "cdf", "curves"),
+                   help="figures (default box)")
+    p.add_argument("--permutations", type=int, default=10000, help="permutations per test (default 10000)")
+    p.add_argument("--title", default="Results", help="report title")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: every trainer family end to end with nnU-Net's own commands on "
                                     "a generated imbalanced 2D dataset (CPU, ~10 min)",

@@ -1,0 +1,163 @@
+"""The commands that reproduce an experiment, in order, each with the files that say it is done.
+
+Stages: ``prepare`` (the synthetic dataset when the spec asks for it, ``nnUNetv2_plan_and_preprocess``, the paper's
+split, ``nnunet-losses precompute-maps``), ``train`` (one task per training of the matrix: ``nnUNetv2_train --c``,
+whose final validation predicts the held-out cases, then ``nnunet-losses evaluate`` on them), ``report``.
+Every command is one a user could type; ``done`` only reads files, so a rerun skips what is finished.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from .config import Experiment, Run
+
+CONVERTER_SCRIPTS = {"acdc": "scripts/convert_acdc.py", "brats18": "scripts/convert_brats18.py",
+                     "kits19": "scripts/convert_kits19.py"}
+
+
+@dataclass
+class Step:
+    stage: str
+    title: str
+    command: List[str]
+    done: Callable[[], bool] = field(default=lambda: False, repr=False)
+    log: str = ""
+
+    def shell(self) -> str:
+        return shlex.join(self.command)
+
+
+@dataclass
+class Paths:
+    """Where nnU-Net and the experiment keep their files (nnU-Net's environment variables)."""
+    raw: str
+    preprocessed: str
+    results: str
+    work: str
+
+    @classmethod
+    def from_env(cls, work: str, env: Optional[Dict[str, str]] = None) -> "Paths":
+        env = os.environ if env is None else env
+        missing = [k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") if not env.get(k)]
+        if missing:
+            raise RuntimeError(f"set nnU-Net's environment variables first: {', '.join(missing)} "
+                               "(https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/set_environment_variables.md)")
+        return cls(os.path.abspath(env["nnUNet_raw"]), os.path.abspath(env["nnUNet_preprocessed"]),
+                   os.path.abspath(env["nnUNet_results"]), os.path.abspath(work))
+
+
+def dataset_name(exp: Experiment, paths: Paths) -> str:
+    """``DatasetXXX_Name`` as found in nnUNet_raw or nnUNet_preprocessed; a pattern while it does not exist yet."""
+    for root in (paths.raw, paths.preprocessed):
+        found = sorted(glob.glob(os.path.join(root, f"Dataset{exp.dataset:03d}_*")))
+        if found:
+            return os.path.basename(found[0])
+    return f"Dataset{exp.dataset:03d}_<name>"
+
+
+def fold_dir(exp: Experiment, paths: Paths, run: Run) -> str:
+    return os.path.join(paths.results, dataset_name(exp, paths), f"{run.trainer}__{exp.plans}__{exp.configuration}",
+                        f"fold_{run.fold}")
+
+
+def evaluation_file(exp: Experiment, paths: Paths, run: Run) -> str:
+    return os.path.join(paths.work, "evaluation", run.label, run.trainer, f"fold_{run.fold}.json")
+
+
+def _plans_done(exp: Experiment, paths: Paths) -> bool:
+    plans_file = os.path.join(paths.preprocessed, dataset_name(exp, paths), f"{exp.plans}.json")
+    if not os.path.isfile(plans_file):
+        return False
+    with open(plans_file) as f:
+        configurations = json.load(f)["configurations"]
+    if exp.configuration not in configurations:
+        return False
+    identifier = configurations[exp.configuration].get("data_identifier")
+    data = os.path.join(os.path.dirname(plans_file), identifier or "")
+    return bool(identifier) and os.path.isdir(data) and bool(os.listdir(data))
+
+
+def _map_kinds(exp: Experiment) -> List[str]:
+    from ..nnunet.naming import parse_name
+    from ..nnunet.trainers import FAMILIES, MAP_FAMILIES
+    from ..registry import get_spec
+
+    kinds = set()
+    for name in exp.trainers.values():
+        parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
+        kind = get_spec(parsed.family.loss).needs_map
+        if kind in ("rrw", "boundary") and not parsed.online:
+            kinds.add(kind)
+    return sorted(kinds)
+
+
+def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List[Step]:
+    did = str(exp.dataset)
+    pre = lambda *p: os.path.join(paths.preprocessed, dataset_name(exp, paths), *p)  # noqa: E731
+    steps = []
+    if exp.convert == "synthetic":
+        steps.append(Step("prepare", "generate the synthetic dataset", ["nnunet-losses", "synthetic-dataset", "-d", did],
+                          lambda: bool(glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*",
+                                                              "dataset.json")))))
+    if exp.plans == "nnUNetPlans":
+        steps.append(Step("prepare", "plan and preprocess",
+                          ["nnUNetv2_plan_and_preprocess", "-d", did, "-c", exp.configuration, "-np",
+                           str(num_processes), "-npfp", str(num_processes), "--verify_dataset_integrity"],
+                          lambda: _plans_done(exp, paths)))
+    if exp.split == "half":
+        command = ["nnunet-losses", "split", "-d", did, "--seed", str(exp.split_seed)]
+        if exp.split_group:
+            command += ["--group", exp.split_group]
+        steps.append(Step("prepare", "write the paper's split (half train, half validation)", command,
+                          lambda: os.path.isfile(pre("splits_final.json"))))
+    kinds = _map_kinds(exp)
+    if kinds:
+        steps.append(Step("prepare", "precompute maps (resumes: up-to-date maps are skipped)",
+                          ["nnunet-losses", "precompute-maps", "-d", did, "-c", exp.configuration, "-p", exp.plans,
+                           "-np", str(num_processes), "--kinds", ",".join(kinds), "--no-progress"]))
+    return steps
+
+
+def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> List[Step]:
+    """Train (continuing from the latest checkpoint when there is one), then evaluate the validation cases."""
+    folder = fold_dir(exp, paths, run)
+    pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
+    summary = os.path.join(folder, "validation", "summary.json")
+    out = evaluation_file(exp, paths, run)
+    train = Step("train", f"train {run.label} seed {run.seed} fold {run.fold}",
+                 ["nnUNetv2_train", str(exp.dataset), exp.configuration, str(run.fold), "-tr", run.trainer, "-p",
+                  exp.plans, "--c", "-device", device],
+                 lambda: os.path.isfile(os.path.join(folder, "checkpoint_final.pth")) and os.path.isfile(summary))
+    evaluate = Step("train", f"evaluate {run.label} seed {run.seed} fold {run.fold}",
+                    ["nnunet-losses", "evaluate", os.path.join(folder, "validation"),
+                     os.path.join(pre, "gt_segmentations"), "--dataset-json", os.path.join(pre, "dataset.json"),
+                     "-o", out, "--no-progress"],
+                    lambda: os.path.isfile(out) and os.path.isfile(summary)
+                    and os.path.getmtime(out) >= os.path.getmtime(summary))
+    return [train, evaluate]
+
+
+def report_step(exp: Experiment, paths: Paths) -> Step:
+    title = exp.paper or exp.name
+    return Step("report", "tables and plots",
+                ["nnunet-losses", "report", os.path.join(paths.work, "evaluation"), "-o",
+                 os.path.join(paths.work, "report"), "--reference", exp.reference, "--order", *exp.trainers,
+                 "--metrics", *exp.metrics, "--plots", *exp.plots, "--permutations", str(exp.permutations),
+                 "--title", title])
+
+
+def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:
+    """Why the matrix cannot start (the raw dataset is not there), with the converter to run; None if it can."""
+    if exp.convert == "synthetic" or glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*",
+                                                              "dataset.json")):
+        return None
+    if glob.glob(os.path.join(paths.preprocessed, f"Dataset{exp.dataset:03d}_*", "dataset.json")):
+        return None
+    how = (f"python {CONVERTER_SCRIPTS[exp.convert]} SOURCE_FOLDER -d {exp.dataset}" if exp.convert
+           else "convert it yourself (no converter ships for this dataset; see configs/README.md)")
+    return f"dataset {exp.dataset} is not in nnUNet_raw ({paths.raw}): {how}"

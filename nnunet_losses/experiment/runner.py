@@ -1,0 +1,117 @@
+"""Run an experiment's steps on this machine: in order, skipping what is done, trainings on N local workers.
+
+Each training task (train, then evaluate) logs to ``WORK/logs/<trainer>_fold<f>.log``; a failed task does not stop
+the others, the report is written from what finished, and the exit status says whether anything failed.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional
+
+from .config import Experiment, Run
+from .plan import Paths, Step, prepare_steps, report_step, run_steps
+
+
+def command_env() -> Dict[str, str]:
+    """The environment of every step: nnU-Net finds our trainers, and the venv's commands come first on PATH."""
+    from .. import ext_trainers
+
+    env = dict(os.environ)
+    env["nnUNet_extTrainer"] = os.path.dirname(os.path.abspath(ext_trainers.__file__))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def execute(step: Step, log_path: str, env: Dict[str, str]) -> None:
+    """Run one step, appending its output to ``log_path``; raise RuntimeError naming the log on failure."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {step.shell()}\n")
+        log.flush()
+        proc = subprocess.run(step.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{step.title} failed (exit {proc.returncode}); see {log_path}")
+
+
+def _status(step: Step) -> str:
+    return "done" if step.done() else "todo"
+
+
+def describe(exp: Experiment, paths: Paths, device: str, num_processes: int) -> str:
+    """The dry run: every command by stage with its status."""
+    lines = [f"# {exp.name}: {exp.paper}", f"# {len(exp.matrix)} trainings = {len(exp.trainers)} trainers x "
+             f"{exp.runs} runs x {len(exp.folds)} fold(s); work folder {paths.work}",
+             f"export nnUNet_extTrainer={command_env()['nnUNet_extTrainer']}"]
+    for step in prepare_steps(exp, paths, num_processes):
+        lines.append(f"[{_status(step)}] {step.shell()}")
+    for index, run in enumerate(exp.matrix):
+        lines.append(f"# task {index}: {run.label} seed {run.seed} fold {run.fold}")
+        for step in run_steps(exp, paths, run, device):
+            lines.append(f"[{_status(step)}] {step.shell()}")
+    lines.append(f"[todo] {report_step(exp, paths).shell()}")
+    return "\n".join(lines)
+
+
+def _log_file(paths: Paths, name: str) -> str:
+    return os.path.join(paths.work, "logs", f"{name}.log")
+
+
+def run_prepare(exp: Experiment, paths: Paths, num_processes: int = 1, env: Optional[Dict[str, str]] = None) -> None:
+    env = env or command_env()
+    for step in prepare_steps(exp, paths, num_processes):
+        if step.done():
+            print(f"[skip] {step.title}: done", flush=True)
+            continue
+        print(f"[run ] {step.title}", flush=True)
+        execute(step, _log_file(paths, "prepare"), env)
+
+
+def run_task(exp: Experiment, paths: Paths, run: Run, device: str, env: Optional[Dict[str, str]] = None) -> str:
+    """Train and evaluate one run of the matrix (each skipped when done); returns what happened."""
+    env = env or command_env()
+    log = _log_file(paths, f"{run.trainer}_fold{run.fold}")
+    did = []
+    for step in run_steps(exp, paths, run, device):
+        if step.done():
+            continue
+        start = time.time()
+        execute(step, log, env)
+        did.append(f"{step.title.split()[0]} {time.time() - start:.0f}s")
+    return ", ".join(did) if did else "done before"
+
+
+def run_report(exp: Experiment, paths: Paths, env: Optional[Dict[str, str]] = None) -> None:
+    print("[run ] report", flush=True)
+    execute(report_step(exp, paths), _log_file(paths, "report"), env or command_env())
+    print(f"report: {os.path.join(paths.work, 'report', 'report.md')}", flush=True)
+
+
+def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda", num_processes: int = 1) -> int:
+    """The whole experiment here: prepare, the trainings on ``jobs`` workers, the report. Returns an exit status."""
+    from tqdm import tqdm
+
+    env = command_env()
+    run_prepare(exp, paths, num_processes, env)
+    failures: List[str] = []
+    matrix = exp.matrix
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+            tqdm(total=len(matrix), desc="trainings", unit="run", file=sys.stdout) as bar:
+        futures = {pool.submit(run_task, exp, paths, run, device, env): run for run in matrix}
+        for future, run in futures.items():
+            try:
+                outcome = future.result()
+            except RuntimeError as err:
+                outcome = f"FAILED: {err}"
+                failures.append(str(err))
+            bar.write(f"{run.label} seed {run.seed} fold {run.fold}: {outcome}")
+            bar.update()
+    run_report(exp, paths, env)
+    if failures:
+        print(f"{len(failures)} of {len(matrix)} trainings failed; rerun the same command to resume:",
+              *failures, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0

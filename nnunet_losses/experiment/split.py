@@ -1,0 +1,61 @@
+"""The RW paper's split (001, Datasets: "we divided each dataset in half: training and validation set") as nnU-Net's
+``splits_final.json`` with one fold: half of the cases train, the other half validate (fold 0).
+
+Cases that share a group (``--group`` regex, first capture group: ``^(patient\\d+)`` keeps the two ACDC frames of a
+patient together) land on the same side. Groups are shuffled with a fixed seed; with an odd number of groups the
+validation half gets the extra one (the paper's point is a small training set).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None) -> List[Dict[str, List[str]]]:
+    if len(cases) < 2:
+        raise ValueError(f"a half split needs at least 2 cases, got {len(cases)}")
+    pattern = re.compile(group) if group else None
+    groups: Dict[str, List[str]] = {}
+    for case in sorted(cases):
+        match = pattern.search(case) if pattern else None
+        if pattern and not match:
+            raise ValueError(f"case {case!r} does not match the group pattern {group!r}")
+        groups.setdefault(match.group(1) if match else case, []).append(case)
+    if len(groups) < 2:
+        raise ValueError(f"all {len(cases)} cases fall in one group of {group!r}: nothing to split")
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    train_keys = {keys[i] for i in order[: len(keys) // 2]}
+    train = sorted(c for k in train_keys for c in groups[k])
+    val = sorted(c for k in keys if k not in train_keys for c in groups[k])
+    return [{"train": train, "val": val}]
+
+
+def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[str] = None,
+                     force: bool = False) -> str:
+    """Write ``splits_final.json`` for the cases in ``gt_segmentations``; an existing different split is refused
+    unless ``force`` (trainings of the experiment would otherwise mix splits)."""
+    with open(os.path.join(preprocessed_dataset, "dataset.json")) as f:
+        ending = json.load(f)["file_ending"]
+    gt = os.path.join(preprocessed_dataset, "gt_segmentations")
+    if not os.path.isdir(gt):
+        raise FileNotFoundError(f"{gt} does not exist: run nnUNetv2_plan_and_preprocess first")
+    cases = [n[: -len(ending)] for n in os.listdir(gt) if n.endswith(ending)]
+    splits = half_split(cases, seed, group)
+    path = os.path.join(preprocessed_dataset, "splits_final.json")
+    if os.path.isfile(path) and not force:
+        with open(path) as f:
+            existing = json.load(f)
+        if existing != splits:
+            raise RuntimeError(f"{path} holds another split ({len(existing)} fold(s)); remove it or pass --force "
+                               "(trainings already run on the old split would no longer match)")
+        return path
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(splits, f, indent=1)
+    os.replace(tmp, path)
+    return path
