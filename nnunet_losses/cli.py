@@ -96,7 +96,8 @@ def _cmd_split(args) -> int:
     from .experiment.split import write_half_split
     from .nnunet.precompute import resolve_dataset_folder
 
-    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group, force=args.force)
+    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group,
+                            alternate=args.alternate, force=args.force)
     with open(path) as f:
         fold = json.load(f)[0]
     print(f"{path}: fold 0 = {len(fold['train'])} training / {len(fold['val'])} validation cases")
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "existing split unless --force.")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--alternate", type=int, choices=(0, 1), default=None,
+                   help="instead of shuffling: every other sorted group trains, starting at this position (the "
+                        "RW authors' scripts: 1 for ACDC17, 0 for BraTS18 and KiTS19)")
     p.add_argument("--group", default=None, help="regex whose first group names a case's group, e.g. "
                                                  "'^(patient\\d+)' for ACDC")
     p.add_argument("--force", action="store_true", help="replace an existing different split")

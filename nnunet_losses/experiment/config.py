@@ -16,7 +16,7 @@ except ModuleNotFoundError:  # Python 3.10
 from ..metrics.case import METRICS
 
 CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
-SPLITS = ("half", "nnunet")
+SPLITS = ("half", "alternate", "nnunet")
 PLOTS = ("box", "cdf", "curves")
 REPORT_METRICS = tuple(m for m in METRICS if not m.startswith("vol_"))
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
@@ -49,6 +49,7 @@ class Experiment:
     split: str
     split_group: str
     split_seed: int
+    split_offset: int
     runs: int
     reference: str
     metrics: Tuple[str, ...]
@@ -88,7 +89,7 @@ def load_experiment(path: str) -> Experiment:
     if unknown:
         _fail(path, f"unknown table(s) {sorted(unknown)}; expected [experiment] and [trainers]")
     known = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
-             "split_group", "split_seed", "runs", "reference", "metrics", "plots", "permutations", "trainers"}
+             "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations", "trainers"}
     if set(exp) - known:
         _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - known)}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(exp["name"])):
@@ -100,9 +101,8 @@ def load_experiment(path: str) -> Experiment:
             trainer_class(f"{name}_s1")
         except (TrainerNameError, ValueError, KeyError) as err:
             _fail(path, f"trainer {label} = {name!r}: {err}")
-    choices = {"convert": CONVERTERS, "split": SPLITS}
-    for key, allowed in choices.items():
-        if exp.get(key, "") not in allowed:
+    for key, allowed, default in (("convert", CONVERTERS, ""), ("split", SPLITS, "nnunet")):
+        if exp.get(key, default) not in allowed:
             _fail(path, f"{key} = {exp.get(key)!r}; choose one of {allowed}")
     metrics = tuple(exp.get("metrics", ("dice", "hd")))
     plots = tuple(exp.get("plots", ("box",)))
@@ -118,8 +118,11 @@ def load_experiment(path: str) -> Experiment:
     split = exp.get("split", "nnunet")
     if runs < 1 or permutations < 1 or not folds:
         _fail(path, "runs and permutations must be >= 1 and folds non-empty")
-    if split == "half" and folds != (0,):
-        _fail(path, f"split = 'half' has one fold (0), got folds = {list(folds)}")
+    if split != "nnunet" and folds != (0,):
+        _fail(path, f"split = {split!r} has one fold (0), got folds = {list(folds)}")
+    split_offset = int(exp.get("split_offset", 0))
+    if split_offset not in (0, 1):
+        _fail(path, f"split_offset must be 0 or 1, got {split_offset}")
     if split_group := exp.get("split_group", ""):
         try:
             if re.compile(split_group).groups < 1:
@@ -130,6 +133,7 @@ def load_experiment(path: str) -> Experiment:
                       description=str(exp.get("description", "")), dataset=int(exp["dataset"]),
                       convert=str(exp.get("convert", "")), configuration=str(exp["configuration"]),
                       plans=str(exp.get("plans", "nnUNetPlans")), folds=folds, split=split,
-                      split_group=split_group, split_seed=int(exp.get("split_seed", 0)), runs=runs,
+                      split_group=split_group, split_seed=int(exp.get("split_seed", 0)),
+                      split_offset=split_offset, runs=runs,
                       reference=reference, metrics=metrics, plots=plots, permutations=permutations,
                       trainers=dict(trainers))

@@ -109,8 +109,10 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
                           ["nnUNetv2_plan_and_preprocess", "-d", did, "-c", exp.configuration, "-np",
                            str(num_processes), "-npfp", str(num_processes), "--verify_dataset_integrity"],
                           lambda: _plans_done(exp, paths)))
-    if exp.split == "half":
-        command = ["nnunet-losses", "split", "-d", did, "--seed", str(exp.split_seed)]
+    if exp.split != "nnunet":
+        command = ["nnunet-losses", "split", "-d", did]
+        command += (["--alternate", str(exp.split_offset)] if exp.split == "alternate"
+                    else ["--seed", str(exp.split_seed)])
         if exp.split_group:
             command += ["--group", exp.split_group]
         steps.append(Step("prepare", "write the paper's split (half train, half validation)", command,

@@ -2,8 +2,12 @@
 ``splits_final.json`` with one fold: half of the cases train, the other half validate (fold 0).
 
 Cases that share a group (``--group`` regex, first capture group: ``^(patient\\d+)`` keeps the two ACDC frames of a
-patient together) land on the same side. Groups are shuffled with a fixed seed; with an odd number of groups the
-validation half gets the extra one (the paper's point is a small training set).
+patient together) land on the same side. Two ways to halve the sorted groups:
+
+* ``alternate`` (the authors' data scripts): every other group, starting at ``offset`` (their ACDC17 split trains on
+  the even patients 002, 004, ... = offset 1; KiTS19 on cases 00000, 00002, ... and BraTS18 on the 1st, 3rd, ...
+  HGG folder = offset 0);
+* ``half``: groups shuffled with a fixed seed, the first half trains; with an odd count validation gets the extra.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 
-def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None) -> List[Dict[str, List[str]]]:
+def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
+               alternate: Optional[int] = None) -> List[Dict[str, List[str]]]:
+    """One fold: random halves (``seed``) or, with ``alternate`` = 0 or 1, every other sorted group from there."""
     if len(cases) < 2:
         raise ValueError(f"a half split needs at least 2 cases, got {len(cases)}")
     pattern = re.compile(group) if group else None
@@ -28,15 +34,18 @@ def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None)
     if len(groups) < 2:
         raise ValueError(f"all {len(cases)} cases fall in one group of {group!r}: nothing to split")
     keys = sorted(groups)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    train_keys = {keys[i] for i in order[: len(keys) // 2]}
+    if alternate is not None:
+        train_keys = {k for i, k in enumerate(keys) if i % 2 == alternate}
+    else:
+        order = np.random.default_rng(seed).permutation(len(keys))
+        train_keys = {keys[i] for i in order[: len(keys) // 2]}
     train = sorted(c for k in train_keys for c in groups[k])
     val = sorted(c for k in keys if k not in train_keys for c in groups[k])
     return [{"train": train, "val": val}]
 
 
 def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[str] = None,
-                     force: bool = False) -> str:
+                     alternate: Optional[int] = None, force: bool = False) -> str:
     """Write ``splits_final.json`` for the cases in ``gt_segmentations``; an existing different split is refused
     unless ``force`` (trainings of the experiment would otherwise mix splits)."""
     with open(os.path.join(preprocessed_dataset, "dataset.json")) as f:
@@ -45,7 +54,7 @@ def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[s
     if not os.path.isdir(gt):
         raise FileNotFoundError(f"{gt} does not exist: run nnUNetv2_plan_and_preprocess first")
     cases = [n[: -len(ending)] for n in os.listdir(gt) if n.endswith(ending)]
-    splits = half_split(cases, seed, group)
+    splits = half_split(cases, seed, group, alternate)
     path = os.path.join(preprocessed_dataset, "splits_final.json")
     if os.path.isfile(path) and not force:
         with open(path) as f:

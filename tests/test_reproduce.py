@@ -1,0 +1,202 @@
+"""Experiment specs, the paper's split, the reproduce command (dry run, SLURM scripts, a real local run of
+configs/tiny_synthetic.toml with resume) and the report it ends with."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnunet_losses.experiment import load_experiment
+from nnunet_losses.experiment.split import half_split
+from nnunet_losses.nnunet.synthetic import nnunet_env
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "configs", "tiny_synthetic.toml")
+BIN = os.path.dirname(sys.executable)
+
+
+def _cli(*args, env=None, check=True):
+    proc = subprocess.run([os.path.join(BIN, "nnunet-losses"), *args], capture_output=True, text=True, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _spec(tmp_path, experiment, trainers='RRW = "RRWTrainer"\nDice = "DiceTrainer"\n'):
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[experiment]\n{experiment}\n[trainers]\n{trainers}")
+    return str(path)
+
+
+BASE = 'name = "t"\ndataset = 901\nconfiguration = "2d"\n'
+
+
+@pytest.mark.parametrize("extra,trainers,message", [
+    ("", 'RRW = "RRWTrainer_s1"\n', "leave out the seed"),
+    ("", 'X = "RRWTrainer_a0p5"\n', "RRWTrainer_a0p5"),
+    ("", 'X = "NoSuchTrainer"\n', "NoSuchTrainer"),
+    ('reference = "Focal"\n', 'RRW = "RRWTrainer"\n', "reference"),
+    ('split = "half"\nfolds = [0, 1]\n', 'RRW = "RRWTrainer"\n', "one fold"),
+    ('metrics = ["dice", "hausdorff"]\n', 'RRW = "RRWTrainer"\n', "hausdorff"),
+    ('split_group = "patient"\n', 'RRW = "RRWTrainer"\n', "capture group"),
+    ('epochs = 3\n', 'RRW = "RRWTrainer"\n', "unknown"),
+    ('convert = "chaos"\n', 'RRW = "RRWTrainer"\n', "convert"),
+])
+def test_spec_errors_are_clear(tmp_path, extra, trainers, message):
+    with pytest.raises(ValueError, match=message):
+        load_experiment(_spec(tmp_path, BASE + extra, trainers))
+
+
+def test_every_shipped_config_loads():
+    configs = sorted(glob.glob(os.path.join(REPO, "configs", "*.toml")))
+    assert TINY in configs
+    for path in configs:
+        exp = load_experiment(path)
+        assert exp.name == os.path.splitext(os.path.basename(path))[0]
+        assert len(exp.matrix) == len(exp.trainers) * exp.runs * len(exp.folds)
+
+
+def test_matrix_appends_seeds_run_major(tmp_path):
+    exp = load_experiment(_spec(tmp_path, BASE + "runs = 2\n"))
+    assert [r.trainer for r in exp.matrix] == ["RRWTrainer_s1", "DiceTrainer_s1", "RRWTrainer_s2", "DiceTrainer_s2"]
+
+
+def test_half_split_keeps_groups_together_and_is_deterministic():
+    cases = [f"patient{p:03d}_frame{f:02d}" for p in range(1, 11) for f in (1, 12)]
+    fold = half_split(cases, seed=0, group=r"^(patient\d+)")[0]
+    assert len(fold["train"]) == len(fold["val"]) == 10
+    train_patients = {c[:10] for c in fold["train"]}
+    assert not train_patients & {c[:10] for c in fold["val"]}
+    assert half_split(cases, seed=0, group=r"^(patient\d+)") == [fold]
+    assert half_split(cases, seed=1, group=r"^(patient\d+)") != [fold]
+    authors = half_split(cases, group=r"^(patient\d+)", alternate=1)[0]  # their ACDC17 script: even patients train
+    assert {c[:10] for c in authors["train"]} == {f"patient{p:03d}" for p in range(2, 11, 2)}
+    assert half_split([f"case_{i:05d}" for i in range(6)], alternate=0)[0]["train"] == [
+        "case_00000", "case_00002", "case_00004"]
+    odd = half_split([f"c{i}" for i in range(7)], seed=0)[0]
+    assert (len(odd["train"]), len(odd["val"])) == (3, 4)
+    with pytest.raises(ValueError, match="does not match"):
+        half_split(["patient001_frame01", "other"], group=r"^(patient\d+)")
+
+
+def test_slurm_scripts_chain_prepare_array_and_report(tmp_path):
+    env = nnunet_env(str(tmp_path / "nn"))
+    work = tmp_path / "work"
+    proc = _cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu",
+                "--max-parallel", "2", "--setup", "module load cuda", env=env)
+    assert "submit with" in proc.stdout
+    folder = work / "slurm"
+    train = (folder / "train.sbatch").read_text()
+    assert "#SBATCH --array=0-3%2" in train and "--task \"$SLURM_ARRAY_TASK_ID\"" in train
+    assert "#SBATCH --partition=gpu" in train and "module load cuda" in train and "#SBATCH --gres=gpu:1" in train
+    assert f"export nnUNet_results={env['nnUNet_results']}" in train
+    submit = (folder / "submit.sh").read_text()
+    assert "--dependency=afterok:$prepare" in submit and "--dependency=afterany:$train" in submit
+    assert "--stage prepare" in (folder / "prepare.sbatch").read_text()
+    assert "--stage report" in (folder / "report.sbatch").read_text()
+    for script in ("prepare.sbatch", "train.sbatch", "report.sbatch", "submit.sh"):
+        assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0
+
+
+def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    proc = _cli("reproduce", TINY, "--dry-run", env=env, check=False)
+    assert proc.returncode == 2 and "nnUNet_raw" in proc.stderr
+    env = nnunet_env(str(tmp_path / "nn"))
+    acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
+    proc = _cli("reproduce", acdc, "--local", "--work-dir", str(tmp_path / "w"), env=env, check=False)
+    assert proc.returncode == 2 and "scripts/convert_acdc.py" in proc.stderr
+    proc = _cli("reproduce", acdc, "--dry-run", "--work-dir", str(tmp_path / "w"), env=env)
+    assert "nnunet-losses split -d 27 --alternate 1 --group" in proc.stdout
+    assert "RRWTrainer_ep300_adam_lr1em5_s3" in proc.stdout and "# before running:" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    env = nnunet_env(str(root / "nn"))
+    work = root / "work"
+    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
+    first = _cli("reproduce", TINY, "--local", "-j", "2", "--work-dir", str(work), "--device", "cpu", env=env)
+    return {"env": env, "work": work, "dry": dry.stdout, "first": first.stdout}
+
+
+def test_dry_run_lists_every_command_before_anything_runs(tiny_run):
+    dry = tiny_run["dry"]
+    assert dry.count("[todo] nnUNetv2_train 901 2d 0 -tr") == 4
+    for command in ("nnunet-losses synthetic-dataset -d 901", "nnUNetv2_plan_and_preprocess -d 901 -c 2d",
+                    "nnunet-losses split -d 901", "precompute-maps -d 901 -c 2d", "--kinds rrw",
+                    "nnunet-losses evaluate", "nnunet-losses report"):
+        assert command in dry
+
+
+def test_local_run_writes_split_evaluations_and_report(tiny_run):
+    env, work = tiny_run["env"], tiny_run["work"]
+    pre = glob.glob(os.path.join(env["nnUNet_preprocessed"], "Dataset901_*"))[0]
+    with open(os.path.join(pre, "splits_final.json")) as f:
+        splits = json.load(f)
+    assert len(splits) == 1 and len(splits[0]["train"]) == len(splits[0]["val"]) == 6
+    evaluations = sorted(glob.glob(str(work / "evaluation" / "*" / "*" / "fold_0.json")))
+    assert [os.path.relpath(p, work / "evaluation") for p in evaluations] == [
+        "Dice/DiceTrainer_ep1_it2_s1/fold_0.json", "Dice/DiceTrainer_ep1_it2_s2/fold_0.json",
+        "RRW/RRWTrainer_ep1_it2_s1/fold_0.json", "RRW/RRWTrainer_ep1_it2_s2/fold_0.json"]
+    with open(evaluations[0]) as f:
+        evaluation = json.load(f)
+    assert evaluation["num_cases"] == 6 and {c["case"] for c in evaluation["cases"]} == set(splits[0]["val"])
+    report = (work / "report" / "report.md").read_text()
+    assert "| RRW (ref.) |" in report and "| Dice |" in report and "**HD95 (mm)**" in report
+    for png in ("box_dice.png", "box_hd95.png", "cdf_dice.png", "curves_pseudo_dice.png"):
+        data = (work / "report" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000 and f"]({png})" in report
+    tex = (work / "report" / "table.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\toprule" in tex and "RRW (ref.)" in tex
+    with open(work / "report" / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    dice_rows = [r for r in rows if r["metric"] == "dice" and r["loss"] == "Dice"]
+    assert len(dice_rows) == 4 and all(0 < float(r["p_value"]) <= 1 for r in dice_rows)
+    assert all(r["p_value"] == "" for r in rows if r["loss"] == "RRW")
+
+
+def test_evaluation_of_nnunet_predictions_matches_medpy(tiny_run):
+    medpy = pytest.importorskip("medpy.metric.binary")
+    import SimpleITK as sitk
+
+    path = glob.glob(str(tiny_run["work"] / "evaluation" / "RRW" / "*_s1" / "fold_0.json"))[0]
+    with open(path) as f:
+        evaluation = json.load(f)
+    labels = {c["name"]: c["labels"][0] for c in evaluation["classes"]}
+    checked = 0
+    for row in evaluation["cases"]:
+        read = lambda folder: sitk.GetArrayFromImage(sitk.ReadImage(  # noqa: E731
+            os.path.join(folder, row["case"] + ".nii.gz")))[0] == labels[row["class"]]
+        pred, ref = read(evaluation["pred_dir"]), read(evaluation["ref_dir"])
+        if pred.any() and ref.any():
+            np.testing.assert_allclose([row["hd"], row["hd95"], row["assd"]],
+                                       [medpy.hd(pred, ref), medpy.hd95(pred, ref), medpy.assd(pred, ref)],
+                                       rtol=1e-5)
+            checked += 1
+    assert checked >= 6
+
+
+def test_rerun_skips_finished_work_and_task_mode(tiny_run):
+    env, work = tiny_run["env"], tiny_run["work"]
+    again = _cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
+    assert again.stdout.count("done before") == 4
+    assert "[skip] plan and preprocess: done" in again.stdout
+    task = _cli("reproduce", TINY, "--task", "3", "--work-dir", str(work), "--device", "cpu", env=env)
+    assert "task 3: Dice seed 2 fold 0: done before" in task.stdout
+    bad = _cli("reproduce", TINY, "--task", "4", "--work-dir", str(work), env=env, check=False)
+    assert bad.returncode == 2 and "0..3" in bad.stderr
+    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
+    assert "[todo] nnUNetv2_train" not in dry.stdout and dry.stdout.count("[done] nnUNetv2_train") == 4
+
+
+def test_split_command_refuses_to_replace_a_different_split(tiny_run):
+    env = tiny_run["env"]
+    proc = _cli("split", "-d", "901", "--seed", "5", env=env, check=False)
+    assert proc.returncode == 2 and "another split" in proc.stderr
+    assert "6 training / 6 validation" in _cli("split", "-d", "901", "--seed", "0", env=env).stdout
