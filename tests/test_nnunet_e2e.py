@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import SimpleITK as sitk
 import pytest
 
 from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
@@ -69,9 +70,7 @@ def _predict(ds, trainer, out):
           "--disable_progress_bar"], ds["env"])
     files = sorted(f for f in os.listdir(out) if f.endswith(".nii.gz"))
     assert len(files) == 2
-    from nnunet_losses.metrics import read_label_file
-
-    pred = read_label_file(os.path.join(out, files[0]))
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, files[0])))
     assert pred.shape == (1, 64, 64) and set(np.unique(pred)) <= {0, 1, 2, 3}
 
 
@@ -228,3 +227,7 @@ def test_demo_command_runs_and_resumes(tmp_path):
     again = _run(cmd, dict(os.environ))  # everything is there: no step runs again
     assert "nnUNetv2_train" not in again.stdout and "plan and preprocess" not in again.stdout
     assert "| RRWTrainer_ep1_it2_s0 |" in again.stdout
+    report = (root / "report" / "report.md").read_text()
+    assert "| RRWTrainer (ref.) |" in report and "| TopKDiceTrainer_k30 |" in report and "HD95" in report
+    assert (root / "report" / "box_dice.png").stat().st_size > 5000
+    assert (root / "evaluation" / "RRWTrainer" / "RRWTrainer_ep1_it2_s0" / "fold_0.csv").is_file()

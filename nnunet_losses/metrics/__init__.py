@@ -1,8 +1,7 @@
 """Per-case, per-class segmentation metrics (numpy/scipy/edt; nothing here imports torch)."""
 from .case import LOWER_IS_BETTER, METRICS, class_metrics
 from .evaluate import EvalClass, evaluate_folder
-from .overlap import dice_per_class, read_label_file
 from .surface import SurfaceDistances, surface_distances
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "class_metrics", "EvalClass", "evaluate_folder", "dice_per_class",
-           "read_label_file", "SurfaceDistances", "surface_distances"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "class_metrics", "EvalClass", "evaluate_folder",
+           "SurfaceDistances", "surface_distances"]

@@ -3,7 +3,9 @@
 Steps (each skipped when its result is already there, so an interrupted demo resumes):
 generate a small imbalanced 2D dataset in nnU-Net raw format -> ``nnUNetv2_plan_and_preprocess`` ->
 ``nnunet-losses precompute-maps`` -> ``nnUNetv2_train`` for each trainer (short CPU run) -> ``nnUNetv2_predict`` on
-the test images -> per-class Dice against the test labels -> a comparison table (Markdown, also saved as JSON).
+the test images -> ``nnunet-losses evaluate`` against the test labels -> ``nnunet-losses report``: a table of Dice
+and HD95 per class (each trainer tested against nnU-Net's default, DiceCETrainer, when it is in the list) and box
+plots in ROOT/report/, plus ROOT/demo_results.json/.md.
 """
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
-from ..metrics import dice_per_class, read_label_file
+from ..metrics.evaluate import evaluate_folder
+from ..report import build_report
 
 DEFAULT_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_a0p5_b0p7", "RRWTrainer",
                     "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
@@ -96,42 +97,40 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
                   "-f", "0", "-tr", name, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
                  env, log_file, printer)
             open(done_marker, "w").close()
-        results.append({"trainer": name, **evaluate_folder(pred_dir, test_labels, labels),
+        evaluation = evaluate_folder(pred_dir, test_labels, dataset_json=os.path.join(raw_folder, "dataset.json"),
+                                     output=os.path.join(root, "evaluation", name[:-len(suffix)], name, "fold_0.json"),
+                                     progress=False)
+        summary = evaluation["summary"]
+        results.append({"trainer": name, "cases": evaluation["num_cases"],
+                        "dice": {c: summary[c]["dice"]["mean"] for c in labels},
+                        "hd95": {c: summary[c]["hd95"]["mean"] for c in labels},
+                        "mean_dice": summary["mean_foreground"]["dice"]["mean"],
                         "seconds": round(time.perf_counter() - start, 1)})
-    printer("[4/4] per-class Dice on the test images")
+    printer("[4/4] per-class Dice and HD95 on the test images")
     table = format_table(results, list(labels))
     printer(table)
+    order = list(trainers)
+    report = build_report(os.path.join(root, "evaluation"), os.path.join(root, "report"),
+                          reference="DiceCETrainer" if "DiceCETrainer" in order else order[0], order=order,
+                          metrics=("dice", "hd95"), plots=("box",), permutations=10000,
+                          title=f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU)")
     out = json_out or os.path.join(root, "demo_results.json")
     with open(out + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
     os.replace(out + ".tmp", out)
     with open(os.path.join(root, "demo_results.md"), "w") as f:
         f.write(table + "\n")
+    printer(f"report with significance tests and plots: {report}")
     printer(f"results: {out}")
     return results
 
 
-def evaluate_folder(pred_dir: str, ref_dir: str, labels: Dict[str, int]) -> Dict:
-    """Mean per-class Dice over the cases of ``ref_dir`` (cases where a class is absent from both are skipped)."""
-    per_class = {name: [] for name in labels}
-    cases = sorted(f for f in os.listdir(ref_dir) if f.endswith(".nii.gz"))
-    for case in cases:
-        pred_file = os.path.join(pred_dir, case)
-        if not os.path.isfile(pred_file):
-            raise FileNotFoundError(f"no prediction {pred_file}")
-        scores = dice_per_class(read_label_file(pred_file), read_label_file(os.path.join(ref_dir, case)),
-                                list(labels.values()))
-        for name, value in labels.items():
-            if not np.isnan(scores[value]):
-                per_class[name].append(scores[value])
-    dice = {name: float(np.mean(v)) if v else float("nan") for name, v in per_class.items()}
-    return {"dice": dice, "mean_dice": float(np.nanmean(list(dice.values()))), "cases": len(cases)}
-
-
 def format_table(results: List[Dict], class_names: List[str]) -> str:
-    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean | s |",
-             "|---|" + "---|" * (len(class_names) + 2)]
+    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean Dice | "
+             + " | ".join(f"HD95 {c}" for c in class_names) + " | s |",
+             "|---|" + "---|" * (2 * len(class_names) + 2)]
     for r in results:
-        lines.append(f"| {r['trainer']} | " + " | ".join(f"{r['dice'][c]:.3f}" for c in class_names) +
-                     f" | {r['mean_dice']:.3f} | {r['seconds']} |")
+        lines.append(f"| {r['trainer']} | " + " | ".join(f"{r['dice'][c]:.3f}" for c in class_names)
+                     + f" | {r['mean_dice']:.3f} | " + " | ".join(f"{r['hd95'][c]:.1f}" for c in class_names)
+                     + f" | {r['seconds']} |")
     return "\n".join(lines)
