@@ -40,11 +40,10 @@ def _labels(rng, shape, values):
     return labels
 
 
-@pytest.fixture
-def acdc(tmp_path):
+def write_fake_acdc(root, training=(1, 2, 3), testing=(101,)):
+    """ACDC's database layout: training/ and testing/ patient folders with two labelled frames each."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "ACDC" / "database"
-    for split, patients in (("training", (1, 2, 3)), ("testing", (101,))):
+    for split, patients in (("training", training), ("testing", testing)):
         for p in patients:
             folder = root / split / f"patient{p:03d}"
             for frame in (1, 12):
@@ -54,6 +53,11 @@ def acdc(tmp_path):
             _write(np.zeros((2, 6, 20, 20), np.float32), folder / f"patient{p:03d}_4d.nii.gz")
             (folder / "Info.cfg").write_text("ED: 1\nES: 12\n")
     return root
+
+
+@pytest.fixture
+def acdc(tmp_path):
+    return write_fake_acdc(tmp_path / "ACDC" / "database")
 
 
 def test_acdc(acdc, tmp_path):

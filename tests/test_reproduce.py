@@ -200,3 +200,27 @@ def test_split_command_refuses_to_replace_a_different_split(tiny_run):
     proc = _cli("split", "-d", "901", "--seed", "5", env=env, check=False)
     assert proc.returncode == 2 and "another split" in proc.stderr
     assert "6 training / 6 validation" in _cli("split", "-d", "901", "--seed", "0", env=env).stdout
+
+
+def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path):
+    """README: convert the download, then reproduce; here the preparation stage (plan/preprocess, the authors'
+    alternating split by patient, RRW and boundary maps) of configs/regionwise_acdc.toml on 6 fake patients."""
+    from test_convert import write_fake_acdc
+
+    env = nnunet_env(str(tmp_path / "nn"))
+    source = write_fake_acdc(tmp_path / "ACDC" / "database", training=range(1, 7), testing=())
+    convert = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "convert_acdc.py"), str(source)],
+                             capture_output=True, text=True, env=env)
+    assert convert.returncode == 0, convert.stderr
+    acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
+    work = str(tmp_path / "work")
+    _cli("reproduce", acdc, "--stage", "prepare", "--work-dir", work, env=env)
+    pre = os.path.join(env["nnUNet_preprocessed"], "Dataset027_ACDC")
+    with open(os.path.join(pre, "splits_final.json")) as f:
+        fold = json.load(f)[0]
+    assert {c[:10] for c in fold["train"]} == {"patient002", "patient004", "patient006"}
+    assert len(fold["val"]) == 6 and all(c[:10] in ("patient001", "patient003", "patient005") for c in fold["val"])
+    assert glob.glob(os.path.join(pre, "nnUNetPlans_2d_maps", "*"))
+    dry = _cli("reproduce", acdc, "--dry-run", "--work-dir", work, env=env).stdout
+    assert "[done] nnUNetv2_plan_and_preprocess -d 27" in dry and "[done] nnunet-losses split -d 27" in dry
+    assert dry.count("[todo] nnUNetv2_train 27 2d 0") == 12 and "# before running" not in dry
