@@ -103,8 +103,8 @@ def test_brats18(tmp_path):
     for grade, cases in (("HGG", ("Brats18_2013_10_1", "Brats18_CBICA_AAB_1")), ("LGG", ("Brats18_TCIA09_141_1",))):
         for case in cases:
             for modality in ("t1", "t1ce", "t2", "flair"):
-                _write(rng.normal(size=(8, 16, 16)).astype(np.float32), root / grade / case / f"{case}_{modality}.nii.gz",
-                       spacing=(1.0, 1.0, 1.0))
+                _write(rng.normal(size=(8, 16, 16)).astype(np.float32),
+                       root / grade / case / f"{case}_{modality}.nii.gz", spacing=(1.0, 1.0, 1.0))
             _write(_labels(rng, (8, 16, 16), (1, 2, 4)), root / grade / case / f"{case}_seg.nii.gz",
                    spacing=(1.0, 1.0, 1.0))
     raw = tmp_path / "raw"

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_losses import losses as L
 from nnunet_losses import maps as M
 from nnunet_losses.registry import REGISTRY, build_loss, describe, get_spec
 

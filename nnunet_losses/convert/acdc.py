@@ -60,7 +60,8 @@ def convert(source: str, nnunet_raw: str, dataset_id: int = 27, overwrite: bool 
                     check_labels(sitk.GetArrayFromImage(sitk.ReadImage(label)), LABELS.values(), label)
                     shutil.copyfile(label, os.path.join(folder, f"labels{split}", f"{case}.nii.gz"))
         return {"channel_names": {0: "cineMRI"}, "labels": LABELS, "num_training_cases": len(train),
-                "file_ending": ".nii.gz", "dataset_name": "ACDC", "reference": "https://www.creatis.insa-lyon.fr/Challenge/acdc/",
+                "file_ending": ".nii.gz", "dataset_name": "ACDC",
+                "reference": "https://www.creatis.insa-lyon.fr/Challenge/acdc/",
                 "description": "ACDC 2017 cine MRI, converted by nnunet-losses (frames copied unchanged)"}
 
     return write_dataset(nnunet_raw, dataset_id, "ACDC", fill, overwrite)

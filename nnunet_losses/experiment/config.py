@@ -89,7 +89,8 @@ def load_experiment(path: str) -> Experiment:
     if unknown:
         _fail(path, f"unknown table(s) {sorted(unknown)}; expected [experiment] and [trainers]")
     known = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
-             "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations", "trainers"}
+             "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
+             "trainers"}
     if set(exp) - known:
         _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - known)}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(exp["name"])):

@@ -46,7 +46,7 @@ class Paths:
         missing = [k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") if not env.get(k)]
         if missing:
             raise RuntimeError(f"set nnU-Net's environment variables first: {', '.join(missing)} "
-                               "(https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/set_environment_variables.md)")
+                               "(nnU-Net's documentation/set_environment_variables.md)")
         return cls(os.path.abspath(env["nnUNet_raw"]), os.path.abspath(env["nnUNet_preprocessed"]),
                    os.path.abspath(env["nnUNet_results"]), os.path.abspath(work))
 
@@ -101,7 +101,8 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
     pre = lambda *p: os.path.join(paths.preprocessed, dataset_name(exp, paths), *p)  # noqa: E731
     steps = []
     if exp.convert == "synthetic":
-        steps.append(Step("prepare", "generate the synthetic dataset", ["nnunet-losses", "synthetic-dataset", "-d", did],
+        steps.append(Step("prepare", "generate the synthetic dataset",
+                          ["nnunet-losses", "synthetic-dataset", "-d", did],
                           lambda: bool(glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*",
                                                               "dataset.json")))))
     if exp.plans == "nnUNetPlans":

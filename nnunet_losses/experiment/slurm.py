@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
+from .._files import atomic_write_text
 from .config import Experiment
 from .plan import Paths
 
@@ -77,7 +78,7 @@ def emit_slurm(exp: Experiment, paths: Paths, opts: SlurmOptions, device: str = 
         + _environment(paths, opts) + [shlex.join(base + ["--stage", "report"])],
     }
     for name, lines in scripts.items():
-        _write_script(os.path.join(folder, name), lines)
+        atomic_write_text(os.path.join(folder, name), "\n".join(lines) + "\n", 0o755)
     q = lambda name: shlex.quote(os.path.join(folder, name))  # noqa: E731
     submit = ["#!/bin/bash", f"# {exp.name}: {count} trainings as one job array, then the report", "set -euo pipefail",
               f"prepare=$(sbatch --parsable {q('prepare.sbatch')})",
@@ -85,13 +86,5 @@ def emit_slurm(exp: Experiment, paths: Paths, opts: SlurmOptions, device: str = 
               f"report=$(sbatch --parsable --dependency=afterany:$train {q('report.sbatch')})",
               'echo "submitted: prepare $prepare, train array $train, report $report"']
     path = os.path.join(folder, "submit.sh")
-    _write_script(path, submit)
+    atomic_write_text(path, "\n".join(submit) + "\n", 0o755)
     return path
-
-
-def _write_script(path: str, lines: List[str]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)

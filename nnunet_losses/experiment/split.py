@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .._files import atomic_write_text
+
 
 def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
                alternate: Optional[int] = None) -> List[Dict[str, List[str]]]:
@@ -63,8 +65,4 @@ def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[s
             raise RuntimeError(f"{path} holds another split ({len(existing)} fold(s)); remove it or pass --force "
                                "(trainings already run on the old split would no longer match)")
         return path
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(splits, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(splits, indent=1))

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ._common import check_unit_interval, decode_target, float32_forward, masked, zero_like_graph
+from ._common import decode_target, float32_forward, masked, zero_like_graph
 
 
 class TopKDiceLoss(nn.Module):

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._files import atomic_write_text
 from .case import COUNTS, METRICS, class_metrics
 
 KNOWN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff", ".b2nd")
@@ -136,15 +137,6 @@ def _stats(values: Sequence[float]) -> Dict[str, Optional[float]]:
             "n": int(defined.size), "n_undefined": int(arr.size - defined.size)}
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _json_safe(value):
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -157,14 +149,14 @@ def _json_safe(value):
 
 def write_outputs(result: dict, output_json: str) -> str:
     """``output_json`` (NaN written as null) and the per-case CSV beside it (same stem); returns the CSV path."""
-    _atomic_write(output_json, json.dumps(_json_safe(result), indent=1))
+    atomic_write_text(output_json, json.dumps(_json_safe(result), indent=1))
     csv_path = output_json[:-5] + ".csv" if output_json.endswith(".json") else output_json + ".csv"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "class", "status", *METRICS, *COUNTS], lineterminator="\n")
     writer.writeheader()
     for row in result["cases"]:
         writer.writerow({k: row[k] for k in writer.fieldnames})
-    _atomic_write(csv_path, buffer.getvalue())
+    atomic_write_text(csv_path, buffer.getvalue())
     return csv_path
 
 

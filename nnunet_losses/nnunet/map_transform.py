@@ -10,7 +10,7 @@ Normalisation scope of RRW maps computed here: the patch (what the RW paper's co
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 import numpy as np
 import torch

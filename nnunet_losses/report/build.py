@@ -7,18 +7,11 @@ import io
 import os
 from typing import Dict, List, Optional, Sequence
 
+from .._files import atomic_write_text
 from .collect import RunResult, load_results, per_case
 from .plots import box_plots, cdf_plot, curves_plot
 from .tables import TITLES, build_table, p_value_rows, to_latex, to_markdown
 from .training_log import parse_training_logs
-
-
-def _write(path: str, text: str) -> str:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _csv(rows: List[Dict[str, object]]) -> str:
@@ -62,9 +55,9 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
     caption = (f"{title}. Mean ± std over {len(cases)} cases; each case's value is the mean over the runs of its "
                f"loss. * p < 0.05 against {reference} (paired permutation test, {permutations} permutations). "
                "Bold: best mean.")
-    _write(os.path.join(out, "table.md"), to_markdown(table, reference))
-    _write(os.path.join(out, "table.tex"), to_latex(table, reference, caption))
-    _write(os.path.join(out, "table.csv"), _csv(p_value_rows(table)))
+    atomic_write_text(os.path.join(out, "table.md"), to_markdown(table, reference))
+    atomic_write_text(os.path.join(out, "table.tex"), to_latex(table, reference, caption))
+    atomic_write_text(os.path.join(out, "table.csv"), _csv(p_value_rows(table)))
     figures = _plots(results, out, metrics, plots)
     empty = ["| loss | class | prediction empty | reference empty | both empty |", "|---|---|---|---|---|"]
     for loss, runs in results.items():
@@ -81,4 +74,4 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
     lines += empty if len(empty) > 2 else ["none."]
     lines += [""] + [f"![{os.path.basename(f)[:-4]}]({os.path.basename(f)})" for f in figures]
     lines += ["", "Files: `table.md`, `table.tex` (booktabs), `table.csv` (every mean, std, n and p-value)."]
-    return _write(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
+    return atomic_write_text(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
