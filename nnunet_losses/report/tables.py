@@ -81,7 +81,8 @@ def _text(cell: Cell, metric: str, latex: bool, best: bool) -> str:
     body = f"{cell.mean:.{d}f}{pm}{cell.std:.{d}f}"
     if best:
         body = rf"\textbf{{{body}}}" if latex else f"**{body}**"
-    return body + ("*" if cell.significant else "")
+    mark = "$^*$" if latex else "\\*"  # escaped in Markdown: next to bold's ** it would not show
+    return body + (mark if cell.significant else "")
 
 
 def to_markdown(table, reference: str) -> str:
@@ -119,7 +120,6 @@ def to_latex(table, reference: str, caption: str) -> str:
     body = []
     for loss in losses:
         cells = [_text(table[m][loss][c], m, True, best[(m, c)] == loss) for m in metrics for c in columns]
-        cells = [c.replace("*", "$^*$") for c in cells]
         body.append(_latex_escape(loss) + (" (ref.)" if loss == reference else "") + " & " + " & ".join(cells)
                     + r" \\")
     caption = _latex_escape(caption).replace("±", r"$\pm$")
