@@ -1,4 +1,4 @@
-"""Convert the kits19 download into nnU-Net raw format: see --help."""
+"""Convert the kits19 download into nnU-Net v2 raw format; see --help."""
 from nnunet_losses.convert.kits19 import main
 
 raise SystemExit(main())

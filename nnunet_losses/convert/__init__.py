@@ -1,2 +1,3 @@
-"""Dataset conversion into nnU-Net v2 raw format: ACDC17, BraTS18 (three plain classes) and KiTS19 as the RW paper
-prepared it. Each module has ``convert(...)`` and ``main(argv)``; ``scripts/convert_*.py`` call ``main``."""
+"""Converters of the Region-wise loss paper's datasets (Valverde & Tohka: ACDC17, BraTS18, KiTS19) into nnU-Net v2
+raw format. Each module has ``convert(source, nnunet_raw, dataset_id, ...)`` and the command line ``main(argv)``,
+which ``scripts/convert_*.py`` run."""
