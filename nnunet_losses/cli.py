@@ -322,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", default=None, help="output folder (default: 'report' beside EVAL_ROOT)")
     p.add_argument("--reference", default=None, help="loss label the others are tested against (default: first)")
     p.add_argument("--order", nargs="+", default=None, help="loss labels in table order (default alphabetical)")
-    p.add_argument("--metrics", nargs="+", default=["dice", "hd"], help="table columns (default dice hd)")
+    p.add_argument("--metrics", nargs="+", default=["dice", "hd"],
+                   choices=("dice", "iou", "hd", "hd95", "assd", "fpr", "fnr", "precision", "recall"),
+                   help="table columns (default dice hd)")
     p.add_argument("--plots", nargs="*", default=["box"], choices=("box", "cdf", "curves"),
                    help="figures (default box)")
     p.add_argument("--permutations", type=int, default=10000, help="permutations per test (default 10000)")
