@@ -15,6 +15,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._files import atomic_file
 from ..stats import ecdf
 
 DPI = 150
@@ -39,15 +40,8 @@ def _figure(width: float, height: float):
 
 def _save(figure, path: str) -> str:
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            figure.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=DPI)
     return path
 
 
