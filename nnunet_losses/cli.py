@@ -64,11 +64,28 @@ def _cmd_precompute_maps(args) -> int:
     if label_manager.has_regions:
         raise ValueError("region-based datasets: the map-based losses (RW, boundary) are softmax-only")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    summary = precompute_maps(data_folder, kinds, label_manager.num_segmentation_heads, is_2d,
-                              None if args.voxel_units else spacing, num_processes=args.np,
-                              progress=not args.no_progress)
+    try:
+        summary = precompute_maps(data_folder, kinds, label_manager.num_segmentation_heads, is_2d,
+                                  None if args.voxel_units else spacing, num_processes=args.np,
+                                  progress=not args.no_progress)
+    except OSError as err:  # read-only data, full disk, no data: one line that names the folder or file
+        print(f"nnunet-losses precompute-maps: error: {err}", file=sys.stderr)
+        return 2
     print(f"maps in {summary['folder']}: {summary['computed']} case(s) computed, {summary['up_to_date']} up to "
-          f"date ({summary['stale_before']} stale before), kinds {', '.join(summary['kinds'])}")
+          f"date ({summary['stale_before']} stale, {summary['corrupt_before']} corrupt before), kinds "
+          f"{', '.join(summary['kinds'])}")
+    return 0
+
+
+def _cmd_small_plans(args) -> int:
+    from .nnunet.small_plans import write_small_plans
+
+    path = write_small_plans(args.d, args.c, features=args.features, batch_size=args.batch_size, source=args.p)
+    with open(path) as f:
+        info = json.load(f)["nnunet_losses_small_plans"]
+    name = os.path.basename(path)[:-len(".json")]
+    print(f"wrote {path}: features per stage {info['features_per_stage']}, batch {info['batch_size']}, "
+          f"data shared with {info['source']}; use it with -p {name}")
     return 0
 
 
@@ -81,12 +98,17 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .metrics.evaluate import evaluate_folder, parse_class_arguments
+    from .metrics.evaluate import evaluate_folder, parse_class_arguments, parse_tolerances, validation_cases
 
     classes = parse_class_arguments(args.l) if args.l else None
     output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
+    if (args.split is None) != (args.fold is None):
+        raise ValueError("--split and --fold go together")
+    expected = validation_cases(args.split, args.fold) if args.split else None
     result = evaluate_folder(args.pred_dir, args.gt_dir, classes=classes, dataset_json=args.dataset_json,
-                             num_processes=args.np, output=output, progress=not args.no_progress)
+                             num_processes=args.np, output=output, progress=not args.no_progress,
+                             both_empty=args.both_empty, nsd_tolerance=parse_tolerances(args.nsd_tolerance),
+                             strict=args.strict, expected_cases=expected)
     print(format_summary(result))
     print(f"wrote {output} and its per-case CSV")
     return 0
@@ -170,10 +192,13 @@ def _cmd_report(args) -> int:
 
 def format_summary(result: dict) -> str:
     """The evaluation summary as a plain-text table: mean +- std per class, and status counts."""
-    metrics = ("dice", "iou", "hd", "hd95", "assd", "fpr", "fnr", "precision", "recall")
-    lines = [f"{result['num_cases']} cases; mean +- std over the cases where the value is defined"]
+    metrics = ("dice", "iou", "hd", "hd95", "hd95_max", "assd", "nsd", "fpr", "fnr", "precision", "recall")
+    lines = [f"{result['num_cases']} cases; mean +- std over the cases where the value is defined; "
+             f"both masks empty: {result['aggregation']['both_empty']} ({result['aggregation']['description']})"]
     lines.append(f"{'class':<16}" + "".join(f"{m:>16}" for m in metrics) + "   empty: ref/pred/both")
     for name, entry in result["summary"].items():
+        if name == "foreground_mean":  # one number per metric, not statistics over cases
+            continue
         cells = []
         for m in metrics:
             st = entry[m]
@@ -218,19 +243,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute_maps)
 
-    p = sub.add_parser("evaluate", help="per-case, per-class Dice, IoU, HD, HD95, ASSD, FPR, FNR, precision, recall "
-                                        "and volumes of a folder of predictions",
+    p = sub.add_parser("small-plans", help="write CPU-sized plans (narrower network, CPU batch) that share nnU-Net's "
+                                           "preprocessed data and maps; use them with -p",
+                       description="Copies one configuration of nnU-Net's plans into <plans>_small_f<F>_b<B>.json "
+                                   "beside it with features per stage F, 2F, 4F, ... (capped at 16F) and batch size "
+                                   "B; everything else, including the data_identifier (so the preprocessed data and "
+                                   "precomputed maps are shared), stays nnU-Net's. Use the printed name with -p in "
+                                   "nnUNetv2_train, nnUNetv2_predict, nnunet-losses precompute-maps and in "
+                                   "experiment specs (plans = ...).")
+    p.add_argument("-d", required=True, help="dataset id or name")
+    p.add_argument("-c", required=True, help="configuration, e.g. 2d")
+    p.add_argument("-p", default="nnUNetPlans", help="source plans identifier (default nnUNetPlans)")
+    p.add_argument("--features", type=int, default=8, help="features of the first stage (default 8; nnU-Net: 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 8 for 2D, 2 for 3D)")
+    p.set_defaults(func=_cmd_small_plans)
+
+    p = sub.add_parser("evaluate", help="per-case, per-class Dice, IoU, HD, HD95 (pooled and max-directed), ASSD, "
+                                        "NSD, FPR, FNR, precision, recall and volumes of a folder of predictions",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Evaluates every prediction in PRED_DIR against the file of the same name in "
                                    "GT_DIR (any format nnU-Net reads; spacing from the headers). Writes a JSON "
                                    "(per-case rows and a summary: mean, std, median, n, n_undefined per class) and "
                                    "a per-case CSV beside it.\n\n"
-                                   "Surface distances are medpy's (surface = mask minus its erosion, "
-                                   "connectivity 1; HD95 = 95th percentile of both directions pooled).\n"
-                                   "Empty masks: both empty -> Dice/IoU 1, distances 0; one empty -> Dice/IoU "
-                                   "0, distances = the image diagonal; FNR/recall undefined for an empty "
-                                   "reference, precision for an empty prediction (left out of means, counted as "
-                                   "n_undefined).")
+                                   "Surfaces are medpy's (mask minus its erosion, connectivity 1). hd95: 95th "
+                                   "percentile of both directions pooled (medpy); hd95_max: the larger directed "
+                                   "95th percentile (Metrics Reloaded, MONAI); nsd: share of both surfaces within "
+                                   "the tolerance of the other.\n"
+                                   "Empty masks: one empty -> Dice/IoU/NSD 0, distances = the image diagonal; both "
+                                   "empty -> --both-empty exclude (default, nnU-Net's evaluator: undefined, left "
+                                   "out of means, counted as n_undefined) or one (Dice/IoU/NSD 1, distances 0). "
+                                   "FNR/recall undefined for an empty reference, precision for an empty "
+                                   "prediction.\n"
+                                   "Warnings (stderr and the JSON; errors with --strict): labels outside the "
+                                   "classes and the ignore label, non-finite or non-integer values, references "
+                                   "without a prediction.")
     p.add_argument("pred_dir", help="folder of predicted segmentations")
     p.add_argument("gt_dir", help="folder of reference segmentations (e.g. nnUNet_preprocessed/DatasetX/"
                                   "gt_segmentations)")
@@ -243,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-json", default=None, help="dataset.json giving labels, regions, ignore label and "
                                                         "file ending (default: found in or beside GT_DIR)")
     p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
+    p.add_argument("--both-empty", choices=("exclude", "one"), default="exclude",
+                   help="a class absent from both masks: exclude (default; nnU-Net's evaluator: undefined, left out "
+                        "of means and counted) or one (Dice/IoU/NSD 1, distances 0)")
+    p.add_argument("--nsd-tolerance", nargs="+", default=None, metavar="MM",
+                   help="NSD tolerance in mm: one value for every class, or CLASS=MM per class (default 1)")
+    p.add_argument("--strict", action="store_true", help="turn every warning into an error (exit status 2)")
+    p.add_argument("--split", default=None, help="nnU-Net's splits_final.json: with --fold, only that fold's "
+                                                 "validation cases need a prediction")
+    p.add_argument("--fold", default=None, help="fold of --split (a number or all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
 
 CONVERTER_SCRIPTS = {"acdc": "scripts/convert_acdc.py", "brats18": "scripts/convert_brats18.py",
@@ -69,8 +70,8 @@ def evaluation_file(exp: Experiment, paths: Paths, run: Run) -> str:
     return os.path.join(paths.work, "evaluation", run.label, run.trainer, f"fold_{run.fold}.json")
 
 
-def _plans_done(exp: Experiment, paths: Paths) -> bool:
-    plans_file = os.path.join(paths.preprocessed, dataset_name(exp, paths), f"{exp.plans}.json")
+def _plans_done(exp: Experiment, paths: Paths, plans: Optional[str] = None) -> bool:
+    plans_file = os.path.join(paths.preprocessed, dataset_name(exp, paths), f"{plans or exp.plans}.json")
     if not os.path.isfile(plans_file):
         return False
     with open(plans_file) as f:
@@ -105,10 +106,17 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
                           ["nnunet-losses", "synthetic-dataset", "-d", did],
                           lambda: bool(glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*",
                                                               "dataset.json")))))
-    if exp.plans == "nnUNetPlans":
+    small = parse_small_plans_name(exp.plans)  # CPU-sized plans: nnU-Net's plans first, then their small copy
+    source = small[0] if small else exp.plans
+    if source == "nnUNetPlans":
         steps.append(Step("prepare", "plan and preprocess",
                           ["nnUNetv2_plan_and_preprocess", "-d", did, "-c", exp.configuration, "-np",
                            str(num_processes), "-npfp", str(num_processes), "--verify_dataset_integrity"],
+                          lambda: _plans_done(exp, paths, source)))
+    if small:
+        steps.append(Step("prepare", "CPU-sized plans sharing nnU-Net's preprocessed data",
+                          ["nnunet-losses", "small-plans", "-d", did, "-c", exp.configuration, "-p", source,
+                           "--features", str(small[1]), "--batch-size", str(small[2])],
                           lambda: _plans_done(exp, paths)))
     if exp.split != "nnunet":
         command = ["nnunet-losses", "split", "-d", did]
