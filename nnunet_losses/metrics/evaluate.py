@@ -4,7 +4,12 @@ Files are read with nnU-Net's own reader for their ending (any format nnU-Net re
 Classes are labels or regions (a region is a set of labels, as nnU-Net's ``dataset.json`` declares them); by default
 they come from the ``dataset.json`` beside or above the reference folder (nnU-Net's ``gt_segmentations`` sits beside
 it), else from the labels found in the references. Outputs: a per-case CSV and a JSON with the per-case rows and a
-summary (mean, std, median, n, n_undefined per class and metric; status counts), both written atomically.
+summary (mean, std, median, n, n_undefined per class and metric; status counts), both written atomically. The JSON
+names the conventions it follows (``aggregation``, ``hd95``, ``nsd_tolerance_mm``) and lists the ``warnings``.
+
+Inputs that would be misread are reported (stderr and the JSON's ``warnings``), or refused with ``strict``: labels
+that are neither background, a label of the dataset (or of the classes) nor the ignore label, non-finite or
+non-integer voxel values, and references without a prediction.
 """
 from __future__ import annotations
 
@@ -13,16 +18,28 @@ import io
 import json
 import math
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._files import atomic_write_text
-from .case import COUNTS, METRICS, class_metrics
+from .case import BOTH_EMPTY, COUNTS, DEFAULT_NSD_TOLERANCE, METRICS, class_metrics
 
 KNOWN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff", ".b2nd")
+AGGREGATION = {
+    "exclude": "nnU-Net's evaluator: a class absent from both prediction and reference is undefined (null) for Dice, "
+               "IoU, distances and NSD, left out of the means and counted in n_undefined; one mask empty: Dice/IoU/"
+               "NSD 0, distances = the image diagonal",
+    "one": "both empty = 1: a class absent from both prediction and reference gets Dice = IoU = NSD = 1 and "
+           "distances 0; one mask empty: Dice/IoU/NSD 0, distances = the image diagonal",
+}
+HD95_DEFINITIONS = {"hd95": "pooled: 95th percentile of both directions' surface distances together (medpy)",
+                    "hd95_max": "max-directed: the larger of the two directed 95th percentiles (Metrics Reloaded, "
+                                "MONAI)"}
+MAX_PRINTED_WARNINGS = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,19 @@ def parse_class_arguments(items: Sequence[str]) -> List[EvalClass]:
     return classes
 
 
+def parse_tolerances(items: Optional[Sequence[str]]) -> Union[float, Dict[str, float]]:
+    """``--nsd-tolerance 2`` (every class) or ``--nsd-tolerance RV=1 MLV=2.5`` (per class; the others get the
+    default, 1 mm)."""
+    if not items:
+        return DEFAULT_NSD_TOLERANCE
+    try:
+        if len(items) == 1 and "=" not in items[0]:
+            return float(items[0])
+        return {name: float(value) for name, value in (item.split("=", 1) for item in items)}
+    except ValueError:
+        raise ValueError(f"--nsd-tolerance: expected MM or CLASS=MM ..., got {' '.join(items)}") from None
+
+
 def find_dataset_json(ref_dir: str) -> Optional[str]:
     for folder in (ref_dir, os.path.dirname(os.path.abspath(ref_dir))):
         candidate = os.path.join(folder, "dataset.json")
@@ -81,33 +111,80 @@ def _read(path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     return seg[0], tuple(float(s) for s in props["spacing"])
 
 
+def _integer_values(values: np.ndarray) -> List[int]:
+    """The distinct values of an integer-valued array (a bincount when their range is small, else a sort)."""
+    if values.size == 0:
+        return []
+    low, high = int(values.min()), int(values.max())
+    if high - low < 1 << 16:
+        counts = np.bincount((values.ravel() - low).astype(np.intp), minlength=high - low + 1)
+        return [int(v) + low for v in np.flatnonzero(counts)]
+    return [int(v) for v in np.unique(values)]
+
+
+def label_problems(array: np.ndarray, known: FrozenSet[int], what: str) -> List[str]:
+    """What would be misread in a segmentation: non-finite values, non-integer values, labels not in ``known``."""
+    problems = []
+    values = array
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all():
+            problems.append(f"{what} has {int(finite.size - np.count_nonzero(finite))} non-finite voxels "
+                            "(NaN or inf)")
+            values = values[finite]
+        integral = values == np.round(values)
+        if not integral.all():
+            problems.append(f"{what} has {int(integral.size - np.count_nonzero(integral))} voxels of non-integer "
+                            f"value (e.g. {float(values[~integral].flat[0]):g}): not a label map")
+            values = values[integral]
+    unknown = [v for v in _integer_values(values) if v not in known]
+    if unknown:
+        problems.append(f"{what} has labels outside the classes and the ignore label: "
+                        f"{', '.join(str(v) for v in unknown)}")
+    return problems
+
+
 def evaluate_case(pred_path: str, ref_path: str, classes: Sequence[EvalClass],
-                  ignore_label: Optional[int] = None) -> List[Dict[str, object]]:
-    """One row per class for one case (``metrics.case.class_metrics``), spacing from the reference header."""
+                  ignore_label: Optional[int] = None, both_empty: str = "exclude",
+                  nsd_tolerances: Optional[Mapping[str, float]] = None,
+                  known_labels: Optional[FrozenSet[int]] = None,
+                  strict: bool = False) -> Tuple[List[Dict[str, object]], List[str]]:
+    """One row per class for one case (``metrics.case.class_metrics``), spacing from the reference header, and
+    the problems found in the two files (``label_problems``; with ``strict`` the first one raises ValueError)."""
     pred, pred_spacing = _read(pred_path)
     ref, spacing = _read(ref_path)
+    name = os.path.basename(pred_path)
     if pred.shape != ref.shape:
-        raise ValueError(f"{os.path.basename(pred_path)}: prediction shape {pred.shape} differs from the "
-                         f"reference's {ref.shape}")
+        raise ValueError(f"{name}: prediction shape {pred.shape} differs from the reference's {ref.shape}")
     if not np.allclose(pred_spacing, spacing, rtol=1e-3):
-        raise ValueError(f"{os.path.basename(pred_path)}: prediction spacing {pred_spacing} differs from the "
-                         f"reference's {spacing}")
+        raise ValueError(f"{name}: prediction spacing {pred_spacing} differs from the reference's {spacing}")
+    problems = []
+    if known_labels is not None:
+        problems = [f"{name}: {p}" for what, array in (("prediction", pred), ("reference", ref))
+                    for p in label_problems(array, known_labels, what)]
+        if strict and problems:
+            raise ValueError(f"{problems[0]} (--strict)")
     valid = None if ignore_label is None else ref != ignore_label
     rows = []
     for cls in classes:
-        row = class_metrics(np.isin(pred, cls.labels), np.isin(ref, cls.labels), spacing, valid)
+        tolerance = (nsd_tolerances or {}).get(cls.name, DEFAULT_NSD_TOLERANCE)
+        masks = [(a == cls.labels[0]) if len(cls.labels) == 1 else np.isin(a, cls.labels) for a in (pred, ref)]
+        row = class_metrics(*masks, spacing, valid, both_empty=both_empty, nsd_tolerance=tolerance)
         rows.append({"class": cls.name, **row})
-    return rows
+    return rows, problems
 
 
 def _evaluate_one(job):
-    case, pred_path, ref_path, classes, ignore_label = job
-    return [{"case": case, **row} for row in evaluate_case(pred_path, ref_path, classes, ignore_label)]
+    case, pred_path, ref_path, kwargs = job
+    rows, problems = evaluate_case(pred_path, ref_path, **kwargs)
+    return [{"case": case, **row} for row in rows], problems
 
 
 def summarise(rows: Sequence[Dict[str, object]], classes: Sequence[EvalClass]) -> Dict[str, dict]:
     """Per class and metric: mean, std, median over the cases where the value is defined, n and n_undefined;
-    per class: how many cases had each status. ``mean_foreground`` averages the classes per case first."""
+    per class: how many cases had each status. ``mean_foreground`` averages the classes per case first (what the
+    report's paired tests use); ``foreground_mean`` is nnU-Net's summary.json value: the mean over classes of the
+    class means."""
     summary: Dict[str, dict] = {}
     groups = {cls.name: [r for r in rows if r["class"] == cls.name] for cls in classes}
     for name, class_rows in groups.items():
@@ -120,6 +197,9 @@ def summarise(rows: Sequence[Dict[str, object]], classes: Sequence[EvalClass]) -
         by_case.setdefault(r["case"], []).append(r)
     summary["mean_foreground"] = {m: _stats([_defined_mean([r[m] for r in case_rows])
                                              for case_rows in by_case.values()]) for m in METRICS}
+    summary["foreground_mean"] = {m: _defined_mean([math.nan if summary[c.name][m]["mean"] is None
+                                                    else summary[c.name][m]["mean"] for c in classes])
+                                  for m in METRICS}
     return summary
 
 
@@ -160,17 +240,53 @@ def write_outputs(result: dict, output_json: str) -> str:
     return csv_path
 
 
+def validation_cases(splits_json: str, fold: str) -> Optional[List[str]]:
+    """The validation cases of ``fold`` in nnU-Net's ``splits_final.json``; None for fold ``all`` (nnU-Net
+    validates on every case)."""
+    if str(fold) == "all":
+        return None
+    with open(splits_json) as f:
+        splits = json.load(f)
+    try:
+        return list(splits[int(fold)]["val"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise ValueError(f"{splits_json}: no validation cases for fold {fold!r} ({len(splits)} folds)") from None
+
+
+def _known_labels(ds: Optional[dict], classes: Sequence[EvalClass], ignore_label: Optional[int]) -> FrozenSet[int]:
+    known = {0} | {v for c in classes for v in c.labels}
+    if ignore_label is not None:
+        known.add(ignore_label)
+    if ds:
+        for value in ds["labels"].values():
+            known.update(int(v) for v in (value if isinstance(value, (list, tuple)) else (value,)))
+    return frozenset(known)
+
+
+def _report(problems: Sequence[str]) -> None:
+    for problem in problems[:MAX_PRINTED_WARNINGS]:
+        print(f"nnunet-losses evaluate: warning: {problem}", file=sys.stderr)
+    if len(problems) > MAX_PRINTED_WARNINGS:
+        print(f"nnunet-losses evaluate: warning: ... and {len(problems) - MAX_PRINTED_WARNINGS} more (all in the "
+              "JSON's 'warnings')", file=sys.stderr)
+
+
 def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[EvalClass]] = None,
                     dataset_json: Optional[str] = None, num_processes: int = 1, output: Optional[str] = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, both_empty: str = "exclude",
+                    nsd_tolerance: Union[float, Mapping[str, float]] = DEFAULT_NSD_TOLERANCE,
+                    strict: bool = False, expected_cases: Optional[Sequence[str]] = None) -> dict:
     """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
 
-    A prediction without a reference is an error; references without a prediction are counted
-    (``num_references_without_prediction``: nnU-Net's gt_segmentations hold all training cases, a fold's
-    validation folder only its own).
+    ``both_empty``: ``"exclude"`` (nnU-Net's evaluator, default) or ``"one"`` (``metrics.case``).
+    ``nsd_tolerance``: mm, one for every class or ``{class name: mm}`` (others: 1 mm). A prediction without a
+    reference is an error. References without a prediction (among ``expected_cases`` when given, e.g. a fold's
+    validation cases; else every reference) and ``label_problems`` are warnings, errors with ``strict``.
     """
     from tqdm import tqdm
 
+    if both_empty not in BOTH_EMPTY:
+        raise ValueError(f"both_empty: choose one of {', '.join(BOTH_EMPTY)}, got {both_empty!r}")
     for folder in (pred_dir, ref_dir):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"no such folder: {folder}")
@@ -190,34 +306,64 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     if missing:
         raise FileNotFoundError(f"{len(missing)} predictions have no reference in {ref_dir}: "
                                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    refs = sorted(n[:-len(ending)] for n in os.listdir(ref_dir) if n.endswith(ending))
+    predicted = {n[:-len(ending)] for n in preds}
+    without_prediction = [c for c in (refs if expected_cases is None else sorted(expected_cases))
+                          if c not in predicted]
+    problems = []
+    if without_prediction:
+        problems.append(f"{len(without_prediction)} reference(s) without a prediction in {pred_dir}: "
+                        f"{', '.join(without_prediction[:5])}{' ...' if len(without_prediction) > 5 else ''}")
+        if strict:
+            raise ValueError(f"{problems[0]} (--strict)")
     if classes is None:
-        found = sorted({int(v) for n in preds for v in np.unique(_read(os.path.join(ref_dir, n))[0])} - {0})
+        found = sorted({int(v) for n in preds for v in np.unique(_read(os.path.join(ref_dir, n))[0])
+                        if np.isfinite(v)} - {0, *(() if ignore_label is None else (ignore_label,))})
         classes = [EvalClass(str(v), (v,)) for v in found]
     if not classes:
         raise ValueError("no foreground class to evaluate (pass -l)")
-    jobs = [(n[:-len(ending)], os.path.join(pred_dir, n), os.path.join(ref_dir, n), tuple(classes), ignore_label)
-            for n in preds]
+    names = [c.name for c in classes]
+    if isinstance(nsd_tolerance, Mapping):
+        unknown = sorted(set(nsd_tolerance) - set(names))
+        if unknown:
+            raise ValueError(f"--nsd-tolerance: no class {', '.join(unknown)} (classes: {', '.join(names)})")
+        tolerances = {n: float(nsd_tolerance.get(n, DEFAULT_NSD_TOLERANCE)) for n in names}
+    else:
+        tolerances = {n: float(nsd_tolerance) for n in names}
+    for name, tau in tolerances.items():
+        if not (math.isfinite(tau) and tau >= 0):
+            raise ValueError(f"--nsd-tolerance: {name}: {tau} is not a distance in mm (>= 0)")
+    kwargs = dict(classes=tuple(classes), ignore_label=ignore_label, both_empty=both_empty,
+                  nsd_tolerances=tolerances, known_labels=_known_labels(ds, classes, ignore_label), strict=strict)
+    jobs = [(n[:-len(ending)], os.path.join(pred_dir, n), os.path.join(ref_dir, n), kwargs) for n in preds]
     bar = tqdm(total=len(jobs), desc="evaluate", unit="case", disable=not progress)
     rows: List[Dict[str, object]] = []
+
+    def collect(outcome):
+        rows.extend(outcome[0])
+        problems.extend(outcome[1])
+        bar.update()
+
     if num_processes > 1:
         with ProcessPoolExecutor(max_workers=num_processes) as pool:
-            for case_rows in pool.map(_evaluate_one, jobs, chunksize=max(1, len(jobs) // (4 * num_processes))):
-                rows.extend(case_rows)
-                bar.update()
+            for outcome in pool.map(_evaluate_one, jobs, chunksize=max(1, len(jobs) // (4 * num_processes))):
+                collect(outcome)
     else:
         for job in jobs:
-            rows.extend(_evaluate_one(job))
-            bar.update()
+            collect(_evaluate_one(job))
     bar.close()
-    num_refs = sum(n.endswith(ending) for n in os.listdir(ref_dir))
+    _report(problems)
     result = {"pred_dir": os.path.abspath(pred_dir), "ref_dir": os.path.abspath(ref_dir),
               "dataset_json": os.path.abspath(dataset_json) if dataset_json else None,
               "classes": [{"name": c.name, "labels": list(c.labels)} for c in classes],
               "ignore_label": ignore_label, "metrics": list(METRICS), "num_cases": len(jobs),
-              "num_references_without_prediction": num_refs - len(jobs),
-              "conventions": "see nnunet_losses.metrics.case: empty masks have defined values, undefined ratios null "
-                             "(never averaged; n_undefined counts them)",
-              "summary": summarise(rows, classes), "cases": rows}
+              "num_references_without_prediction": len(without_prediction),
+              "references_without_prediction": without_prediction,
+              "aggregation": {"both_empty": both_empty, "description": AGGREGATION[both_empty]},
+              "hd95": HD95_DEFINITIONS, "nsd_tolerance_mm": tolerances,
+              "conventions": "see nnunet_losses.metrics.case and .surface; undefined values are null (never "
+                             "averaged; n_undefined counts them)",
+              "warnings": problems, "summary": summarise(rows, classes), "cases": rows}
     if output:
         write_outputs(result, output)
     return result
