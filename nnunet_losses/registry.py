@@ -120,6 +120,10 @@ _SCHEDULE_PARAMS = (
     Param("minimum", float, 0.01, "lowest alpha (gradual)"),
 )
 
+# RW-Boundary map: eq. 3 of 001 (Kervadec's, inside -(d - 1)) or the RW authors' code (inside -d, eq. 3 minus Y)
+_BOUNDARY_MAP = Param("boundary_map", str, "eq3", "eq3: eq. 3 / Kervadec et al., inside -(d - 1); authors: the RW "
+                      "authors' code, inside -d (what their Fig. 5 and 6 ran)", choices=("eq3", "authors"))
+
 _RW = "Valverde & Tohka, Region-wise loss (001)"
 _SPECS = (
     LossSpec("combo", "Combo loss: alpha * weighted BCE - (1 - alpha) * Dice, foreground channels",
@@ -136,16 +140,16 @@ _SPECS = (
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
              needs_map="rrw", supports_regions=False),
     LossSpec("rw_boundary", "Region-wise loss with boundary (signed distance) maps", _RW, "eq. 1 with maps of eq. 3",
-             lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
+             lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions), (_BOUNDARY_MAP,),
              needs_map="boundary", supports_regions=False),
     LossSpec("rw_ac", "Region-wise loss with active-contour maps Z = 1 - Y", _RW, "eq. 1, section 3.2",
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
              needs_map="ac", supports_regions=False),
     LossSpec("dice_boundary", "alpha * Dice + (1 - alpha) * RW-Boundary (Boundary loss)", _RW,
-             "section 4.1 and 4.3", _boundary("dice"), _SCHEDULE_PARAMS, needs_map="boundary",
+             "section 4.1 and 4.3", _boundary("dice"), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary",
              supports_regions=False),
     LossSpec("ce_boundary", "alpha * CE + (1 - alpha) * RW-Boundary (the paper's CE variant)", _RW, "section 4.3",
-             _boundary("ce"), _SCHEDULE_PARAMS, needs_map="boundary", supports_regions=False),
+             _boundary("ce"), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary", supports_regions=False),
     LossSpec("iou_xy", "1 - mean_c TP / (TP + alpha FP + beta FN), alpha + beta = 2",
              "Furtado, loss functions for abdominal MRI (003)", "section 2.2, IoU_xy",
              lambda p, c: L.IoUxyLoss(alpha=p["alpha"], beta=p["beta"],

@@ -1,13 +1,15 @@
-"""precompute-maps: values equal the map functions, per-slice 2D vs 3D, stale detection, resume, atomic writes."""
+"""precompute-maps: values equal the map functions, per-slice 2D vs 3D, stale detection by settings and content,
+corrupt maps, resume, atomic writes, read-only data."""
 import os
-import time
+import pickle
+import shutil
 
 import numpy as np
 import pytest
 
 from nnunet_losses.maps import boundary_map, rrw_inside_map, rrw_own_class_map
 from nnunet_losses.nnunet.precompute import (
-    case_status, check_maps, compute_case_map, map_file, maps_folder, precompute_maps)
+    case_status, check_maps, compute_case_map, map_file, map_settings, maps_folder, precompute_maps)
 
 
 def _blobs(shape, num_classes, seed):
@@ -28,6 +30,8 @@ def _write_case(folder, case, seg):
     tmp = path + ".x"
     blosc2.asarray(seg, urlpath=tmp, mode="w")
     os.replace(tmp, path)
+    with open(os.path.join(folder, case + ".pkl"), "wb") as f:  # nnU-Net's properties file
+        pickle.dump({}, f)
 
 
 def _read(path, kind):
@@ -84,22 +88,22 @@ def test_resume_stale_and_missing(tmp_path):
     assert again["computed"] == 0 and again["up_to_date"] == 3
     check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
 
-    time.sleep(0.01)
+    settings = map_settings("rrw", 3, True, None)
     _write_case(folder, "c1", _blobs((1, 16, 16), 3, 7)[None])  # re-preprocessed: new segmentation
-    assert case_status(folder, "c1", "rrw") == "stale"
+    assert case_status(folder, "c1", settings) == "stale"
     os.remove(map_file(maps_folder(folder), "c2", "rrw"))
-    assert case_status(folder, "c2", "rrw") == "missing"
+    assert case_status(folder, "c2", settings) == "missing"
     with pytest.raises(RuntimeError, match="stale: 1 case.*missing: 1 case.*Run: CMD|missing: 1 case.*stale: 1"):
         check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
     with pytest.raises(RuntimeError, match="Run: nnunet-losses precompute-maps"):
         check_maps(folder, ["c0", "c1", "c2"], "rrw", "nnunet-losses precompute-maps -d 1 -c 2d")
 
     # an interrupted write leaves only a .tmp file, which is neither used nor counted
-    open(map_file(maps_folder(folder), "c2", "rrw") + ".tmp", "w").write("half")
+    open(map_file(maps_folder(folder), "c2", "rrw") + ".tmp4242", "w").write("half")
     third = precompute_maps(folder, ["rrw"], 3, True, None, progress=False, num_processes=2)
     assert third["computed"] == 2 and third["stale_before"] == 1
     check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
-    assert not os.path.exists(map_file(maps_folder(folder), "c2", "rrw") + ".tmp")
+    assert not os.path.exists(map_file(maps_folder(folder), "c2", "rrw") + ".tmp4242")
 
 
 def test_bad_input(tmp_path):
@@ -110,3 +114,154 @@ def test_bad_input(tmp_path):
         precompute_maps(str(tmp_path / "empty"), ["rrw"], 3, True, None, progress=False)
     with pytest.raises(ValueError, match="unknown map kind"):
         precompute_maps(str(tmp_path / "empty"), ["ac"], 3, True, None, progress=False)
+
+
+def _three_cases(tmp_path, shape=(2, 24, 20)):
+    folder = str(tmp_path / "nnUNetPlans_2d")
+    for i in range(3):
+        _write_case(folder, f"c{i}", _blobs(shape, 3, 10 + i)[None])
+    return folder
+
+
+def _snapshot(root):
+    """Every file under root with its size, mtime and bytes: any write shows."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[path] = (os.stat(path).st_mtime_ns, f.read())
+    return out
+
+
+def test_change_of_units_or_settings_recomputes(tmp_path):
+    """Issue 10.2: spacing -> voxel units used to report "up to date" and keep the maps in mm."""
+    folder = _three_cases(tmp_path)
+    spacing = (3.0, 2.0, 0.5)
+    assert precompute_maps(folder, ["boundary"], 3, True, spacing, progress=False)["computed"] == 3
+    voxels = precompute_maps(folder, ["boundary"], 3, True, None, progress=False)
+    assert voxels["computed"] == 3 and voxels["stale_before"] == 3
+    labels = _blobs((2, 24, 20), 3, 10)
+    stored = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
+    assert np.allclose(stored[:, 1], boundary_map(labels[1], 3), atol=0.125 + 1e-6)  # in voxels now
+    # the through-plane spacing of a 2D configuration changes nothing; in-plane spacing, classes, 2D/3D do
+    assert precompute_maps(folder, ["boundary"], 3, True, (3.0, 2.0, 0.5), progress=False)["computed"] == 3
+    assert precompute_maps(folder, ["boundary"], 3, True, (9.0, 2.0, 0.5), progress=False)["computed"] == 0
+    assert precompute_maps(folder, ["boundary"], 4, True, (9.0, 2.0, 0.5), progress=False)["computed"] == 3
+    assert precompute_maps(folder, ["boundary"], 4, False, (9.0, 2.0, 0.5), progress=False)["computed"] == 3
+
+    # training start: the maps must fit the trainer's configuration (3D, 4 classes, spacing (9, 2, 0.5) now)
+    cases = ["c0", "c1", "c2"]
+    check_maps(folder, cases, "boundary", "CMD", num_classes=4, is_2d=False, spacing=(9.0, 2.0, 0.5))
+    with pytest.raises(RuntimeError, match=r"stale: spacing \[9.0, 2.0, 0.5\] \(configuration: \[1.0, 2.0, 0.5\]\)"
+                                           r".*Run: CMD"):
+        check_maps(folder, cases, "boundary", "CMD", num_classes=4, is_2d=False, spacing=(1.0, 2.0, 0.5))
+    with pytest.raises(RuntimeError, match="stale: num_classes 4 \\(configuration: 3\\)"):
+        check_maps(folder, cases, "boundary", "CMD", num_classes=3, is_2d=False, spacing=(9.0, 2.0, 0.5))
+    with pytest.raises(RuntimeError, match="per_slice_2d False"):
+        check_maps(folder, cases, "boundary", "CMD", num_classes=4, is_2d=True, spacing=(9.0, 2.0, 0.5))
+    # voxel units fit any spacing, and the command to rewrite them says --voxel-units
+    precompute_maps(folder, ["boundary"], 4, False, None, progress=False)
+    check_maps(folder, cases, "boundary", "CMD", num_classes=4, is_2d=False, spacing=(1.0, 2.0, 0.5))
+    os.remove(map_file(maps_folder(folder), "c1", "boundary"))
+    with pytest.raises(RuntimeError, match="missing: 1 case.*Run: CMD --voxel-units$"):
+        check_maps(folder, cases, "boundary", "CMD", num_classes=4, is_2d=False, spacing=(1.0, 2.0, 0.5))
+
+
+def _truncate(path, other):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def _overwrite(path, other):
+    size = os.path.getsize(path)
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+
+
+def _flip_byte(path, other):
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        data[len(data) // 2] ^= 0xFF
+        f.seek(0)
+        f.write(bytes(data))
+
+
+def _copy_map(path, other):
+    shutil.copyfile(other, path)
+
+
+def _copy_map_and_record(path, other):
+    shutil.copyfile(other, path)
+    shutil.copyfile(other[:-5] + ".json", path[:-5] + ".json")
+
+
+@pytest.mark.parametrize("damage", [_truncate, _overwrite, _flip_byte, _copy_map, _copy_map_and_record])
+def test_corrupt_maps_are_found_and_recomputed(tmp_path, damage):
+    """Issue 10.3: damaged maps passed the start check and precompute-maps called them up to date."""
+    folder = _three_cases(tmp_path)
+    precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    good = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
+    target = map_file(maps_folder(folder), "c0", "boundary")
+    damage(target, map_file(maps_folder(folder), "c2", "boundary"))
+    with pytest.raises(RuntimeError, match=r"(corrupt|stale): 1 case\(s\), e.g. c0.*Run: CMD"):
+        check_maps(folder, ["c0", "c1", "c2"], "boundary", "CMD")
+    check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")  # the other kind is intact
+    again = precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    assert again["computed"] == 1 and again["stale_before"] + again["corrupt_before"] == 1
+    assert np.array_equal(_read(target, "boundary"), good)
+    check_maps(folder, ["c0", "c1", "c2"], "boundary", "CMD")
+
+
+def test_unreadable_map_in_a_loader_names_file_and_command(tmp_path):
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    from nnunet_losses.nnunet.precomputed_loading import MapDataset, MapReadError
+
+    folder = _three_cases(tmp_path)
+    precompute_maps(folder, ["boundary"], 3, True, None, progress=False)
+    dataset = MapDataset(nnUNetDatasetBlosc2(folder), "boundary", "nnunet-losses precompute-maps -d 5 -c 2d")
+    data = dataset.load_case("c1")[0]
+    assert data.shape == (4, 2, 24, 20) and np.isfinite(data[:, :, 3:9, 2:7]).all()
+    path = map_file(maps_folder(folder), "c1", "boundary")
+    _overwrite(path, None)
+    with pytest.raises(MapReadError, match=f"cannot read the precomputed map {path} .*"
+                                           f"Run: nnunet-losses precompute-maps -d 5 -c 2d"):
+        dataset.load_case("c1")[0][:, :, 3:9, 2:7]
+
+
+def test_copied_dataset_is_up_to_date(tmp_path):
+    """Issue 10.7: `cp -r` gives every file a new mtime; the content decides, so nothing is recomputed."""
+    folder = _three_cases(tmp_path / "a")
+    precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    copy = str(tmp_path / "b" / "nnUNetPlans_2d")
+    for src, dst in ((folder, copy), (maps_folder(folder), maps_folder(copy))):
+        shutil.copytree(src, dst, copy_function=shutil.copy)  # cp -r: contents, not times
+    check_maps(copy, ["c0", "c1", "c2"], "rrw", "CMD")
+    assert precompute_maps(copy, ["rrw", "boundary"], 3, True, None, progress=False)["computed"] == 0
+
+
+def test_up_to_date_writes_nothing_and_read_only_is_one_line(tmp_path, monkeypatch):
+    """Issue 10.7: read-only shared data: no write when up to date; otherwise one message naming the folder."""
+    folder = _three_cases(tmp_path)
+    precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    before = _snapshot(str(tmp_path))
+    summary = precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    assert summary["computed"] == 0 and _snapshot(str(tmp_path)) == before
+
+    os.remove(map_file(maps_folder(folder), "c1", "rrw"))
+    before = _snapshot(str(tmp_path))
+    read_only = os.path.abspath(maps_folder(folder))
+    os.chmod(read_only, 0o555)
+    if os.geteuid() == 0:  # root writes anyway: deny as a read-only mount does
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: not (os.path.abspath(p) == read_only
+                                                                   and mode & os.W_OK) and real_access(p, mode))
+    try:
+        with pytest.raises(PermissionError) as info:
+            precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+    finally:
+        os.chmod(read_only, 0o755)
+    message = str(info.value)
+    assert "\n" not in message and f"cannot write maps into {read_only}" in message and "1 case(s)" in message
+    assert _snapshot(str(tmp_path)) == before

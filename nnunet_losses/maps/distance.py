@@ -1,4 +1,5 @@
-"""RW maps of Valverde & Tohka (001): RRW (eq. 4), RW-Boundary (eq. 3, Kervadec's signed distance), RW-AC (1 - Y).
+"""RW maps of Valverde & Tohka (001): RRW (eq. 4), RW-Boundary (eq. 3, Kervadec's signed distance, and the variant
+the RW authors' code computes), RW-AC (1 - Y).
 
 Label conventions: labels in [0, num_classes) are classes. Negative labels (nnU-Net's -1 outside the nonzero mask)
 count as background 0, as nnU-Net's data loader does. Labels >= num_classes (nnU-Net's ignore label) belong to no
@@ -94,7 +95,8 @@ def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequenc
         inside k:  -(distance to the nearest voxel not in k - 1)   (0 on the inner boundary, < 0 deeper)
 
     Not normalised. Absent class: 0 everywhere (Kervadec's code). Class filling the array: the outside of the array
-    counts as "not k", so the inside values are -(distance to the array border - 1).
+    counts as "not k", so the inside values are -(distance to the array border - 1). The RW authors' code uses
+    ``-distance`` inside (this map minus Y): :func:`boundary_map_authors`.
     """
     lab, k_classes, spacing = _check(labels, num_classes, spacing)
     dist_in = _edt(_label_image(lab, k_classes), spacing)
@@ -109,6 +111,24 @@ def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequenc
         dist_out = _edt((~inside).astype(np.uint8), spacing)
         out[k] = np.where(inside, -(dist_in - 1.0), dist_out)
     return out
+
+
+def boundary_map_authors(labels: np.ndarray, num_classes: int,
+                         spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+    """RW-Boundary map as the RW authors' code computes it (``BoundaryLoss`` in their nnU-Net fork,
+    github.com/jmlipman/RegionWiseLoss), which Fig. 5 and 6 of Valverde & Tohka (001) come from::
+
+        outside k: distance to the nearest voxel of k          (> 0, as eq. 3)
+        inside k:  -(distance to the nearest voxel not in k)   (-1 on the inner boundary)
+
+    i.e. :func:`boundary_map` minus the one-hot labels Y: eq. 3 and Kervadec et al. (2019) subtract 1 inside, the
+    code does not. The constant -Y changes the loss by -mean(Y * softmax) and its gradient. Absent class: 0
+    everywhere (the code reuses the previous class's map there, a bug we do not copy). Class filling the array: the
+    outside of the array counts as "not k" (the code's scipy call is undefined there).
+    """
+    lab, k_classes, _ = _check(labels, num_classes, spacing)
+    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
+    return (boundary_map(labels, num_classes, spacing) - onehot).astype(np.float32)
 
 
 def ac_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:

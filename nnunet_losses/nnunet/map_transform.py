@@ -16,13 +16,15 @@ import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
-from ..maps import ac_map, boundary_map, rrw_map
+from ..maps import ac_map, boundary_map, boundary_map_authors, rrw_map
 
-MAP_FUNCTIONS = {"rrw": rrw_map, "boundary": boundary_map, "ac": ac_map}
+# boundary_authors: the RW authors' code's boundary map (inside -d instead of eq. 3's -(d - 1))
+MAP_FUNCTIONS = {"rrw": rrw_map, "boundary": boundary_map, "boundary_authors": boundary_map_authors, "ac": ac_map}
 
 
 class AttachMapsTransform(BasicTransform):
-    """Append the ``kind`` map (rrw | boundary | ac) of every deep-supervision scale to its segmentation."""
+    """Append the ``kind`` map (rrw | boundary | boundary_authors | ac) of every deep-supervision scale to its
+    segmentation."""
 
     def __init__(self, kind: str, num_classes: int):
         super().__init__()

@@ -1,9 +1,19 @@
 """``nnunet-losses precompute-maps``: RW maps beside nnU-Net's preprocessed data.
 
 Layout: ``nnUNet_preprocessed/<Dataset>/<data_identifier>_maps/`` (a sibling of the data folder: nnU-Net takes any
-``*.b2nd`` inside the data folder for a case) holding, per case and map kind, ``<case>_<kind>.b2nd`` and a small
-``<case>_<kind>.json`` record of the segmentation it was computed from (file size and modification time of
-``<case>_seg.b2nd``): re-preprocessing rewrites the segmentation, so a stale map is detected at training start.
+``*.b2nd`` inside the data folder for a case) holding ``manifest.json`` (the settings of each map kind, see
+:func:`map_settings`) and, per case and map kind, ``<case>_<kind>.b2nd`` with a ``<case>_<kind>.json`` record:
+
+* ``settings``: everything that changes a map's values: format version, kind, number of classes, 2D per slice or
+  3D, the spacing the distances use (``None``: voxels), quantisation;
+* ``seg``: size and SHA-256 of the ``<case>_seg.b2nd`` it was computed from (its content, not its modification
+  time: a dataset copied with ``cp -r`` stays up to date, a re-preprocessed one does not);
+* ``map``: size and SHA-256 of the map file itself (a truncated, overwritten, bit-flipped or swapped map is found);
+* ``quick``: SHA-256 of the first and last :data:`QUICK_BYTES` bytes of both files (the whole file when smaller).
+
+Two checks use them. :func:`check_maps` (training start, every rank) compares settings, sizes and the quick
+fingerprints: it reads at most 2 x 64 KiB per file. ``precompute-maps`` compares the full hashes and recomputes
+whatever differs; when everything is up to date it writes nothing (read-only shared datasets work).
 
 What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; see BENCHMARKS.md for
 the sizes):
@@ -13,25 +23,32 @@ the sizes):
   <= 0.002). The trainer rebuilds the full map ``z_k = (1 - Y_k) - m * Y_k`` after augmentation, from the augmented
   labels, so zero padding stays correct.
 * ``boundary``: the K-channel signed distance map (eq. 3), as int16 in steps of 1/4 of the distance unit (voxels,
-  or the spacing's unit when distances use the spacing; error <= 1/8 unit, distances up to 8191 units).
+  or the spacing's unit when distances use the spacing; error <= 1/8 unit, distances up to 8191 units). The RW
+  authors' variant (inside ``-d``) is this map minus Y, built by the trainer from the augmented labels.
 
 2D configurations get per-slice 2D maps (each slice normalised on its own); 3D configurations get 3D maps with the
-configuration's spacing. Writes are atomic (temporary file, then rename); an interrupted run resumes where it stopped.
+configuration's spacing. Writes are atomic (:mod:`nnunet_losses._files`); an interrupted run resumes where it
+stopped.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._files import atomic_file
 from ..maps import boundary_map, rrw_own_class_map
 
 MAP_KINDS = ("rrw", "boundary")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # kind -> (stored dtype, scale): stored = round(value * scale)
 QUANTISATION = {"rrw": (np.uint8, 255.0), "boundary": (np.int16, 4.0)}
+QUICK_BYTES = 1 << 16
+MANIFEST = "manifest.json"
 
 
 def maps_folder(preprocessed_dataset_folder: str) -> str:
@@ -43,11 +60,71 @@ def map_file(folder: str, case: str, kind: str) -> str:
     return os.path.join(folder, f"{case}_{kind}.b2nd")
 
 
-def _seg_stamp(seg_file: str) -> Dict[str, int]:
-    st = os.stat(seg_file)
-    return {"seg_size": int(st.st_size), "seg_mtime_ns": int(st.st_mtime_ns)}
+def _record_file(folder: str, case: str, kind: str) -> str:
+    return os.path.join(folder, f"{case}_{kind}.json")
 
 
+def _seg_file(data_folder: str, case: str) -> str:
+    return os.path.join(data_folder, case + "_seg.b2nd")
+
+
+def map_settings(kind: str, num_classes: int, is_2d: bool, spacing: Optional[Sequence[float]]) -> Dict:
+    """Everything that changes the values of a ``kind`` map (``spacing=None``: distances in voxels). 2D
+    configurations keep only the in-plane spacing, the only part their per-slice maps use."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"unknown map kind {kind!r}; precomputed kinds: {', '.join(MAP_KINDS)}")
+    if spacing is not None:
+        spacing = [float(s) for s in spacing]
+        spacing = spacing[-2:] if is_2d else spacing
+    dtype, scale = QUANTISATION[kind]
+    return {"version": FORMAT_VERSION, "kind": kind, "num_classes": int(num_classes), "per_slice_2d": bool(is_2d),
+            "spacing": spacing, "stored": [np.dtype(dtype).name, scale]}
+
+
+def stored_kind(map_kind: str) -> str:
+    """The precomputed kind a trainer's map is built from: the RW authors' boundary variant from ``boundary``."""
+    return "boundary" if map_kind == "boundary_authors" else map_kind
+
+
+def describe_units(settings: Dict) -> str:
+    return "voxels" if settings["spacing"] is None else f"the spacing {settings['spacing']}"
+
+
+def units_flag(settings: Dict) -> str:
+    """What ``precompute-maps`` needs to be told to rewrite maps of these settings."""
+    return " --voxel-units" if settings["spacing"] is None else ""
+
+
+# --------------------------------------------------------------------------------------------- fingerprints
+def _ends(data: bytes) -> bytes:
+    return data if len(data) <= 2 * QUICK_BYTES else data[:QUICK_BYTES] + data[-QUICK_BYTES:]
+
+
+def _fingerprint(data: bytes) -> Dict:
+    """Size, SHA-256 and the quick fingerprint (SHA-256 of the first and last QUICK_BYTES) of a file's bytes."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "quick": hashlib.sha256(_ends(data)).hexdigest()}
+
+
+def _quick_fingerprint(path: str) -> Dict:
+    """Size and quick fingerprint of a file, reading at most 2 x QUICK_BYTES."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if size <= 2 * QUICK_BYTES:
+            ends = f.read()
+        else:
+            ends = f.read(QUICK_BYTES)
+            f.seek(size - QUICK_BYTES)
+            ends += f.read()
+    return {"size": size, "quick": hashlib.sha256(ends).hexdigest()}
+
+
+def _file_fingerprint(path: str) -> Dict:
+    with open(path, "rb") as f:
+        return _fingerprint(f.read())
+
+
+# ------------------------------------------------------------------------------------------------ maps
 def compute_case_map(seg: np.ndarray, kind: str, num_classes: int, is_2d: bool,
                      spacing: Optional[Sequence[float]]) -> np.ndarray:
     """The stored map of one case: seg (1, Z, Y, X) -> (C_map, Z, Y, X) float32."""
@@ -75,118 +152,194 @@ def dequantise(stored: np.ndarray, kind: str) -> np.ndarray:
     return stored.astype(np.float32) / np.float32(QUANTISATION[kind][1])
 
 
-def _write_b2nd(array: np.ndarray, path: str, like) -> None:
+def _encode_b2nd(array: np.ndarray, like) -> bytes:
+    """The ``.b2nd`` file of ``array`` (a blosc2 contiguous frame), chunked like ``like`` (the segmentation)."""
     import blosc2
 
-    tmp = path + ".tmp"
-    if os.path.exists(tmp):
-        os.remove(tmp)
     chunks = blocks = None
     if like is not None and len(getattr(like, "chunks", ())) == array.ndim:
         chunks = (array.shape[0],) + tuple(like.chunks[1:])
         blocks = (array.shape[0],) + tuple(like.blocks[1:])
     filters = [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA] if array.itemsize > 1 else [blosc2.Filter.NOFILTER]
     cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 3, "nthreads": 1, "filters": filters}
-    blosc2.asarray(np.ascontiguousarray(array), urlpath=tmp, mode="w", chunks=chunks,
-                   blocks=blocks, cparams=cparams)
-    os.replace(tmp, path)
+    return blosc2.asarray(np.ascontiguousarray(array), chunks=chunks, blocks=blocks, cparams=cparams).to_cframe()
 
 
-def _write_json(obj: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+def _write_bytes(path: str, data: bytes) -> None:
+    for leftover in glob.glob(glob.escape(path) + ".tmp*"):  # of a killed earlier run
+        os.remove(leftover)
+    with atomic_file(path, "wb") as f:
+        f.write(data)
 
 
-def case_status(data_folder: str, case: str, kind: str) -> str:
-    """'ok', 'missing' or 'stale' for the ``kind`` map of ``case``."""
+def _load_record(folder: str, case: str, kind: str) -> Optional[Dict]:
+    try:
+        with open(_record_file(folder, case, kind)) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def case_status(data_folder: str, case: str, settings: Dict, full: bool = True,
+                seg_fingerprint: Optional[Dict] = None) -> str:
+    """'ok', 'missing', 'stale' (other settings or segmentation) or 'corrupt' (the map file is not the one written)
+    for the map of ``case`` with ``settings``. ``full``: compare SHA-256 of whole files; otherwise sizes and the
+    quick fingerprints only (training start)."""
     folder = maps_folder(data_folder)
-    record_file = map_file(folder, case, kind)[:-5] + ".json"
-    if not (os.path.isfile(map_file(folder, case, kind)) and os.path.isfile(record_file)):
+    path = map_file(folder, case, settings["kind"])
+    record = _load_record(folder, case, settings["kind"])
+    if record is None or not os.path.isfile(path):
         return "missing"
-    with open(record_file) as f:
-        record = json.load(f)
-    seg_file = os.path.join(data_folder, case + "_seg.b2nd")
-    if record.get("version") != FORMAT_VERSION or record.get("kind") != kind or \
-            {k: record.get(k) for k in ("seg_size", "seg_mtime_ns")} != _seg_stamp(seg_file):
+    if record.get("settings") != settings or record.get("case") != case:
         return "stale"
+    keys = ("size", "sha256") if full else ("size", "quick")
+    seg_file = _seg_file(data_folder, case)
+    seg = (seg_fingerprint or _file_fingerprint(seg_file)) if full else _quick_fingerprint(seg_file)
+    if any(record.get("seg", {}).get(k) != seg[k] for k in keys):
+        return "stale"
+    found = _file_fingerprint(path) if full else _quick_fingerprint(path)
+    if any(record.get("map", {}).get(k) != found[k] for k in keys):
+        return "corrupt"
     return "ok"
 
 
-def _work(args: Tuple) -> Tuple[str, str]:
-    data_folder, case, kinds, num_classes, is_2d, spacing = args
+def _status_job(args: Tuple) -> Tuple[str, List[str]]:
+    data_folder, case, all_settings = args
+    seg = _file_fingerprint(_seg_file(data_folder, case))
+    return case, [case_status(data_folder, case, s, full=True, seg_fingerprint=seg) for s in all_settings]
+
+
+def _compute_job(args: Tuple) -> str:
+    data_folder, case, all_settings = args
     import blosc2
 
-    seg_file = os.path.join(data_folder, case + "_seg.b2nd")
-    seg = blosc2.open(urlpath=seg_file, mode="r")
+    seg_file = _seg_file(data_folder, case)
+    with open(seg_file, "rb") as f:
+        seg_bytes = f.read()
+    seg = blosc2.ndarray_from_cframe(seg_bytes)  # the very bytes that are fingerprinted
     labels = seg[...]
     folder = maps_folder(data_folder)
-    for kind in kinds:
-        if case_status(data_folder, case, kind) == "ok":
-            continue
-        stamp = _seg_stamp(seg_file)
-        array = compute_case_map(labels, kind, num_classes, is_2d, spacing)
-        _write_b2nd(quantise(array, kind), map_file(folder, case, kind), seg)
-        _write_json({"version": FORMAT_VERSION, "kind": kind, "case": case, "num_classes": num_classes,
-                     "per_slice_2d": is_2d, "spacing": list(spacing) if spacing is not None else None,
-                     "channels": int(array.shape[0]), **stamp}, map_file(folder, case, kind)[:-5] + ".json")
-    return case, "done"
+    for settings in all_settings:
+        kind = settings["kind"]
+        array = compute_case_map(labels, kind, settings["num_classes"], settings["per_slice_2d"],
+                                 settings["spacing"])
+        data = _encode_b2nd(quantise(array, kind), seg)
+        _write_bytes(map_file(folder, case, kind), data)
+        record = {"settings": settings, "case": case, "channels": int(array.shape[0]),
+                  "seg": _fingerprint(seg_bytes), "map": _fingerprint(data)}
+        with atomic_file(_record_file(folder, case, kind)) as f:
+            json.dump(record, f)
+    return case
 
 
 def list_cases(data_folder: str) -> List[str]:
     return sorted(f[:-len("_seg.b2nd")] for f in os.listdir(data_folder) if f.endswith("_seg.b2nd"))
 
 
+def _map(fn, jobs, num_processes: int, bar):
+    if num_processes > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
+            for result in pool.imap_unordered(fn, jobs):
+                bar.update()
+                yield result
+    else:
+        for job in jobs:
+            yield fn(job)
+            bar.update()
+
+
+def _unwritable(folder: str) -> Optional[str]:
+    """The folder that stops writing into ``folder`` (itself, or its nearest existing parent), or None."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return None if os.access(path, os.W_OK | os.X_OK) else path
+
+
+def read_manifest(data_folder: str) -> Dict:
+    try:
+        with open(os.path.join(maps_folder(data_folder), MANIFEST)) as f:
+            manifest = json.load(f)
+        return manifest if isinstance(manifest, dict) and manifest.get("version") == FORMAT_VERSION else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def precompute_maps(data_folder: str, kinds: Sequence[str], num_classes: int, is_2d: bool,
                     spacing: Optional[Sequence[float]], num_processes: int = 1, progress: bool = True) -> Dict:
-    """Compute the missing or stale maps of every case in ``data_folder``; returns counts per status."""
+    """Compute the missing, stale or corrupt maps of every case in ``data_folder``; returns counts per status.
+
+    Up-to-date maps are verified by their full SHA-256 and nothing is written when all are up to date.
+    """
     from tqdm import tqdm
 
-    for kind in kinds:
-        if kind not in MAP_KINDS:
-            raise ValueError(f"unknown map kind {kind!r}; precomputed kinds: {', '.join(MAP_KINDS)}")
+    all_settings = [map_settings(kind, num_classes, is_2d, spacing) for kind in kinds]
     if not os.path.isdir(data_folder):
         raise FileNotFoundError(f"no preprocessed data folder {data_folder}: run nnUNetv2_plan_and_preprocess first")
     cases = list_cases(data_folder)
     if not cases:
         raise FileNotFoundError(f"no preprocessed cases (*_seg.b2nd) in {data_folder}")
-    os.makedirs(maps_folder(data_folder), exist_ok=True)
-    before = {kind: [case_status(data_folder, c, kind) for c in cases] for kind in kinds}
-    todo = [c for i, c in enumerate(cases) if any(before[k][i] != "ok" for k in kinds)]
-    jobs = [(data_folder, c, tuple(kinds), num_classes, is_2d, spacing) for c in todo]
-    bar = tqdm(total=len(jobs), desc="precompute-maps", unit="case", disable=not progress)
-    if num_processes > 1 and len(jobs) > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-            for _ in pool.imap_unordered(_work, jobs):
-                bar.update()
-    else:
-        for job in jobs:
-            _work(job)
-            bar.update()
+    folder = maps_folder(data_folder)
+    bar = tqdm(total=len(cases), desc="precompute-maps: verify", unit="case", disable=not progress)
+    before = dict(_map(_status_job, [(data_folder, c, all_settings) for c in cases], num_processes, bar))
     bar.close()
-    summary = {"cases": len(cases), "computed": len(todo), "up_to_date": len(cases) - len(todo),
-               "stale_before": sum(s == "stale" for k in kinds for s in before[k]), "folder": maps_folder(data_folder),
-               "kinds": list(kinds)}
-    _write_json({"version": FORMAT_VERSION, "kinds": list(kinds), "num_classes": num_classes,
-                 "per_slice_2d": is_2d, "spacing": list(spacing) if spacing is not None else None,
-                 "cases": cases}, os.path.join(maps_folder(data_folder), "manifest.json"))
-    return summary
+    todo = [(data_folder, c, [s for s, st in zip(all_settings, before[c]) if st != "ok"])
+            for c in cases if any(st != "ok" for st in before[c])]
+    manifest = read_manifest(data_folder) or {"version": FORMAT_VERSION, "kinds": {}}
+    new_manifest = {**manifest, "kinds": {**manifest["kinds"], **{s["kind"]: s for s in all_settings}}}
+    if todo or new_manifest != manifest:
+        blocker = _unwritable(folder)
+        if blocker is not None:
+            raise PermissionError(f"cannot write maps into {folder}: {blocker} is not writable ({len(todo)} case(s) "
+                                  f"need maps); make it writable, or copy the preprocessed dataset to a writable "
+                                  f"nnUNet_preprocessed and run again there")
+        os.makedirs(folder, exist_ok=True)
+        # the manifest first: it names the settings the maps must have, even if this run is interrupted
+        with atomic_file(os.path.join(folder, MANIFEST)) as f:
+            json.dump(new_manifest, f, indent=1)
+    bar = tqdm(total=len(todo), desc="precompute-maps", unit="case", disable=not progress)
+    for _ in _map(_compute_job, todo, num_processes, bar):
+        pass
+    bar.close()
+    counts = {status: sum(st == status for c in cases for st in before[c]) for status in ("stale", "corrupt")}
+    return {"cases": len(cases), "computed": len(todo), "up_to_date": len(cases) - len(todo),
+            "stale_before": counts["stale"], "corrupt_before": counts["corrupt"], "folder": folder,
+            "kinds": list(kinds)}
 
 
-def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str) -> None:
-    """Raise with the command to run when any map of ``cases`` is missing or stale."""
-    bad = {}
+def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, num_classes: Optional[int] = None,
+               is_2d: Optional[bool] = None, spacing: Optional[Sequence[float]] = None) -> Dict:
+    """Training start: raise with the command to run when any map of ``cases`` is missing, stale or corrupt.
+
+    The settings are those of ``manifest.json`` (the last ``precompute-maps`` run: voxels or spacing); with
+    ``num_classes``/``is_2d``/``spacing`` (the trainer's configuration) they must also match it. Cheap: sizes and
+    the quick fingerprints. Returns the settings.
+    """
+    folder = maps_folder(data_folder)
+    settings = read_manifest(data_folder).get("kinds", {}).get(kind)
+    if settings is None:
+        raise RuntimeError(f"no precomputed {kind!r} maps in {folder} (no {MANIFEST} of format {FORMAT_VERSION}). "
+                           f"Run: {command}")
+    command += units_flag(settings)
+    if num_classes is not None:
+        units = None if settings["spacing"] is None else spacing
+        expected = map_settings(kind, num_classes, settings["per_slice_2d"] if is_2d is None else is_2d, units)
+        if expected != settings:
+            differs = ", ".join(f"{k} {settings[k]} (configuration: {expected[k]})" for k in settings
+                                if settings[k] != expected[k])
+            raise RuntimeError(f"precomputed {kind!r} maps in {folder} are stale: {differs}. Run: {command}")
+    bad: Dict[str, List[str]] = {}
     for case in cases:
-        status = case_status(data_folder, case, kind)
+        status = case_status(data_folder, case, settings, full=False)
         if status != "ok":
             bad.setdefault(status, []).append(case)
     if bad:
         details = "; ".join(f"{status}: {len(v)} case(s), e.g. {v[0]}" for status, v in bad.items())
-        raise RuntimeError(f"precomputed {kind!r} maps in {maps_folder(data_folder)} are not usable ({details}). "
-                           f"Run: {command}")
+        raise RuntimeError(f"precomputed {kind!r} maps in {folder} are not usable ({details}). Run: {command}")
+    return settings
 
 
 def resolve_dataset_folder(dataset: str) -> str:

@@ -6,7 +6,10 @@ view, so only the patch is read), and nnU-Net's loader crops and zero-pads both 
 batchgeneratorsv2 carries through the spatial transform (linear interpolation, zero padding) and mirroring while the
 intensity transforms leave it alone. :class:`PrecomputedMapsToTargetTransform`, last, resamples it to every
 deep-supervision scale (the shapes of the downsampled targets), rebuilds the full RW map from the augmented labels
-(RRW: ``z = (1 - Y) - m Y``) and attaches it to the segmentation as :class:`AttachMapsTransform` does.
+(RRW: ``z = (1 - Y) - m Y``; the RW authors' boundary variant: the stored boundary map minus Y) and attaches it to
+the segmentation as :class:`AttachMapsTransform` does.
+
+A map that cannot be read (damaged after the start check) stops the worker with the file and the command to run.
 """
 from __future__ import annotations
 
@@ -20,14 +23,21 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from .precompute import dequantise, map_file, maps_folder
 
 
+class MapReadError(RuntimeError):
+    """A precomputed map that cannot be read: names the file and the command that rewrites it."""
+
+    def __init__(self, path: str, command: str, reason):
+        super().__init__(f"cannot read the precomputed map {path} ({reason}); the file is damaged or was changed "
+                         f"after the start check. Run: {command}")
+
+
 class _ImageWithMaps:
     """Read-only lazy concatenation of image channels and map channels; slicing reads only the slice."""
 
-    def __init__(self, image, maps, kind: str):
+    def __init__(self, image, maps, kind: str, path: str, command: str):
         if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
-            raise RuntimeError(f"map shape {tuple(maps.shape)} does not match image shape {tuple(image.shape)}: "
-                               f"stale maps, run nnunet-losses precompute-maps again")
-        self.image, self.maps, self.kind = image, maps, kind
+            raise MapReadError(path, command, f"map shape {tuple(maps.shape)}, image shape {tuple(image.shape)}")
+        self.image, self.maps, self.kind, self.path, self.command = image, maps, kind, path, command
         self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
         self.ndim = len(self.shape)
         self.dtype = np.dtype(np.float32)
@@ -36,20 +46,25 @@ class _ImageWithMaps:
         if not isinstance(index, tuple) or index[0] != slice(None):
             raise IndexError("_ImageWithMaps supports crops over all channels only")
         image = np.asarray(self.image[index], dtype=np.float32)
-        maps = dequantise(np.asarray(self.maps[index]), self.kind)
-        return np.concatenate([image, maps], 0)
+        try:
+            stored = np.asarray(self.maps[index])
+        except Exception as err:  # blosc2 raises RuntimeError/ValueError on damaged chunks
+            raise MapReadError(self.path, self.command, err) from None
+        return np.concatenate([image, dequantise(stored, self.kind)], 0)
 
 
 class MapDataset:
-    """nnU-Net dataset whose cases carry the precomputed ``kind`` maps as extra image channels."""
+    """nnU-Net dataset whose cases carry the precomputed ``kind`` maps as extra image channels; ``command``: what
+    to run when a map cannot be read."""
 
-    def __init__(self, dataset, kind: str):
+    def __init__(self, dataset, kind: str, command: str = "nnunet-losses precompute-maps"):
         self.dataset = dataset
         self.kind = kind
+        self.command = command
         self.folder = maps_folder(dataset.source_folder)
 
     def __getattr__(self, name):  # identifiers, source_folder, ... of the wrapped dataset
-        if name in ("dataset", "kind", "folder"):
+        if name in ("dataset", "kind", "folder", "command"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -61,11 +76,12 @@ class MapDataset:
 
         data, seg, seg_prev, properties = self.dataset.load_case(identifier)
         path = map_file(self.folder, identifier, self.kind)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"missing map {path}: run nnunet-losses precompute-maps")
         kwargs = {} if os.name == "nt" else {"mmap_mode": "r"}
-        maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
-        return _ImageWithMaps(data, maps, self.kind), seg, seg_prev, properties
+        try:
+            maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
+        except Exception as err:
+            raise MapReadError(path, self.command, err) from None
+        return _ImageWithMaps(data, maps, self.kind, path, self.command), seg, seg_prev, properties
 
 
 class SplitMapChannelsTransform(BasicTransform):
@@ -96,15 +112,23 @@ class PrecomputedMapsToTargetTransform(BasicTransform):
 
     RRW ships the one-channel stored map ``m``; the trainer builds ``z = (1 - Y) - m Y`` on its device
     (:func:`rrw_from_own_class_map`), which keeps the workers' work and the collated batch small. Boundary maps ship
-    as they are (K channels).
+    as they are (K channels); ``boundary_authors`` (the RW authors' code, inside ``-d``) ships the stored eq. 3 map
+    minus the one-hot augmented labels of each scale.
     """
 
     def __init__(self, kind: str, num_classes: int):
         super().__init__()
-        if kind not in ("rrw", "boundary"):
+        if kind not in ("rrw", "boundary", "boundary_authors"):
             raise ValueError(f"no precomputed map kind {kind!r}")
         self.kind = kind
         self.num_classes = int(num_classes)
+
+    def _map(self, stored: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        z = _resize(stored.float(), seg.shape[1:])
+        if self.kind == "boundary_authors":
+            classes = torch.arange(self.num_classes).view((-1,) + (1,) * (seg.ndim - 1))
+            z = z - (seg.long().clamp(min=0) == classes).float()  # labels < 0 are background, as in the maps
+        return z
 
     def apply(self, data_dict, **params):
         stored = data_dict.pop("regression_target", None)
@@ -112,7 +136,7 @@ class PrecomputedMapsToTargetTransform(BasicTransform):
             raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
         seg = data_dict["segmentation"]
         segs: List[torch.Tensor] = seg if isinstance(seg, list) else [seg]
-        out = [torch.cat([s.float(), _resize(stored.float(), s.shape[1:])], 0) for s in segs]
+        out = [torch.cat([s.float(), self._map(stored, s)], 0) for s in segs]
         data_dict["segmentation"] = out if isinstance(seg, list) else out[0]
         return data_dict
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
-from .precompute import check_maps, maps_folder
+from .precompute import check_maps, describe_units, maps_folder, stored_kind, units_flag
 from .precomputed_loading import (
     MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
 from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, parse_name
@@ -31,19 +31,22 @@ _A = NameParam("a", "alpha")
 _B = NameParam("b", "beta")
 _K = NameParam("k", "k")
 _EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
+# the RW authors' code's boundary map (inside -d) instead of eq. 3's (inside -(d - 1))
+_AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta, pc = per-class Dice",
            (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class")),
            example="ComboTrainer_a0p5_b0p7"),
     Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4)", example="RRWTrainer_online"),
-    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3)"),
+    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
+           "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
     Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
     Family("DiceBoundaryTrainer", "dice_boundary",
-           "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary",
-           (_EQUAL,), example="DiceBoundaryTrainer_equal_online"),
+           "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary; "
+           "authors = the RW authors' boundary map", (_EQUAL, _AUTHORS), example="DiceBoundaryTrainer_equal_online"),
     Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
-           (_EQUAL,)),
+           (_EQUAL, _AUTHORS)),
     Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background",
            (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
            example="IoUxyTrainer_a0p5_b1p5"),
@@ -117,9 +120,11 @@ class LossTrainer(nnUNetTrainer):
             raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
                                f"datasets (dataset.json 'regions'); use a softmax label dataset")
         self.map_kind = self.loss_spec.needs_map
+        if p.loss_params.get("boundary_map") == "authors":  # eq. 3's map minus Y (inside -d), as the RW code
+            self.map_kind = "boundary_authors"
         # AC maps (1 - Y) cost nothing: always computed after augmentation; RRW and boundary maps are precomputed
         # by `nnunet-losses precompute-maps` unless the name says _online
-        self.precomputed_maps = self.map_kind in ("rrw", "boundary") and not p.online
+        self.precomputed_maps = self.map_kind in ("rrw", "boundary", "boundary_authors") and not p.online
 
     # ----------------------------------------------------------------------------------------------- loss
     def _class_weights(self) -> List[float]:
@@ -217,10 +222,17 @@ class LossTrainer(nnUNetTrainer):
         if not self.precomputed_maps:
             return dataset_tr, dataset_val
         cases = list(dataset_tr.identifiers) + list(dataset_val.identifiers)
-        check_maps(self.preprocessed_dataset_folder, cases, self.map_kind, self.precompute_command())
-        self.print_to_log_file(f"nnunet-losses: using precomputed {self.map_kind!r} maps from "
-                               f"{maps_folder(self.preprocessed_dataset_folder)}")
-        return MapDataset(dataset_tr, self.map_kind), MapDataset(dataset_val, self.map_kind)
+        kind = stored_kind(self.map_kind)
+        settings = check_maps(self.preprocessed_dataset_folder, cases, kind, self.precompute_command(),
+                              num_classes=self.label_manager.num_segmentation_heads,
+                              is_2d=len(self.configuration_manager.patch_size) == 2,
+                              spacing=self.configuration_manager.spacing)
+        variant = " minus Y (the RW authors' variant)" if self.map_kind == "boundary_authors" else ""
+        self.print_to_log_file(f"nnunet-losses: using precomputed {kind!r} maps{variant} from "
+                               f"{maps_folder(self.preprocessed_dataset_folder)}, distances in "
+                               f"{describe_units(settings)}")
+        command = self.precompute_command() + units_flag(settings)
+        return MapDataset(dataset_tr, kind, command), MapDataset(dataset_val, kind, command)
 
     def get_training_transforms(self, *args, **kwargs):
         return self._attach_maps(nnUNetTrainer.get_training_transforms(*args, **kwargs))
