@@ -9,6 +9,7 @@ Baselines are nnU-Net's own loss classes (see :mod:`nnunet_losses.nnunet.baselin
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -27,6 +28,7 @@ class Param:
     doc: str
     choices: Optional[Tuple[Any, ...]] = None
     optional: bool = False  # None is an allowed value
+    interval: Optional[str] = None  # allowed range of a number, e.g. "(0, 100]", "[0, inf)"
 
     def validate(self, value: Any, loss: str) -> Any:
         if value is None:
@@ -43,7 +45,20 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"loss {loss!r}: parameter {self.name!r} must be one of {list(self.choices)}, "
                              f"got {value!r}")
+        if self.interval is not None and not in_interval(value, self.interval):
+            raise ValueError(f"loss {loss!r}: parameter {self.name!r} must lie in {self.interval}, got {value!r}")
         return value
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval`` written as in mathematics: "(0, 100]", "[0, 1]", "[0, inf)".
+    NaN and infinities lie in no interval (an open ``inf`` end only means "no upper bound")."""
+    low, high = (float(v) for v in interval[1:-1].split(","))
+    if not math.isfinite(value):
+        return False
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return above and below
 
 
 @dataclass(frozen=True)
@@ -116,8 +131,8 @@ def _wce(p, ctx):
 _SCHEDULE_PARAMS = (
     Param("schedule", str, "gradual", "gradual: alpha from 1 down by `step` per epoch; equal: partner + RW",
           choices=("gradual", "equal")),
-    Param("step", float, 0.01, "decrease of alpha per epoch (gradual)"),
-    Param("minimum", float, 0.01, "lowest alpha (gradual)"),
+    Param("step", float, 0.01, "decrease of alpha per epoch (gradual)", interval="[0, 1]"),
+    Param("minimum", float, 0.01, "lowest alpha (gradual)", interval="[0, 1]"),
 )
 
 # RW-Boundary map: eq. 3 of 001 (Kervadec's, inside -(d - 1)) or the RW authors' code (inside -d, eq. 3 minus Y)
@@ -131,9 +146,10 @@ _SPECS = (
              lambda p, c: L.ComboLoss(alpha=p["alpha"], beta=p["beta"], smooth=p["smooth"], dice=p["dice"],
                                       batch_dice=c.batch_dice, regions=c.regions, ignore_label=c.ignore_label,
                                       ddp=c.ddp),
-             (Param("alpha", float, 0.5, "weight of the cross-entropy term (1 - alpha: Dice)"),
-              Param("beta", float, 0.5, "weight of false negatives in the cross-entropy (1 - beta: false positives)"),
-              Param("smooth", float, 1.0, "Dice smoothing S"),
+             (Param("alpha", float, 0.5, "weight of the cross-entropy term (1 - alpha: Dice)", interval="[0, 1]"),
+              Param("beta", float, 0.5, "weight of false negatives in the cross-entropy (1 - beta: false positives)",
+                    interval="[0, 1]"),
+              Param("smooth", float, 1.0, "Dice smoothing S", interval="[0, inf)"),
               Param("dice", str, "flattened", "one Dice over all foreground channels, or their per-class mean",
                     choices=("flattened", "per_class")))),
     LossSpec("rrw", "Region-wise loss with rectified RW maps", _RW, "eq. 1 with maps of eq. 4",
@@ -155,31 +171,33 @@ _SPECS = (
              lambda p, c: L.IoUxyLoss(alpha=p["alpha"], beta=p["beta"],
                                       include_background=p["include_background"], batch_dice=c.batch_dice,
                                       regions=c.regions, ignore_label=c.ignore_label, ddp=c.ddp),
-             (Param("alpha", float, 1.0, "weight of false positives"),
-              Param("beta", float, 1.0, "weight of false negatives (alpha + beta = 2)"),
+             (Param("alpha", float, 1.0, "weight of false positives", interval="[0, 2]"),
+              Param("beta", float, 1.0, "weight of false negatives (alpha + beta = 2)", interval="[0, 2]"),
               Param("include_background", bool, True, "average over the background class too (the paper)"))),
     LossSpec("wce", "cross-entropy weighted by inverse class frequency", "Furtado (003)", "section 2.2, crossE",
              _wce, supports_regions=False, needs_class_weights=True),
     LossSpec("topk_dice", "CE + TopK Dice (the paper's training loss)", "Hosseini, TopK Dice (004)",
              "eq. 7 + CE",
              lambda p, c: L.CEAndTopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class"),)),
+             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class", interval="(0, 100]"),)),
     LossSpec("topk_dice_only", "TopK Dice alone", "Hosseini, TopK Dice (004)", "eq. 7",
              lambda p, c: L.TopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class"),)),
+             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class", interval="(0, 100]"),)),
     LossSpec("focal", "focal loss (softmax; sigmoid for regions)", "Lin et al.; baseline of 000 and 001",
              "FL = -alpha_t (1 - p_t)^gamma ln p_t",
              lambda p, c: L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions,
                                       ignore_label=c.ignore_label),
-             (Param("gamma", float, 2.0, "focusing parameter"),
-              Param("alpha", float, None, "None: no balancing (001); 0.25 as in 000", optional=True))),
+             (Param("gamma", float, 2.0, "focusing parameter", interval="[0, inf)"),
+              Param("alpha", float, None, "None: no balancing (001); 0.25 as in 000", optional=True,
+                    interval="[0, 1]"))),
     LossSpec("focal_dice", "soft Dice + focal loss (baseline of 004, DiceFocal)", "Hosseini (004); Lin et al.",
              "nnU-Net soft Dice + FL",
              lambda p, c: _baselines().DiceAndFocal(
                  L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions, ignore_label=c.ignore_label),
                  c.batch_dice, c.ddp, c.ignore_label, c.regions),
-             (Param("gamma", float, 2.0, "focusing parameter"),
-              Param("alpha", float, None, "None: no balancing; 0.25 as Lin et al.", optional=True))),
+             (Param("gamma", float, 2.0, "focusing parameter", interval="[0, inf)"),
+              Param("alpha", float, None, "None: no balancing; 0.25 as Lin et al.", optional=True,
+                    interval="[0, 1]"))),
     LossSpec("dice_ce", "nnU-Net's default Dice + CE (baseline)", "nnU-Net v2", "DC_and_CE_loss",
              lambda p, c: _baselines().nnunet_dice_ce(c.batch_dice, c.ddp, c.ignore_label, c.regions)),
     LossSpec("dice", "soft Dice with background (nnU-Net's class; Furtado's dice)", "nnU-Net v2 / 003",
@@ -192,11 +210,11 @@ _SPECS = (
              lambda p, c: _baselines().CrossEntropy(c.ignore_label, c.regions)),
     LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", "nnU-Net v2; baseline of 004", "TopKLoss",
              lambda p, c: _baselines().nnunet_topk_ce(p["k"], c.ignore_label, c.regions),
-             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept"),), supports_regions=False),
+             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept", interval="(0, 100]"),), supports_regions=False),
     LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; baseline of 004, DiceTopK)",
              "nnU-Net v2; baseline of 004", "DC_and_topk_loss",
              lambda p, c: _baselines().nnunet_dice_topk_ce(p["k"], c.batch_dice, c.ddp, c.ignore_label, c.regions),
-             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept"),), supports_regions=False),
+             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept", interval="(0, 100]"),), supports_regions=False),
 )
 
 REGISTRY: Dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
@@ -242,5 +260,6 @@ def describe() -> str:
             lines.append("    " + "; ".join(extra))
         for p in spec.params:
             choices = f" (one of {', '.join(map(str, p.choices))})" if p.choices else ""
+            choices += f" (in {p.interval})" if p.interval else ""
             lines.append(f"    {p.name} = {p.default!r}{choices}: {p.doc}")
     return "\n".join(lines)

@@ -122,3 +122,38 @@ def test_describe_lists_everything():
         assert f"{name}:" in text
         for p in spec.params:
             assert p.name in text
+
+
+@pytest.mark.parametrize("name,params", [
+    ("topk_ce", {"k": 0.0}), ("topk_ce", {"k": 101.0}), ("dice_topk_ce", {"k": -1.0}), ("topk_dice", {"k": 0.0}),
+    ("combo", {"alpha": 1.5}), ("combo", {"beta": -0.1}), ("combo", {"smooth": -1.0}),
+    ("iou_xy", {"alpha": 3.0, "beta": -1.0}), ("focal", {"gamma": -1.0}), ("focal", {"alpha": 1.5}),
+    ("focal_dice", {"alpha": -0.5}), ("dice_boundary", {"step": -0.1}), ("ce_boundary", {"minimum": 2.0}),
+    ("combo", {"alpha": float("nan")}), ("topk_ce", {"k": float("inf")}),
+])
+def test_every_parameter_is_range_checked(name, params):
+    with pytest.raises(ValueError, match="must"):
+        build_loss(name, **params)
+
+
+@pytest.mark.parametrize("name", ["topk_ce", "dice_topk_ce", "topk_dice"])
+def test_topk_below_one_voxel_is_finite(name):
+    """k% of this batch (2 x 12 x 10 voxels) is below one voxel: the hardest voxel is kept, not none (NaN)."""
+    logits, target = _inputs()
+    value = build_loss(name, k=0.1)(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_topk_ce_equals_nnunets_topk_loss():
+    from nnunetv2.training.loss.robust_ce_loss import TopKLoss
+
+    logits, target = _inputs()
+    torch.testing.assert_close(build_loss("topk_ce", k=20.0)(logits, target), TopKLoss(k=20.0)(logits, target))
+
+
+def test_every_number_parameter_has_a_range():
+    for spec in REGISTRY.values():
+        for p in spec.params:
+            if p.type is float:
+                assert p.interval, (spec.name, p.name)

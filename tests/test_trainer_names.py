@@ -54,9 +54,14 @@ def test_names_parse_to_settings(name, loss_params, training):
     ("ComboTrainer_lr0p0001", "ComboTrainer_lr1em4"),
     ("RRWTrainer_ep5_online", "RRWTrainer_online_ep5"),
     ("ComboTrainer_online", "ComboTrainer"),
-    ("ComboTrainer_a1p5", None),          # alpha out of [0, 1]
-    ("IoUxyTrainer_a0p5_b1", None),       # alpha + beta != 2
-    ("TopKDiceTrainer_k0", None),
+    ("ComboTrainer_a1p5", "ComboTrainer"),          # alpha out of [0, 1]: the default
+    ("IoUxyTrainer_a0p5_b1", None),                 # alpha + beta != 2
+    ("TopKDiceTrainer_k0", "TopKDiceTrainer"),
+    ("TopKCETrainer_k0", "TopKCETrainer"),          # nnU-Net's TopKLoss would train on NaN
+    ("DiceTopKCETrainer_k150_ep5", "DiceTopKCETrainer_ep5"),
+    ("FocalTrainer_g2_a2", "FocalTrainer_g2"),
+    ("ComboTrainer_a1e400", "ComboTrainer"),        # inf
+    ("ComboTrainr_a0p5", "ComboTrainer_a0p5"),      # a typo in the family
     ("ComboTrainer_ep0", None),
     ("ComboTrainer_s01", None),
     ("ComboTrainer__a0p5", None),
@@ -65,33 +70,44 @@ def test_malformed_names_explain_the_grammar(bad, nearest, capsys):
     assert not hasattr(T, bad)
     err = capsys.readouterr().err
     assert "grammar:" in err and "nearest valid name:" in err
+    suggested = err.split("nearest valid name: ")[1].split("\n")[0]
+    assert suggested != bad and T.trainer_class(suggested).__name__ == suggested  # a name that trains
     if nearest:
-        assert f"nearest valid name: {nearest}\n" in err
-        parse_name(nearest, T.FAMILIES, T.MAP_FAMILIES)
+        assert suggested == nearest
 
 
-def test_unrelated_names_are_plain_attribute_errors(capsys):
-    assert not hasattr(T, "nnUNetTrainer_5epochs")
-    assert capsys.readouterr().err == ""
+def test_reserved_nnunet_names_are_never_generated():
+    """nnU-Net's master adds built-in Pretrained*/DynamicPretrained* trainers, which win nnU-Net's lookup."""
+    from nnunet_losses.nnunet.naming import Family
+
+    assert not any(name.startswith(("Pretrained", "DynamicPretrained")) for name in T.FAMILIES)
+    families = {"PretrainedComboTrainer": Family("PretrainedComboTrainer", "combo", "")}
+    with pytest.raises(TrainerNameError, match="nnU-Net's own"):
+        parse_name("PretrainedComboTrainer", families)
 
 
 def test_nnunet_finds_generated_trainers_through_the_shim(tmp_path):
-    """nnU-Net's own lookup (hasattr over the extTrainer folder) finds a generated name and nothing collides."""
+    """nnU-Net's own lookup (hasattr over the extTrainer folder) finds a generated name and nothing collides; a
+    refused name makes nnU-Net raise its 'could not find' error, and our message is repeated after its traceback."""
     code = (
         "from nnunet_losses.cli import main\n"
         "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
         "cls = f('ComboTrainer_a0p5_b0p7_ep2_s1')\n"
         "print('FOUND', cls.__name__, cls.__module__)\n"
         "for fam in ['ComboTrainer', 'RRWTrainer', 'DiceTrainer', 'DiceCETrainer', 'CETrainer', 'FocalTrainer']:\n"
-        "    assert f(fam).__module__ == 'nnunet_losses.nnunet.trainers', fam\n")
+        "    assert f(fam).__module__ == 'nnunet_losses.nnunet.trainers', fam\n"
+        "f('ComboTrainer_a1p5')  # what nnUNetv2_train -tr ComboTrainer_a1p5 does first\n")
     import os
 
     from nnunet_losses import ext_trainers
 
     env = dict(os.environ, nnUNet_extTrainer=os.path.dirname(ext_trainers.__file__))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FOUND ComboTrainer_a0p5_b0p7_ep2_s1 nnunet_losses.nnunet.trainers" in proc.stdout
+    assert "FOUND ComboTrainer_a0p5_b0p7_ep2_s1 nnunet_losses.nnunet.trainers" in proc.stdout, proc.stderr
+    assert proc.returncode == 1 and "RuntimeError: Could not find requested nnunet trainer" in proc.stderr
+    tail = proc.stderr.split("RuntimeError: Could not find requested nnunet trainer")[-1]
+    assert "invalid nnunet-losses trainer name 'ComboTrainer_a1p5'" in tail
+    assert "nearest valid name: ComboTrainer\n" in tail
 
 
 def test_cli_lists_trainers(capsys):

@@ -4,7 +4,7 @@
   ``nnUNetTrainer._build_loss`` configures it.
 * ``dice`` / ``dice_nobg``: nnU-Net's ``MemoryEfficientSoftDiceLoss`` with / without the background channel
   (Furtado's "dice" and "diceBK"), behind an adapter that applies the ignore label as ``DC_and_CE_loss`` does.
-* ``ce``: nnU-Net's ``RobustCrossEntropyLoss``; ``topk_ce``: nnU-Net's ``TopKLoss``.
+* ``ce``: nnU-Net's ``RobustCrossEntropyLoss``; ``topk_ce``: nnU-Net's ``TopKLoss``, keeping at least one voxel.
 * ``dice_topk_ce``: nnU-Net's ``DC_and_topk_loss`` (TopK CE + Dice, the DiceTopK baseline of 004).
 * ``focal_dice``: nnU-Net's soft Dice (as in ``DC_and_CE_loss``) + our focal loss (the DiceFocal baseline of 004).
 
@@ -64,13 +64,17 @@ class CrossEntropy(nn.Module):
         if regions:
             self.ce = nn.BCEWithLogitsLoss(reduction="none")
         else:
-            self.ce = RobustCrossEntropyLoss(ignore_index=ignore_label if ignore_label is not None else -100)
+            # with an ignore label: summed, then divided by the valid count in forward (0 when none is valid)
+            self.ce = RobustCrossEntropyLoss(ignore_index=ignore_label if ignore_label is not None else -100,
+                                             reduction="mean" if ignore_label is None else "sum")
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not self.regions:
-            if self.ignore_label is not None and not bool((target != self.ignore_label).any()):
-                return logits.sum() * 0.0
-            return self.ce(logits, target)
+            if self.ignore_label is None:
+                return self.ce(logits, target)
+            # the mean over the valid voxels, 0 when none is valid: tensor arithmetic, no host sync
+            n_valid = (target != self.ignore_label).sum().clamp_min(1)
+            return self.ce(logits, target) / n_valid
         if self.ignore_label is None:
             return self.ce(logits, target.float()).mean()
         mask = 1 - target[:, -1:].float()
@@ -78,11 +82,22 @@ class CrossEntropy(nn.Module):
         return loss.sum() / (mask.sum() * logits.shape[1]).clamp_min(1e-8)
 
 
+class AtLeastOneVoxelTopKLoss(TopKLoss):
+    """nnU-Net's TopKLoss, except that it keeps at least one voxel: nnU-Net's keeps ``int(k% of the voxels)``, none
+    (and the mean of nothing, NaN) when k% of the batch is below one voxel, e.g. at the coarsest deep-supervision
+    scale. Otherwise identical (a test compares the two)."""
+
+    def forward(self, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        res = RobustCrossEntropyLoss.forward(self, inp, target[:, 0].long()).reshape(-1)
+        res, _ = torch.topk(res, max(1, int(res.numel() * self.k / 100)), sorted=False)
+        return res.mean()
+
+
 def nnunet_topk_ce(k: float, ignore_label: Optional[int], regions: bool) -> nn.Module:
-    """nnU-Net's TopKLoss (the k% voxels with the highest CE)."""
+    """nnU-Net's TopKLoss (the k% voxels with the highest CE; at least one)."""
     if regions:
         raise ValueError("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
-    return TopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
+    return AtLeastOneVoxelTopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
 
 
 def nnunet_dice_topk_ce(k: float, batch_dice: bool, ddp: bool, ignore_label: Optional[int],
@@ -91,8 +106,10 @@ def nnunet_dice_topk_ce(k: float, batch_dice: bool, ddp: bool, ignore_label: Opt
     if regions:
         raise ValueError("dice_topk_ce: nnU-Net's DC_and_topk_loss is softmax-only; region datasets are not "
                          "supported")
-    return DC_and_topk_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {"k": k},
+    loss = DC_and_topk_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {"k": k},
                             weight_ce=1, weight_dice=1, ignore_label=ignore_label)
+    loss.ce = AtLeastOneVoxelTopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
+    return loss
 
 
 class DiceAndFocal(nn.Module):

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 class TrainerNameError(ValueError):
@@ -50,6 +50,8 @@ def parse_number(text: str) -> float:
     whole, frac, sign, exp = match.groups()
     literal = whole + ("." + frac if frac else "") + (("e-" if sign == "em" else "e") + exp if sign else "")
     value = float(literal)
+    if not math.isfinite(value):
+        raise TrainerNameError(f"{text!r} is too large a number")
     canonical = format_number(value)
     if canonical != text:
         raise TrainerNameError(f"{text!r} is not the canonical spelling of {value:g}; write {canonical!r}")
@@ -91,6 +93,9 @@ class ParsedName:
         return {"epochs": self.epochs, "iterations_per_epoch": self.iterations, "optimizer": self.optimizer,
                 "initial_lr": self.lr, "seed": self.seed, "online_maps": self.online}
 
+
+# nnU-Net's master adds built-in trainers with these prefixes; built-ins win nnU-Net's lookup over ours
+RESERVED_PREFIXES = ("Pretrained", "DynamicPretrained")
 
 GRAMMAR = ("<Family>[_<loss parameters>][_online][_ep<int>][_it<int>][_adam|_sgd][_lr<number>][_s<int>]; "
            "numbers: 0p5 = 0.5, 1em4 = 1e-4")
@@ -145,8 +150,11 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
     if "__" in name:
         raise TrainerNameError("a trainer name may not contain '__' (nnU-Net splits folder names on it)")
     head, *tokens = name.split("_")
+    if head.startswith(RESERVED_PREFIXES):
+        raise TrainerNameError(f"names starting with {' or '.join(RESERVED_PREFIXES)} are nnU-Net's own trainers")
     if head not in families:
-        raise TrainerNameError(f"unknown trainer family {head!r}")
+        close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
+        raise TrainerNameError(f"unknown trainer family {head!r}" + (f" (did you mean {close[0]}?)" if close else ""))
     family = families[head]
     loss_params: Dict[str, Any] = {}
     values: Dict[str, Any] = {"online": False, "epochs": None, "iterations": None, "optimizer": None,
@@ -202,8 +210,12 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
     return parsed
 
 
-def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> str:
-    """Best guess at what was meant: fix number spellings, reorder known tokens, else the closest family example."""
+def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = (),
+                       check: Optional[Callable[[str], Any]] = None) -> str:
+    """Best guess at what was meant: the closest family, number spellings fixed, tokens reordered, and tokens
+    dropped (their defaults) until ``check`` accepts the name (default: :func:`parse_name`; the trainers also
+    check the values' ranges, so an out-of-range value falls back to its default)."""
+    check = check or (lambda candidate: parse_name(candidate, families, map_families))
     head, *tokens = [t for t in name.replace("__", "_").split("_") if t] or [""]
     if head not in families:
         close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
@@ -231,7 +243,7 @@ def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tup
             for order in itertools.permutations(subset):
                 candidate = "_".join((head,) + order)
                 try:
-                    parse_name(candidate, families, map_families)
+                    check(candidate)
                     candidates.append(candidate)
                 except TrainerNameError:
                     continue
@@ -242,9 +254,10 @@ def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tup
     return candidates[0] if candidates else head
 
 
-def explain(name: str, err: Exception, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> str:
+def explain(name: str, err: Exception, families: Dict[str, Family], map_families: Tuple[str, ...] = (),
+            check: Optional[Callable[[str], Any]] = None) -> str:
     """The message shown for a malformed name: what is wrong, the grammar, the nearest valid name."""
-    nearest = nearest_valid_name(name, families, map_families)
+    nearest = nearest_valid_name(name, families, map_families, check)
     return (f"invalid nnunet-losses trainer name {name!r}: {err}\n  grammar: {GRAMMAR}\n"
             f"  nearest valid name: {nearest}\n  list every family with: nnunet-losses trainers")
 

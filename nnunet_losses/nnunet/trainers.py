@@ -7,6 +7,7 @@ output folder, the checkpoint's ``trainer_name`` and pickling all see one stable
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import random
@@ -307,30 +308,59 @@ class LossTrainer(nnUNetTrainer):
 _CACHE: Dict[str, type] = {}
 
 
-def trainer_class(name: str) -> type:
-    """The trainer class for ``name`` (generated once, then cached). Raises TrainerNameError if malformed."""
-    if name in _CACHE:
-        return _CACHE[name]
+def check_name(name: str) -> ParsedName:
+    """Parse ``name`` and check its loss parameters' values (ranges, IoU_xy's alpha + beta = 2) by building the
+    loss once; raises TrainerNameError."""
     parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
     try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
         build_loss(parsed.family.loss, class_weights=[1.0, 1.0], **parsed.family.fixed_params, **parsed.loss_params)
     except (ValueError, TypeError) as err:
         raise TrainerNameError(str(err)) from None
+    return parsed
+
+
+def trainer_class(name: str) -> type:
+    """The trainer class for ``name`` (generated once, then cached). Raises TrainerNameError if malformed."""
+    if name in _CACHE:
+        return _CACHE[name]
+    parsed = check_name(name)
     cls = type(name, (LossTrainer,), {"parsed": parsed, "__module__": __name__, "__qualname__": name,
                                       "__doc__": f"{parsed.family.doc}. Generated from the name {name!r}."})
     _CACHE[name] = cls
     return cls
 
 
+def _looks_like_ours(name: str) -> bool:
+    """A family name or a near miss (``ComboTrainr``); nnU-Net's own names and other words stay plain lookups."""
+    head = name.split("_", 1)[0]
+    if name.startswith(("__", "nnUNet")):
+        return False
+    return head in FAMILIES or bool(difflib.get_close_matches(head, FAMILIES, n=1, cutoff=0.85))
+
+
+_REFUSED: List[str] = []
+
+
+def _repeat_refusal_after_traceback(kind, value, traceback) -> None:
+    """sys.excepthook after a refusal: nnU-Net's lookup answers a refused name with its own 'could not find
+    trainer' error and traceback; our message, the actual reason, is printed again after it."""
+    sys.__excepthook__(kind, value, traceback)
+    print(f"\n{_REFUSED[-1]}\n  (nnU-Net's 'Could not find requested nnunet trainer' error above is this refusal)",
+          file=sys.stderr)
+
+
 def __getattr__(name: str):
     """PEP 562 hook: nnU-Net's ``hasattr(module, name)`` lookup generates the class on demand."""
-    if name.startswith("__") or name.split("_", 1)[0] not in FAMILIES:
+    if not _looks_like_ours(name):
         raise AttributeError(name)
     try:
         return trainer_class(name)
     except TrainerNameError as err:
-        message = explain(name, err, FAMILIES, MAP_FAMILIES)
+        message = explain(name, err, FAMILIES, MAP_FAMILIES, check_name)
         print(message, file=sys.stderr)  # nnU-Net's hasattr() swallows the AttributeError text
+        _REFUSED.append(message)
+        if sys.excepthook is sys.__excepthook__:
+            sys.excepthook = _repeat_refusal_after_traceback
         raise AttributeError(message) from None
 
 
