@@ -26,9 +26,9 @@ class DecodedTarget:
 
     def valid_count(self) -> torch.Tensor:
         """Number of voxels that count (per batch, summed), as float32."""
-        if self.mask is None:
+        if self.mask is None:  # known from the shape: a fill on the device, no host-to-device copy
             shape = self.onehot.shape
-            return torch.tensor(float(shape[0] * _numel(shape[2:])), device=self.onehot.device)
+            return torch.full((), float(shape[0] * _numel(shape[2:])), device=self.onehot.device)
         return self.mask.sum(dtype=torch.float32)
 
 
@@ -90,17 +90,35 @@ def decode_target(logits: torch.Tensor, target: torch.Tensor, *, regions: bool,
         mask = valid.unsqueeze(1).float()
     else:
         mask = None
-    if labels.numel():
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_channels:
-            raise ValueError(
-                f"{name}: target labels must lie in [0, {num_channels - 1}] (the logits have {num_channels} channels)"
-                f"{'' if ignore_label is None else f' or equal the ignore label {ignore_label}'}; found {lo}..{hi}")
+    check_labels(labels, num_channels, ignore_label, name)
     onehot = torch.zeros_like(logits, dtype=torch.float32)
     onehot.scatter_(1, labels.unsqueeze(1), 1.0)
     if mask is not None:
         onehot = onehot * mask
     return DecodedTarget(onehot=onehot, mask=mask, labels=labels)
+
+
+def check_labels(labels: torch.Tensor, num_channels: int, ignore_label: Optional[int], name: str) -> None:
+    """Refuse labels outside [0, num_channels - 1] without a host sync on an accelerator.
+
+    On the CPU outside ``torch.compile`` the values are on the host already: a ``ValueError`` names the range found.
+    Elsewhere (CUDA, or while compiling) ``torch._assert_async`` checks on the device, so the training step never
+    waits for the GPU; a failure there is a device-side assert carrying the same message.
+    """
+    allowed = f"[0, {num_channels - 1}] (the logits have {num_channels} channels)" + (
+        "" if ignore_label is None else f" or equal the ignore label {ignore_label}")
+    in_range = ((labels >= 0) & (labels < num_channels)).all()
+    if labels.device.type == "cpu" and not torch.compiler.is_compiling():
+        if labels.numel() and not in_range:
+            raise ValueError(f"{name}: target labels must lie in {allowed}; found "
+                             f"{int(labels.min())}..{int(labels.max())}")
+        return
+    torch._assert_async(in_range, f"{name}: target labels must lie in {allowed}")
+
+
+def empty_batch_is_zero(loss: torch.Tensor, n_valid: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``loss``, or a graph-connected 0 when no voxel counts (all ignored): tensor arithmetic, no host sync."""
+    return torch.where(n_valid > 0, loss, zero_like_graph(logits))
 
 
 def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._common import check_unit_interval, ddp_sum, decode_target, float32_forward, masked, zero_like_graph
+from ._common import check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked
 
 
 def foreground_log_probs(logits: torch.Tensor, regions: bool):
@@ -98,11 +98,9 @@ class ComboLoss(nn.Module):
         num_fg = t.shape[1]
 
         n_valid = tgt.valid_count() * num_fg
-        if float(n_valid) == 0:
-            return zero_like_graph(logits)
         # where t = 1 the (1 - t) factor is exactly 0 and ln(1-p) finite, so no 0 * inf can arise
         bce = self.beta * t * log_p + (1.0 - self.beta) * (1.0 - t) * log_1mp
-        wce = -masked(bce, mask).sum() / n_valid
+        wce = -masked(bce, mask).sum() / n_valid.clamp_min(1.0)
 
         p = masked(log_p.exp(), mask)
         spatial = tuple(range(2, logits.ndim))
@@ -118,4 +116,4 @@ class ComboLoss(nn.Module):
             sum_p = ddp_sum(sum_p.sum(0), self.ddp)
             sum_t = ddp_sum(sum_t.sum(0), self.ddp)
         dice_term = ((2.0 * intersect + self.smooth) / (sum_p + sum_t + self.smooth).clamp_min(1e-8)).mean()
-        return self.alpha * wce - (1.0 - self.alpha) * dice_term
+        return empty_batch_is_zero(self.alpha * wce - (1.0 - self.alpha) * dice_term, n_valid, logits)

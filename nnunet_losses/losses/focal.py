@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ._common import decode_target, float32_forward, masked, zero_like_graph
+from ._common import decode_target, float32_forward, masked
 
 
 class FocalLoss(nn.Module):
@@ -60,9 +60,7 @@ class FocalLoss(nn.Module):
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="FocalLoss")
-        n_valid = tgt.valid_count()
-        if float(n_valid) == 0:
-            return zero_like_graph(logits)
+        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
         if self.regions:
             y = tgt.onehot
             # ln p_t = logsigmoid(x) where y = 1, logsigmoid(-x) where y = 0 (stable for large |x|)

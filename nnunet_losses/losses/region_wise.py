@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._common import decode_target, float32_forward, masked, zero_like_graph
+from ._common import decode_target, float32_forward, masked
 
 
 def rectified_map_from_inside(inside: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,5 @@ class RegionWiseLoss(nn.Module):
         if target is None:
             raise ValueError("RegionWiseLoss: a target is needed to apply the ignore label")
         tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss")
-        n_valid = tgt.valid_count()
-        if float(n_valid) == 0:
-            return zero_like_graph(logits)
+        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
         return masked(probs * z, tgt.mask).sum() / (n_valid * num_channels)

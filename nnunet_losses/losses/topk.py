@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ._common import decode_target, float32_forward, masked, zero_like_graph
+from ._common import _numel, decode_target, float32_forward, masked
 
 
 class TopKDiceLoss(nn.Module):
@@ -28,10 +28,11 @@ class TopKDiceLoss(nn.Module):
       at least one present class (0, still differentiable, when none has).
     * count kept: ``ceil(K/100 * n_c)`` of the n_c foreground voxels (at least one), the ones with the lowest
       ``TP^c``; the paper ignores ``TP^c > t^c`` with ``t^c`` the D^c-th highest value, D^c = (1 - K/100) n_c.
-    * eps: uniform in [0, ``eps_scale``) drawn once per spatial shape from a generator seeded with ``seed``, the
-      same for every class and sample (the paper: "generated once, not changed during training, the same for all
-      classes"); the selection is done without gradient.
-    * selection: one ``kthvalue`` per (sample, class) on the class's voxels, O(voxels), no full sort.
+    * eps: uniform in [0, ``eps_scale``) from a seeded counter-based hash of the voxel index (``perturbation``),
+      the same for every class, sample and device (the paper: "generated once, not changed during training, the
+      same for all classes"); the selection is done without gradient.
+    * selection: one batched ``topk`` over all (sample, class) rows, no Python loop and no host sync (see
+      ``keep_mask``); on the CPU it costs more than a per-row ``kthvalue`` in 3D (BENCHMARKS.md).
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -56,33 +57,45 @@ class TopKDiceLoss(nn.Module):
                 f"seed={self.seed}, regions={self.regions}, ignore_label={self.ignore_label}")
 
     def perturbation(self, spatial: tuple, device: torch.device) -> torch.Tensor:
-        """The fixed eps of eq. (2) for one spatial shape (drawn once, then reused)."""
+        """The fixed eps of eq. (2) for one spatial shape: the same on every call, device and sample.
+
+        Uniform in [0, ``eps_scale``) from a counter-based integer hash of (voxel index, ``seed``): exact int64
+        arithmetic, so the values do not depend on the device, and ``torch.compile`` traces it (a
+        ``torch.Generator`` would break the graph). Eager calls reuse one tensor per (shape, device).
+        """
         key = (tuple(spatial), str(device))
-        if key not in self._eps_cache:
-            gen = torch.Generator().manual_seed(self.seed)
-            eps = torch.rand(tuple(spatial), generator=gen, dtype=torch.float32) * self.eps_scale
-            self._eps_cache[key] = eps.to(device)
-        return self._eps_cache[key]
+        if not torch.compiler.is_compiling() and key in self._eps_cache:
+            return self._eps_cache[key]
+        mask32 = 0xFFFFFFFF
+        x = (torch.arange(_numel(spatial), device=device, dtype=torch.int64) + self.seed * 0x9E3779B9) & mask32
+        for _ in range(2):  # a 32-bit avalanche mix (two rounds of xor-shift-multiply)
+            x = ((x ^ (x >> 16)) * 0x45D9F3B) & mask32
+        x = x ^ (x >> 16)
+        eps = ((x >> 8).to(torch.float32) * (self.eps_scale / 2.0 ** 24)).reshape(tuple(spatial))
+        if not torch.compiler.is_compiling():
+            self._eps_cache[key] = eps
+        return eps
 
     @torch.no_grad()
     def keep_mask(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background."""
+        """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background.
+
+        Vectorised over (sample, class), no host sync: each row's threshold is the ``n_keep``-th smallest TP^c of
+        its foreground, read from one ``topk`` (smallest first) over all rows with the other voxels set to +inf.
+        ``ceil(K/100 * voxels)`` candidates suffice because no row keeps more. Ties at the threshold are all kept.
+        """
+        if self.k >= 100.0:
+            return torch.ones_like(y, dtype=probs.dtype)
         batch, channels = y.shape[:2]
         eps = self.perturbation(probs.shape[2:], probs.device).reshape(-1)
-        p_rows = probs.reshape(batch, channels, -1)
         fg = (y > 0.5).reshape(batch, channels, -1)
-        counts = fg.sum(-1).tolist()
-        keep = torch.ones_like(fg)
-        for b in range(batch):
-            for c in range(channels):
-                n = counts[b][c]
-                n_keep = max(1, math.ceil(self.k / 100.0 * n - 1e-9)) if n else 0
-                if n == 0 or n_keep >= n:
-                    continue
-                inside = fg[b, c]
-                tp = p_rows[b, c] + eps  # TP^c = Y^c (P^c + eps) on the class's voxels
-                threshold = tp[inside].kthvalue(n_keep).values
-                keep[b, c] = ~(inside & (tp > threshold))
+        tp = probs.reshape(batch, channels, -1) + eps  # TP^c = Y^c (P^c + eps) on the class's voxels
+        n_fg = fg.sum(-1, dtype=torch.float64)
+        n_keep = torch.ceil(self.k / 100.0 * n_fg - 1e-9).clamp_min(1.0).long()  # (B, C); rows without fg: unused
+        candidates = math.ceil(self.k / 100.0 * fg.shape[-1] - 1e-9)
+        lowest = torch.where(fg, tp, torch.full_like(tp, float("inf"))).topk(candidates, -1, largest=False).values
+        threshold = lowest.gather(-1, (n_keep.clamp_max(candidates) - 1).unsqueeze(-1))
+        keep = ~(fg & (tp > threshold))
         return keep.reshape(y.shape).to(probs.dtype)
 
     @float32_forward
@@ -102,11 +115,10 @@ class TopKDiceLoss(nn.Module):
         present = (y.sum(axes) > 0).to(probs.dtype)  # (B, C)
         n_present = present.sum(1)
         dice = torch.where(present > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
-        has_class = n_present > 0
-        if not bool(has_class.any()):
-            return zero_like_graph(logits)
+        has_class = (n_present > 0).to(probs.dtype)
         per_sample = 1.0 - dice.sum(1) / n_present.clamp_min(1.0)
-        return per_sample[has_class].mean()
+        # mean over the samples with a present class; 0 (still in the graph) when none has one
+        return (per_sample * has_class).sum() / has_class.sum().clamp_min(1.0)
 
 
 class CEAndTopKDiceLoss(nn.Module):
@@ -131,14 +143,12 @@ class CEAndTopKDiceLoss(nn.Module):
     @float32_forward
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="CE")
-        n_valid = tgt.valid_count()
-        if float(n_valid) == 0:
-            return zero_like_graph(logits)
+        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
         if self.regions:
             bce = nn.functional.binary_cross_entropy_with_logits(logits, tgt.onehot, reduction="none")
             return masked(bce, tgt.mask).sum() / (n_valid * logits.shape[1])
         labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
-        return nn.functional.cross_entropy(logits, labels, ignore_index=-100)
+        return nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum") / n_valid
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.weight_ce * self.cross_entropy(logits, target) + self.weight_dice * self.topk_dice(logits, target)

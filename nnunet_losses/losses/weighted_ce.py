@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import decode_target, float32_forward, zero_like_graph
+from ._common import decode_target, empty_batch_is_zero, float32_forward, masked
 
 
 def inverse_frequency_weights(voxel_counts: Sequence[float]) -> list:
@@ -51,8 +51,9 @@ class WeightedCELoss(nn.Module):
             raise ValueError(f"WeightedCELoss: {self.class_weights.numel()} class weights for {logits.shape[1]} "
                              f"channels")
         tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="WeightedCELoss")
+        weights = self.class_weights.to(logits.device)
         labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
-        if tgt.mask is not None and float(tgt.mask.sum()) == 0:
-            return zero_like_graph(logits)
-        return nn.functional.cross_entropy(logits, labels, weight=self.class_weights.to(logits.device),
-                                           ignore_index=-100)
+        weighted = nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=-100, reduction="sum")
+        total_weight = masked(weights[tgt.labels].unsqueeze(1), tgt.mask).sum()
+        # sum_i w_{y_i} CE_i / sum_i w_{y_i}; 0 (in the graph) when no voxel counts, with no host sync
+        return empty_batch_is_zero(weighted / total_weight.clamp_min(1e-12), total_weight, logits)
