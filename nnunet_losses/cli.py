@@ -368,9 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "plots from the evaluations of several trainers",
                        description="Reads EVAL_ROOT/<loss label>/<trainer>/fold_<f>.json (what `reproduce` writes; "
                                    "one `evaluate` JSON per training). Per case, values are averaged over the runs "
-                                   "of a loss; the table shows mean +- std over cases per class, * where a loss "
-                                   "differs from --reference (paired permutation test, p < 0.05, as in the RW "
-                                   "paper's Tables 2-4). Plots: box (per-case values per class), cdf (final "
+                                   "of a loss; the table shows mean +- std per class over the cases every loss "
+                                   "has (the others are listed), * where a loss differs from --reference (paired "
+                                   "permutation test, p < 0.05, as in the RW paper's Tables 2-4). Evaluations of "
+                                   "other classes or empty-mask conventions are refused. fold_all.json (nnU-Net's "
+                                   "fold all) counts as a fold. Plots: box (per-case values per class), cdf (final "
                                    "mean Dice of each run, RW paper Fig. 5), curves (validation pseudo Dice from "
                                    "nnU-Net's training logs).")
     p.add_argument("eval_root", help="folder of evaluations (WORK/evaluation)")
@@ -378,8 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="loss label the others are tested against (default: first)")
     p.add_argument("--order", nargs="+", default=None, help="loss labels in table order (default alphabetical)")
     p.add_argument("--metrics", nargs="+", default=["dice", "hd"],
-                   choices=("dice", "iou", "hd", "hd95", "assd", "fpr", "fnr", "precision", "recall"),
-                   help="table columns (default dice hd)")
+                   choices=("dice", "iou", "hd", "hd95", "hd95_max", "assd", "nsd", "fpr", "fnr", "precision",
+                            "recall"),
+                   help="table columns (default dice hd); hd95 is pooled (medpy), hd95_max max-directed (Metrics "
+                        "Reloaded, MONAI); nsd at the tolerance the evaluations used")
     p.add_argument("--plots", nargs="*", default=["box"], choices=("box", "cdf", "curves"),
                    help="figures (default box)")
     p.add_argument("--permutations", type=int, default=10000, help="permutations per test (default 10000)")

@@ -2,6 +2,9 @@
 best values on hand-made evaluations, plots' refusals. The full report on real trainings: test_reproduce.py."""
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,16 +52,17 @@ def test_training_logs_merge_a_continued_training(tmp_path):
     assert empty["epoch"].size == 0 and empty["mean_pseudo_dice"].size == 0
 
 
-def _evaluation(root, label, trainer, dice_by_case):
-    cases = [{"case": case, "class": "organ", "status": "both", "dice": d, "hd": 10 * (1 - d)}
-             for case, d in dice_by_case.items()]
-    summary = {"organ": {"status": {"both": len(cases), "ref_empty": 0, "pred_empty": 0, "both_empty": 0}},
-               "mean_foreground": {"dice": {"mean": float(np.mean(list(dice_by_case.values())))}}}
+def _evaluation(root, label, trainer, dice_by_case, fold="0", classes=("organ",), **extra):
+    cases = [{"case": case, "class": cls, "status": "both", "dice": d, "hd": 10 * (1 - d), "hd95": 5 * (1 - d),
+              "hd95_max": 9 * (1 - d), "nsd": d} for case, d in dice_by_case.items() for cls in classes]
+    summary = {cls: {"status": {"both": len(dice_by_case), "ref_empty": 0, "pred_empty": 0, "both_empty": 0}}
+               for cls in classes}
+    summary["mean_foreground"] = {"dice": {"mean": float(np.mean(list(dice_by_case.values())))}}
     folder = root / label / trainer
-    folder.mkdir(parents=True)
-    (folder / "fold_0.json").write_text(json.dumps({
-        "pred_dir": str(root / "results" / trainer / "fold_0" / "validation"), "classes": [{"name": "organ"}],
-        "cases": cases, "summary": summary}))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"fold_{fold}.json").write_text(json.dumps({
+        "pred_dir": str(root / "results" / trainer / f"fold_{fold}" / "validation"),
+        "classes": [{"name": c} for c in classes], "cases": cases, "summary": summary, **extra}))
 
 
 @pytest.fixture
@@ -105,3 +109,115 @@ def test_plots_refuse_empty_input_and_skip_nan(tmp_path):
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     path = curves_plot({"A": [[0.1, 0.2], [0.15, float("nan"), 0.3]], "B": [[]]}, str(tmp_path / "curves.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+NNUNET = {"aggregation": {"both_empty": "exclude", "description": "nnU-Net's evaluator: both empty undefined"},
+          "nsd_tolerance_mm": {"organ": 1.0}}
+
+
+def _row(text, loss):
+    return next(line for line in text.splitlines() if line.startswith(f"| {loss} |"))
+
+
+def test_losses_are_compared_over_the_cases_they_all_have(tmp_path):
+    """A loss whose evaluation lacks the hard case must not win by it: means use the shared cases, with a note."""
+    root = tmp_path / "evaluation"
+    easy = {f"c{i}": 0.8 + 0.01 * i for i in range(5)}
+    _evaluation(root, "Ref", "DiceCETrainer", {**easy, "hard": 0.1}, **NNUNET)
+    _evaluation(root, "Partial", "RRWTrainer", {c: d - 0.05 for c, d in easy.items()}, **NNUNET)
+    text = open(build_report(str(root), str(tmp_path / "report"), reference="Ref", metrics=["dice"],
+                             plots=["box"], permutations=100)).read()
+    assert "over the 5 cases every loss has (1 other cases left out" in text
+    assert "**Cases left out** of every mean and test (not evaluated for every loss): hard (none for Partial)" in text
+    ref_mean = np.mean(list(easy.values()))
+    assert f"{ref_mean:.3f}" in _row(text, "Ref (ref.)") and "**" in _row(text, "Ref (ref.)")  # 0.82, not 0.70
+    assert f"{ref_mean - 0.05:.3f}" in _row(text, "Partial") and "**" not in _row(text, "Partial")
+    assert "Empty masks: nnU-Net's evaluator" in open(tmp_path / "report" / "table.md").read()
+
+
+def test_runs_lacking_cases_are_noted(tmp_path):
+    root = tmp_path / "evaluation"
+    cases = {f"c{i}": 0.8 for i in range(4)}
+    for seed in (1, 2):
+        _evaluation(root, "Ref", f"DiceCETrainer_s{seed}", cases, **NNUNET)
+    _evaluation(root, "Other", "RRWTrainer_s1", cases, **NNUNET)
+    _evaluation(root, "Other", "RRWTrainer_s2", {"c0": 0.7}, **NNUNET)
+    text = open(build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[], permutations=10)).read()
+    assert "**Other:** 3 of the compared cases are averaged over 1 run(s) instead of 2." in text
+
+
+def test_captions_name_the_convention_the_hd95_and_the_nsd_tolerance(tmp_path):
+    root = tmp_path / "evaluation"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8, "c1": 0.7}, **NNUNET)
+    _evaluation(root, "B", "RRWTrainer", {"c0": 0.6, "c1": 0.7}, **NNUNET)
+    build_report(str(root), str(tmp_path / "r"), metrics=["dice", "hd95", "hd95_max", "nsd"], plots=["box"],
+                 permutations=10)
+    for name in ("report.md", "table.md", "table.tex"):
+        text = open(tmp_path / "r" / name).read()
+        assert "nnU-Net's evaluator" in text and "within 1 mm" in text, name
+        assert "HD95 pooled" in text and "HD95 max-directed" in text and "medpy" in text and "MONAI" in text
+    assert os.path.isfile(tmp_path / "r" / "box_nsd.png") and os.path.isfile(tmp_path / "r" / "box_hd95_max.png")
+    legacy = tmp_path / "legacy"  # written before conventions were recorded: both empty = 1
+    _evaluation(legacy, "A", "DiceTrainer", {"c0": 0.8})
+    assert "both empty = 1" in open(build_report(str(legacy), str(tmp_path / "r2"), metrics=["dice"], plots=[],
+                                                 permutations=10)).read()
+
+
+def test_incomparable_evaluations_are_refused_with_their_names(tmp_path):
+    root = tmp_path / "classes"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
+    _evaluation(root, "B", "RRWTrainer", {"c0": 0.6}, classes=("1",), **NNUNET)
+    with pytest.raises(ValueError, match="different classes: .*A/DiceTrainer/fold_0.json has organ; .*B/RRWTrainer"):
+        build_report(str(root), str(tmp_path / "r"), plots=[])
+    root = tmp_path / "conventions"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
+    _evaluation(root, "B", "RRWTrainer", {"c0": 0.6})
+    with pytest.raises(ValueError, match="different empty-mask conventions: .*A/DiceTrainer.*exclude.*B/RRWTrainer"):
+        build_report(str(root), str(tmp_path / "r"), plots=[])
+    root = tmp_path / "tolerances"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
+    _evaluation(root, "B", "RRWTrainer", {"c0": 0.6}, **{**NNUNET, "nsd_tolerance_mm": {"organ": 2.0}})
+    build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[])  # NSD not shown: fine
+    with pytest.raises(ValueError, match="different NSD tolerances"):
+        build_report(str(root), str(tmp_path / "r"), metrics=["nsd"], plots=[])
+    root = tmp_path / "old"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, metrics=["dice", "hd"])
+    with pytest.raises(ValueError, match="fold_0.json has no nsd .*evaluate it again"):
+        build_report(str(root), str(tmp_path / "r"), metrics=["dice", "nsd"], plots=[])
+
+
+def test_fold_all_is_a_fold(tmp_path):
+    root = tmp_path / "evaluation"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8, "c1": 0.9}, fold="all", **NNUNET)
+    results = load_results(str(root))
+    assert results["A"][0].fold == "all"
+    assert "0.850" in open(build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[])).read()
+
+
+def _report_cli(*args):
+    cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
+    return subprocess.run([cli, "report", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("truncated", "fold_0.json: not valid JSON (truncated or unfinished?)"),
+    ("not_evaluation", "fold_0.json: not an nnunet-losses evaluate JSON (no 'classes', 'cases', 'summary')"),
+    ("fold_name", "fold_x.json: expected fold_<number>.json or fold_all.json"),
+    ("order", "--order: no evaluation for Z under"),
+])
+def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
+    root = tmp_path / "evaluation"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
+    path = root / "A" / "DiceTrainer" / "fold_0.json"
+    args = []
+    if fault == "truncated":
+        path.write_text(path.read_text()[:40])
+    elif fault == "not_evaluation":
+        path.write_text(json.dumps({"foreground_mean": {"Dice": 0.5}}))
+    elif fault == "fold_name":
+        path.rename(path.with_name("fold_x.json"))
+    else:
+        args = ["--order", "Z"]
+    proc = _report_cli(root, "-o", tmp_path / "r", "--plots", *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

@@ -14,8 +14,10 @@ from .collect import RunResult, per_case, per_case_foreground
 
 ALPHA = 0.05
 MEAN_COLUMN = "mean"
-TITLES = {"dice": "Dice", "iou": "IoU", "hd": "HD (mm)", "hd95": "HD95 (mm)", "assd": "ASSD (mm)", "fpr": "FPR",
-          "fnr": "FNR", "precision": "Precision", "recall": "Recall"}
+TITLES = {"dice": "Dice", "iou": "IoU", "hd": "HD (mm)", "hd95": "HD95 pooled (mm)",
+          "hd95_max": "HD95 max-directed (mm)", "assd": "ASSD (mm)", "nsd": "NSD", "fpr": "FPR", "fnr": "FNR",
+          "precision": "Precision", "recall": "Recall"}
+DISTANCES = ("hd", "hd95", "hd95_max", "assd")
 
 
 @dataclass
@@ -43,15 +45,17 @@ def _cell(values: Dict[str, float], reference: Optional[Dict[str, float]], permu
 
 
 def build_table(results: Dict[str, List[RunResult]], metrics: Sequence[str], reference: str,
-                permutations: int = 10000, seed: int = 0) -> Dict[str, Dict[str, Dict[str, Cell]]]:
-    """``table[metric][loss][class]`` (classes plus ``mean`` over classes) with p-values against ``reference``."""
+                permutations: int = 10000, seed: int = 0,
+                cases: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, Dict[str, Cell]]]:
+    """``table[metric][loss][class]`` (classes plus ``mean`` over classes) with p-values against ``reference``;
+    means, std and tests over ``cases`` only when given (``collect.coverage``: the cases every loss has)."""
     if reference not in results:
         raise ValueError(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
     classes = next(iter(results.values()))[0].classes
     table: Dict[str, Dict[str, Dict[str, Cell]]] = {}
     for metric in metrics:
-        columns = {cls: (lambda runs, c=cls: per_case(runs, metric, c)) for cls in classes}
-        columns[MEAN_COLUMN] = lambda runs: per_case_foreground(runs, metric, classes)
+        columns = {cls: (lambda runs, c=cls: per_case(runs, metric, c, cases)) for cls in classes}
+        columns[MEAN_COLUMN] = lambda runs: per_case_foreground(runs, metric, classes, cases)
         table[metric] = {}
         for loss, runs in results.items():
             table[metric][loss] = {}
@@ -70,7 +74,7 @@ def _best(cells: Dict[str, Cell], metric: str) -> Optional[str]:
 
 
 def _digits(metric: str) -> int:
-    return 2 if metric in ("hd", "hd95", "assd") else 3
+    return 2 if metric in DISTANCES else 3
 
 
 def _text(cell: Cell, metric: str, latex: bool, best: bool) -> str:
@@ -85,8 +89,8 @@ def _text(cell: Cell, metric: str, latex: bool, best: bool) -> str:
     return body + (mark if cell.significant else "")
 
 
-def to_markdown(table, reference: str) -> str:
-    lines = []
+def to_markdown(table, reference: str, caption: Optional[str] = None) -> str:
+    lines = [caption, ""] if caption else []
     for metric, rows in table.items():
         columns = list(next(iter(rows.values())))
         lines.append(f"**{TITLES.get(metric, metric)}**\n")
