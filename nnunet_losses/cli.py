@@ -132,8 +132,9 @@ def _cmd_synthetic_dataset(args) -> int:
     raw = args.o or os.environ.get("nnUNet_raw")
     if not raw:
         raise ValueError("give -o or set nnUNet_raw")
+    others = [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
     print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
-                                  seed=args.seed))
+                                  seed=args.seed, other_roots=others))
     return 0
 
 
@@ -429,7 +430,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (KeyError, ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -36,3 +36,39 @@ def test_demo_trains_and_reports(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [r["loss"] for r in results] == ["combo", "rrw", "topk_dice"]
     assert all(len(r["dice"]) == 3 for r in results)
+
+
+def test_synthetic_dataset_refuses_a_taken_id_and_bad_counts(tmp_path, capsys, monkeypatch):
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    (raw / "Dataset005_Mine").mkdir(parents=True)
+    (pre / "Dataset006_Other").mkdir(parents=True)
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    for args, message in ((["-d", "5"], "Dataset005_Mine"), (["-d", "6"], "Dataset006_Other"),
+                          (["-d", "-5"], "1..999"), (["-d", "7", "--num-train", "0"], "--num-train"),
+                          (["-d", "7", "--size", "4"], "--size")):
+        assert main(["synthetic-dataset", "-o", str(raw), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (args, err)
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset005_Mine"]
+    assert main(["synthetic-dataset", "-o", str(raw), "-d", "7", "--num-train", "2", "--num-test", "0",
+                 "--size", "16"]) == 0
+    assert main(["synthetic-dataset", "-o", str(raw), "-d", "7", "--num-train", "2", "--num-test", "0",
+                 "--size", "16"]) == 0  # the same settings again: nothing to do
+    capsys.readouterr()
+    assert main(["synthetic-dataset", "-o", str(raw), "-d", "7", "--num-train", "3", "--num-test", "0",
+                 "--size", "16"]) == 2  # other settings
+    assert "num_train 2" in capsys.readouterr().err
+
+
+def test_split_group_pattern_errors_are_messages():
+    import pytest
+
+    from nnunet_losses.experiment.split import half_split
+
+    cases = ["Synthetic_000", "Synthetic_001", "Synthetic_002"]
+    with pytest.raises(ValueError, match="not a regular expression"):
+        half_split(cases, group="(")
+    with pytest.raises(ValueError, match="capture group"):
+        half_split(cases, group="Synthetic")
+    with pytest.raises(ValueError, match="Synthetic_002"):  # its first group captures nothing
+        half_split(cases, group=r"(Synthetic_00[01])|(\d+)")

@@ -21,17 +21,30 @@ import numpy as np
 from .._files import atomic_write_text
 
 
+def compile_group(group: str) -> "re.Pattern":
+    """The ``--group`` pattern, compiled; ValueError unless it is a regular expression with a capture group."""
+    try:
+        pattern = re.compile(group)
+    except re.error as err:
+        raise ValueError(f"group pattern {group!r} is not a regular expression: {err}") from None
+    if pattern.groups < 1:
+        raise ValueError(f"group pattern {group!r} needs a capture group naming the case's group, e.g. "
+                         r"'^(patient\d+)'")
+    return pattern
+
+
 def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
                alternate: Optional[int] = None) -> List[Dict[str, List[str]]]:
     """One fold: random halves (``seed``) or, with ``alternate`` = 0 or 1, every other sorted group from there."""
     if len(cases) < 2:
         raise ValueError(f"a half split needs at least 2 cases, got {len(cases)}")
-    pattern = re.compile(group) if group else None
+    pattern = compile_group(group) if group else None
     groups: Dict[str, List[str]] = {}
     for case in sorted(cases):
         match = pattern.search(case) if pattern else None
-        if pattern and not match:
-            raise ValueError(f"case {case!r} does not match the group pattern {group!r}")
+        if pattern and (not match or match.group(1) is None):
+            raise ValueError(f"case {case!r} does not match the group pattern {group!r} (or its first group "
+                             "captures nothing)")
         groups.setdefault(match.group(1) if match else case, []).append(case)
     if len(groups) < 2:
         raise ValueError(f"all {len(cases)} cases fall in one group of {group!r}: nothing to split")

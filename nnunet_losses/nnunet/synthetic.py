@@ -6,11 +6,12 @@ of magnitude (a large disc, a medium ellipse, a small dot). Each case is written
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -27,24 +28,39 @@ def _write_nifti(array: np.ndarray, path: str) -> None:
 
 def write_synthetic_dataset(raw_root: str, dataset_id: int = 901, name: str = "SyntheticImbalance",
                             num_train: int = 12, num_test: int = 4, size: int = 64, seed: int = 0,
-                            ignore_label: bool = False, regions: bool = False) -> str:
+                            ignore_label: bool = False, regions: bool = False, other_roots: Sequence[str] = ()) -> str:
     """Write ``raw_root/DatasetXXX_name`` (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json); return its path.
 
     Idempotent: an existing folder written with the same settings is returned as is. Atomic: the dataset is
     written to a temporary folder and renamed into place. ``ignore_label`` adds an ignore label (4) on a band of
     every training label map; ``regions`` declares nnU-Net regions (nested foreground regions, sigmoid training).
+    A dataset id that another dataset already has in ``raw_root`` or ``other_roots`` (nnUNet_preprocessed,
+    nnUNet_results) is refused: nnU-Net would no longer know which of the two the id means.
     """
     from ..loss_demo import make_dataset
 
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"the dataset id (-d) must be in 1..999 (nnU-Net's DatasetXXX), got {dataset_id}")
+    for value, low, option in ((num_train, 2, "--num-train"), (num_test, 0, "--num-test"), (size, 16, "--size")):
+        if value < low:
+            raise ValueError(f"{option} must be at least {low}, got {value}")
     spec = {"dataset_id": dataset_id, "name": name, "num_train": num_train, "num_test": num_test, "size": size,
             "seed": seed, "ignore_label": ignore_label, "regions": regions, "version": 1}
     folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
+    for root in (raw_root, *other_roots):
+        taken = [p for p in glob.glob(os.path.join(root, f"Dataset{dataset_id:03d}_*"))
+                 if os.path.basename(p) != os.path.basename(folder)]
+        if taken:
+            raise FileExistsError(f"dataset id {dataset_id} is taken by {taken[0]}; choose another id (-d)")
     spec_file = os.path.join(folder, "nnunet_losses_synthetic.json")
     if os.path.isfile(spec_file):
         with open(spec_file) as f:
-            if json.load(f) == spec:
-                return folder
-        raise FileExistsError(f"{folder} exists with other settings; remove it or choose another dataset id")
+            existing = json.load(f)
+        if existing == spec:
+            return folder
+        differences = ", ".join(f"{key} {existing.get(key)!r}" for key in spec if existing.get(key) != spec[key])
+        raise FileExistsError(f"{folder} exists with other settings (it has {differences}); remove it or choose "
+                              "another dataset id (-d)")
     if os.path.exists(folder):
         raise FileExistsError(f"{folder} exists and was not written by nnunet-losses; choose another dataset id")
     os.makedirs(raw_root, exist_ok=True)
