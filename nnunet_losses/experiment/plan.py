@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from ..metrics.evaluate import is_current_evaluation
 from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
 
@@ -147,8 +148,9 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
     evaluate = Step("train", f"evaluate {run.label} seed {run.seed} fold {run.fold}",
                     ["nnunet-losses", "evaluate", os.path.join(folder, "validation"),
                      os.path.join(pre, "gt_segmentations"), "--dataset-json", os.path.join(pre, "dataset.json"),
-                     "-o", out, "--no-progress"],
-                    lambda: os.path.isfile(out) and os.path.isfile(summary)
+                     "-o", out, "--strict", "--split", os.path.join(pre, "splits_final.json"), "--fold",
+                     str(run.fold), "--no-progress"],
+                    lambda: is_current_evaluation(out) and os.path.isfile(summary)
                     and os.path.getmtime(out) >= os.path.getmtime(summary))
     return [train, evaluate]
 

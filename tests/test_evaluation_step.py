@@ -1,0 +1,30 @@
+"""The evaluation step of ``reproduce``: strict, only the fold's validation cases, and an evaluation written under
+another convention (or truncated) is not "done"."""
+import json
+import os
+
+from nnunet_losses.experiment import load_experiment
+from nnunet_losses.experiment.plan import Paths, evaluation_file, run_steps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_evaluation_step_is_strict_and_redone_for_another_convention(tmp_path):
+    exp = load_experiment(os.path.join(REPO, "configs", "tiny_synthetic.toml"))
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "results"), str(tmp_path / "work"))
+    run = exp.matrix[0]
+    evaluate = run_steps(exp, paths, run, "cpu")[1]
+    command = evaluate.command
+    assert "--strict" in command and command[command.index("--fold") + 1] == str(run.fold)
+    assert command[command.index("--split") + 1].endswith("splits_final.json")
+    summary = os.path.join(os.path.dirname(command[2]), "validation", "summary.json")
+    os.makedirs(os.path.dirname(summary))
+    open(summary, "w").close()
+    out = evaluation_file(exp, paths, run)
+    os.makedirs(os.path.dirname(out))
+    for content, done in ((json.dumps({"cases": [], "summary": {}}), False),  # before conventions were recorded
+                          ('{"aggregation": {"both_empty": "exclude"', False),  # truncated
+                          (json.dumps({"aggregation": {"both_empty": "exclude"}}), True)):
+        with open(out, "w") as f:
+            f.write(content)
+        assert evaluate.done() is done
