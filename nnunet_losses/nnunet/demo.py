@@ -99,7 +99,7 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
             open(done_marker, "w").close()
         evaluation = evaluate_folder(pred_dir, test_labels, dataset_json=os.path.join(raw_folder, "dataset.json"),
                                      output=os.path.join(root, "evaluation", name[:-len(suffix)], name, "fold_0.json"),
-                                     progress=False)
+                                     progress=False, both_empty="exclude", strict=True)
         summary = evaluation["summary"]
         results.append({"trainer": name, "cases": evaluation["num_cases"],
                         "dice": {c: summary[c]["dice"]["mean"] for c in labels},
