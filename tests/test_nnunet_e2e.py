@@ -123,15 +123,44 @@ def test_missing_and_stale_maps_stop_training(dataset):
         os.rename(hidden, maps)
     assert proc.returncode != 0
     assert f"Run: nnunet-losses precompute-maps -d {dataset['name']} -c 2d" in proc.stdout + proc.stderr
-    # a re-preprocessed case (new segmentation file) makes its map stale
+    # a re-preprocessed case (a segmentation with other content) makes its map stale; a new mtime alone does not
+    import blosc2
+
     seg = os.path.join(dataset["pre"], "nnUNetPlans_2d", f"{dataset['name'].split('_', 1)[1]}_000_seg.b2nd")
-    st = os.stat(seg)
-    os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    original = open(seg, "rb").read()
+    labels = blosc2.open(urlpath=seg, mode="r")[...]
+    labels[0, 0, :4, :4] = 3
+    blosc2.asarray(labels, urlpath=seg, mode="w")
     try:
         proc = _train(dataset, "RRWTrainer_ep1_it5_s7", check=False)
         assert proc.returncode != 0 and "stale: 1 case(s)" in proc.stdout + proc.stderr
     finally:
-        os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with open(seg, "wb") as f:
+            f.write(original)
+
+
+def test_units_copies_and_read_only_with_the_cli(dataset, tmp_path):
+    """Issue 10.2 and 10.7 on real preprocessed data: a `cp -r` copy is up to date, a change of units is not, and
+    an up-to-date run writes nothing."""
+    env = dict(dataset["env"], nnUNet_preprocessed=str(tmp_path))
+    copy = tmp_path / dataset["name"]
+    subprocess.run(["cp", "-r", dataset["pre"], str(copy)], check=True)  # new mtimes, same content
+    command = [_cli("nnunet-losses"), "precompute-maps", "-d", dataset["id"], "-c", "2d", "--no-progress"]
+    assert "0 case(s) computed, 10 up to date" in _run(command, env).stdout
+    manifest = copy / "nnUNetPlans_2d_maps" / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    assert "0 case(s) computed" in _run(command, env).stdout and manifest.stat().st_mtime_ns == stamp
+    proc = _run(command + ["--voxel-units"], env)
+    assert "10 case(s) computed, 0 up to date (20 stale" in proc.stdout
+    assert json.load(open(manifest))["kinds"]["boundary"]["spacing"] is None
+
+
+def test_rw_authors_boundary_variant_trains(dataset):
+    trainer = "RWBoundaryTrainer_authors_ep1_it2"
+    _train(dataset, trainer)
+    log = _log(dataset, trainer)
+    assert "using precomputed 'boundary' maps minus Y (the RW authors' variant)" in log
+    assert "'boundary_map': 'authors'" in log
 
 
 def test_malformed_trainer_name_shows_grammar(dataset):
