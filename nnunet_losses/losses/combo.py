@@ -64,8 +64,14 @@ class ComboLoss(nn.Module):
         ignore_label: nnU-Net's ignore label; ignored voxels contribute to neither term.
 
     The WCE mean runs over valid voxels x foreground channels x samples (paper: N = classes x samples).
-    Known difference from the authors' public code: that code weights the negative term by ``beta * (1 - beta)``;
-    we follow the paper's equation, ``(1 - beta)``.
+    We follow the paper's equation, ``(1 - beta)`` on the negative term. The authors' public Keras code
+    (github.com/asgsaeid/ComboLoss, ``combo_loss.py``; ``ce_w`` = beta, ``ce_d_w`` = alpha; one Dice and one mean
+    over the flattened batch, ``p`` clipped to [1e-7, 1 - 1e-7] in the CE) differs by revision: June 2019
+    (17f1bb7..070e7e4) weights the negative term by ``beta * (1 - beta)`` with ``- (1 - alpha) Dice``; October 2019
+    (66f83c7) weights it by ``(1 - beta)`` but with the opposite sign (``+ (1 - beta)(1 - t) ln(1 - p)``, which
+    rewards foreground on background) and subtracts ``(1 - alpha)(1 - Dice)`` (the loss grows with Dice); August
+    2020 (84da219: ``+ (1 - alpha)(1 - Dice)``; 86d6247, the head: ``- (1 - alpha) Dice``) fixes the Dice term and
+    keeps the sign-flipped negative term.
     """
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0, dice: str = "flattened",

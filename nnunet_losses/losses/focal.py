@@ -1,7 +1,9 @@
 """Focal loss (Lin et al., 2017), the baseline of the RW paper (001: gamma = 2, alpha = 1) and of Combo (000:
 gamma = 2, alpha = 0.25). nnU-Net v2 has no focal loss.
 
-``FL = -alpha_t (1 - p_t)^gamma ln p_t``, averaged over the valid voxels (and channels in region mode).
+``FL = -alpha_t (1 - p_t)^gamma ln p_t``, averaged over the valid voxels (and channels in region mode). In label mode
+that is C times MONAI's ``FocalLoss(use_softmax=True, to_onehot_y=True)``, which averages its one-hot per-channel
+terms over voxels and the C channels; in region mode both average over voxels and channels.
 """
 from __future__ import annotations
 

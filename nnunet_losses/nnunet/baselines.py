@@ -94,7 +94,12 @@ class AtLeastOneVoxelTopKLoss(TopKLoss):
 
 
 def nnunet_topk_ce(k: float, ignore_label: Optional[int], regions: bool) -> nn.Module:
-    """nnU-Net's TopKLoss (the k% voxels with the highest CE; at least one)."""
+    """nnU-Net's TopKLoss (the k% voxels with the highest CE; at least one).
+
+    With an ignore label, nnU-Net takes k% of all voxels, ignored ones included (their CE is 0, no gradient): with
+    a share f of ignored voxels it keeps k/(1-f)% of the valid ones, and past 100% it averages every valid voxel
+    with zeros over k% of all voxels. So ignored voxels add nothing to the sum but do count in the k% and the mean.
+    """
     if regions:
         raise ValueError("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
     return AtLeastOneVoxelTopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
