@@ -148,7 +148,8 @@ def test_local_run_writes_split_evaluations_and_report(tiny_run):
         evaluation = json.load(f)
     assert evaluation["num_cases"] == 6 and {c["case"] for c in evaluation["cases"]} == set(splits[0]["val"])
     report = (work / "report" / "report.md").read_text()
-    assert "| RRW (ref.) |" in report and "| Dice |" in report and "**HD95 (mm)**" in report
+    assert "| RRW (ref.) |" in report and "| Dice |" in report and "**HD95 pooled (mm)**" in report
+    assert "Empty masks: nnU-Net's evaluator" in report
     for png in ("box_dice.png", "box_hd95.png", "cdf_dice.png", "curves_pseudo_dice.png"):
         data = (work / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000 and f"]({png})" in report
