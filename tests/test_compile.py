@@ -65,3 +65,72 @@ def test_all_ignored_batch_is_zero_without_a_sync():
         value, grad = _value_and_grad(torch.compile(loss, fullgraph=True, backend="aot_eager"), logits, target, z,
                                       spec.needs_map)
         assert value.item() == 0.0 and torch.count_nonzero(grad) == 0, name
+
+
+TRAINER_SCRIPT = r"""
+import json, sys
+import torch
+compiled = []
+real_compile = torch.compile
+def recording_compile(module, **kwargs):  # aot_eager: the same graphs as inductor gets, without C++ codegen
+    compiled.append(type(module).__name__)
+    return real_compile(module, backend="aot_eager", **kwargs)
+torch.compile = recording_compile
+from nnunetv2.run.run_training import get_trainer_from_args
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunet_losses.registry import build_loss
+for name in sys.argv[2:]:
+    compiled.clear()
+    trainer = get_trainer_from_args(sys.argv[1], "2d", 0, name, device=torch.device("cpu"))
+    trainer._do_i_compile = lambda: True  # nnU-Net compiles only on CUDA; this is the switch it asks
+    loss = trainer._build_loss()
+    g = torch.Generator().manual_seed(0)
+    shapes = [(2, 4, 64 // 2 ** i, 64 // 2 ** i) for i in range(len(trainer._get_deep_supervision_scales()))]
+    outputs = [torch.randn(s, generator=g) for s in shapes]
+    targets = [torch.randint(0, 4, (s[0], 1) + s[2:], generator=g) for s in shapes]
+    maps = [torch.rand(s, generator=g) * 2 - 1 for s in shapes]
+    with_maps = hasattr(loss, "maps")
+    if with_maps:
+        loss.maps = maps
+    got = float(loss(outputs, targets))
+    eager = DeepSupervisionWrapper(build_loss(trainer.parsed.family.loss, **trainer.loss_context,
+                                              **trainer.parsed.loss_params),
+                                   (loss.loss if with_maps else loss).weight_factors)
+    expected = float(eager(outputs, targets, maps) if with_maps else eager(outputs, targets))
+    print("RESULT " + json.dumps({"trainer": name, "compiled": list(compiled), "got": got, "expected": expected}))
+"""
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    from nnunet_losses import ext_trainers
+    from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
+
+    env = nnunet_env(str(tmp_path_factory.mktemp("compile")))
+    env["nnUNet_extTrainer"] = os.path.dirname(ext_trainers.__file__)
+    write_synthetic_dataset(env["nnUNet_raw"], 931, "Compile931", num_train=4, num_test=1)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnUNetv2_plan_and_preprocess"), "-d", "931",
+                    "-c", "2d", "-npfp", "1", "-np", "1"], env=env, check=True, capture_output=True)
+    return env
+
+
+def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
+    """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its parts, so the per-epoch
+    alpha does not recompile), logs it as nnU-Net does, and the compiled deep-supervised loss equals eager."""
+    import json
+    import subprocess
+    import sys
+
+    expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"], "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss"]}
+    proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, "931", *expected_parts], env=preprocessed,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("nnunet-losses: Using torch.compile for the loss...") == 2
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert {r["trainer"]: r["compiled"] for r in results} == expected_parts
+    for r in results:
+        assert r["got"] == pytest.approx(r["expected"], rel=1e-5, abs=1e-6), r

@@ -4,6 +4,7 @@ Every loss takes logits (B, C, *spatial) and nnU-Net's target (B, 1, *spatial) o
 region channels with ``regions=True``; map-based losses take the map as a third argument. Every loss honours
 nnU-Net's ignore label and computes in float32 under autocast.
 """
+from ._common import compile_loss
 from .combo import ComboLoss
 from .focal import FocalLoss
 from .iou_xy import IoUxyLoss
@@ -15,4 +16,5 @@ from .weighted_ce import WeightedCELoss, inverse_frequency_weights
 __all__ = [
     "ComboLoss", "RegionWiseLoss", "rectified_map_from_inside", "AlphaSchedule", "DiceBoundaryLoss", "IoUxyLoss",
     "WeightedCELoss", "inverse_frequency_weights", "TopKDiceLoss", "CEAndTopKDiceLoss", "FocalLoss",
+    "compile_loss",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -119,6 +120,20 @@ def check_labels(labels: torch.Tensor, num_channels: int, ignore_label: Optional
 def empty_batch_is_zero(loss: torch.Tensor, n_valid: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """``loss``, or a graph-connected 0 when no voxel counts (all ignored): tensor arithmetic, no host sync."""
     return torch.where(n_valid > 0, loss, zero_like_graph(logits))
+
+
+def compile_loss(loss: nn.Module) -> nn.Module:
+    """``torch.compile`` a loss for training (every loss here traces whole: no graph break, no host sync).
+
+    A loss whose Python state changes between epochs lists its stateless parts in ``compiled_parts``; only those are
+    compiled, so a new epoch's weights do not trigger a recompilation (``DiceBoundaryLoss``'s alpha schedule).
+    """
+    parts = getattr(loss, "compiled_parts", ())
+    if not parts:
+        return torch.compile(loss)
+    for name in parts:
+        setattr(loss, name, torch.compile(getattr(loss, name)))
+    return loss
 
 
 def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -73,6 +73,8 @@ class DiceBoundaryLoss(nn.Module):
     (``dice_boundary``) or cross-entropy (``ce_boundary``). The weights come from ``schedule``.
     """
 
+    compiled_parts = ("partner", "region_wise")  # the weights (Python floats, new each epoch) stay eager
+
     def __init__(self, partner: nn.Module, schedule: Optional[AlphaSchedule] = None,
                  ignore_label: Optional[int] = None):
         super().__init__()

@@ -21,6 +21,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
+from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
 from .precompute import check_maps, describe_units, maps_folder, stored_kind, units_flag
@@ -156,6 +157,9 @@ class LossTrainer(nnUNetTrainer):
         self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.family.fixed_params, **p.loss_params)
         self.loss_params = self.loss_spec.resolve(**p.family.fixed_params, **p.loss_params)
         loss = self.base_loss
+        if self._do_i_compile():  # nnU-Net's switch (nnUNet_compile, CUDA only); nnU-Net compiles only its own Dice
+            self.print_to_log_file("nnunet-losses: Using torch.compile for the loss...")
+            loss = compile_loss(loss)
         if self.enable_deep_supervision:
             scales = self._get_deep_supervision_scales()
             weights = np.array([1 / (2 ** i) for i in range(len(scales))])
