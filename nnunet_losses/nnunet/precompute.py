@@ -260,10 +260,13 @@ def _unwritable(folder: str) -> Optional[str]:
 
 
 def read_manifest(data_folder: str) -> Dict:
+    """``{"version", "kinds": {kind: settings}}`` of the maps folder; {} when absent, unreadable or of another format."""
     try:
         with open(os.path.join(maps_folder(data_folder), MANIFEST)) as f:
             manifest = json.load(f)
-        return manifest if isinstance(manifest, dict) and manifest.get("version") == FORMAT_VERSION else {}
+        valid = isinstance(manifest, dict) and manifest.get("version") == FORMAT_VERSION and \
+            isinstance(manifest.get("kinds"), dict)
+        return manifest if valid else {}
     except (OSError, ValueError):
         return {}
 
