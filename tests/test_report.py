@@ -146,6 +146,15 @@ def test_runs_lacking_cases_are_noted(tmp_path):
     assert "**Other:** 3 of the compared cases are averaged over 1 run(s) instead of 2." in text
 
 
+def test_evaluation_warnings_are_shown(tmp_path):
+    root = tmp_path / "evaluation"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, warnings=["c0.nii.gz: prediction has labels outside the "
+                                                                 "classes and the ignore label: 7"], **NNUNET)
+    text = open(build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[], permutations=10)).read()
+    assert (f"**Warnings** of the evaluation {os.path.join('A', 'DiceTrainer', 'fold_0.json')} (1): c0.nii.gz: "
+            "prediction has labels outside") in text
+
+
 def test_captions_name_the_convention_the_hd95_and_the_nsd_tolerance(tmp_path):
     root = tmp_path / "evaluation"
     _evaluation(root, "A", "DiceTrainer", {"c0": 0.8, "c1": 0.7}, **NNUNET)

@@ -110,6 +110,10 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
     if cov.left_out:
         lines.append("\n**Cases left out** of every mean and test (not evaluated for every loss): " + _listed(
             [f"{case} (none for {', '.join(losses)})" for case, losses in cov.left_out.items()]) + ".")
+    for run in (run for runs in results.values() for run in runs if run.evaluation.get("warnings")):
+        warnings = run.evaluation["warnings"]
+        lines.append(f"\n**Warnings** of the evaluation {os.path.relpath(run.path, eval_root)} ({len(warnings)}): "
+                     f"{warnings[0]}{' ...' if len(warnings) > 1 else ''}")
     for loss, (count, runs, most) in cov.fewer_runs.items():
         lines.append(f"\n**{loss}:** {count} of the compared cases are averaged over {runs} run(s) instead of {most}.")
     lines += ["", to_markdown(table, reference), "Empty masks over the compared cases (counted over runs x cases; the "
