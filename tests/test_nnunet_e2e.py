@@ -76,7 +76,7 @@ def _predict(ds, trainer, out):
 
 @pytest.mark.parametrize("trainer,expect", [
     ("RRWTrainer_ep1_it5", "using precomputed 'rrw' maps"),
-    ("ComboTrainer_a0p5_b0p7_ep1_it5", "params {'alpha': 0.5, 'beta': 0.7, 'smooth': 1.0, 'dice': 'flattened'}"),
+    ("ComboTrainer_a0p5_b0p7_ep1_it5", "params {'alpha': 0.5, 'beta': 0.7, 'smooth': 1.0, 'dice': 'per_class'}"),
     ("TopKDiceTrainer_k50_ep1_it5", "params {'k': 50.0}"),
     ("DiceBoundaryTrainer_ep1_it5", "using precomputed 'boundary' maps"),
 ])

@@ -76,6 +76,10 @@ class Family:
     name_params: Tuple[NameParam, ...] = ()
     fixed_params: Dict[str, Any] = field(default_factory=dict)  # loss params fixed by the family
     example: str = ""
+    # the family's defaults where the name says nothing (docs/learning.md has the evidence for each one)
+    default_params: Dict[str, Any] = field(default_factory=dict)  # loss params; a name token overrides them
+    optimizer: Optional[str] = None  # "adam" | "sgd" when the name has no _adam/_sgd (None: nnU-Net's SGD)
+    lr: Optional[float] = None  # initial lr of that default optimizer when the name has no _lr
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,24 @@ class ParsedName:
     def training(self) -> Dict[str, Any]:
         return {"epochs": self.epochs, "iterations_per_epoch": self.iterations, "optimizer": self.optimizer,
                 "initial_lr": self.lr, "seed": self.seed, "online_maps": self.online}
+
+    def resolved_optimizer(self) -> str:
+        """The name's ``_adam``/``_sgd``, else the family's default, else nnU-Net's SGD."""
+        return self.optimizer or self.family.optimizer or "sgd"
+
+    def resolved_lr(self) -> Optional[float]:
+        """The name's ``_lr``, else the family's lr for its default optimizer, else 1e-4 for Adam; None: nnU-Net's
+        initial lr (1e-2)."""
+        if self.lr is not None:
+            return self.lr
+        optimizer = self.resolved_optimizer()
+        if optimizer == self.family.optimizer and self.family.lr is not None:
+            return self.family.lr
+        return 1e-4 if optimizer == "adam" else None
+
+    def loss_kwargs(self) -> Dict[str, Any]:
+        """Loss parameters: the family's fixed ones, its defaults, then what the name spells."""
+        return {**self.family.fixed_params, **self.family.default_params, **self.loss_params}
 
 
 # nnU-Net's master adds built-in trainers with these prefixes; built-ins win nnU-Net's lookup over ours
@@ -172,6 +194,9 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
             if stage == "param":
                 if param.kind == "flag":
                     if token == param.code:
+                        if param.loss_param in loss_params:  # e.g. Combo's _pc and _flat
+                            raise TrainerNameError(f"'{token}' contradicts an earlier token: both set "
+                                                   f"{param.loss_param}")
                         loss_params[param.loss_param] = param.flag_value
                         matched = True
                 elif token.startswith(param.code) and token[len(param.code):][:1].isdigit():

@@ -37,9 +37,11 @@ _EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
 _AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta, pc = per-class Dice",
-           (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class")),
-           example="ComboTrainer_a0p5_b0p7"),
+    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta; per-class mean Dice by default "
+           "(docs/learning.md), flat = the paper's one Dice over all foreground channels, pc = per-class (explicit)",
+           (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
+            NameParam("flat", "dice", kind="flag", flag_value="flattened")),
+           example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
     Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4)", example="RRWTrainer_online"),
     Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
            "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
@@ -113,10 +115,8 @@ class LossTrainer(nnUNetTrainer):
             self.num_iterations_per_epoch = p.iterations
             # keep nnU-Net's 5:1 ratio of training to validation iterations
             self.num_val_iterations_per_epoch = max(1, p.iterations // 5)
-        if p.lr is not None:
-            self.initial_lr = p.lr
-        elif p.optimizer == "adam":
-            self.initial_lr = 1e-4
+        if p.resolved_lr() is not None:  # the name's _lr, the family's default (docs/learning.md), Adam's 1e-4
+            self.initial_lr = p.resolved_lr()
         self.loss_spec = get_spec(p.family.loss)
         if self.label_manager.has_regions and not self.loss_spec.supports_regions:
             raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
@@ -154,8 +154,8 @@ class LossTrainer(nnUNetTrainer):
                              "regions": self.label_manager.has_regions,
                              "batch_dice": bool(self.configuration_manager.batch_dice), "ddp": self.is_ddp,
                              "class_weights": class_weights}
-        self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.family.fixed_params, **p.loss_params)
-        self.loss_params = self.loss_spec.resolve(**p.family.fixed_params, **p.loss_params)
+        self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.loss_kwargs())
+        self.loss_params = self.loss_spec.resolve(**p.loss_kwargs())
         loss = self.base_loss
         if self._do_i_compile():  # nnU-Net's switch (nnUNet_compile, CUDA only); nnU-Net compiles only its own Dice
             self.print_to_log_file("nnunet-losses: Using torch.compile for the loss...")
@@ -177,7 +177,7 @@ class LossTrainer(nnUNetTrainer):
     def _training_summary(self) -> Dict[str, Any]:
         return {"epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
                 "val_iterations_per_epoch": self.num_val_iterations_per_epoch,
-                "optimizer": self.parsed.optimizer or "sgd", "initial_lr": self.initial_lr,
+                "optimizer": self.parsed.resolved_optimizer(), "initial_lr": self.initial_lr,
                 "seed": self.parsed.seed,
                 "maps": self.map_kind and ("precomputed" if self.precomputed_maps else "online")}
 
@@ -198,7 +198,7 @@ class LossTrainer(nnUNetTrainer):
 
     # ------------------------------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
-        if self.parsed.optimizer != "adam":
+        if self.parsed.resolved_optimizer() != "adam":
             return super().configure_optimizers()
         optimizer = torch.optim.Adam(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
@@ -317,7 +317,7 @@ def check_name(name: str) -> ParsedName:
     loss once; raises TrainerNameError."""
     parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
     try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
-        build_loss(parsed.family.loss, class_weights=[1.0, 1.0], **parsed.family.fixed_params, **parsed.loss_params)
+        build_loss(parsed.family.loss, class_weights=[1.0, 1.0], **parsed.loss_kwargs())
     except (ValueError, TypeError) as err:
         raise TrainerNameError(str(err)) from None
     return parsed
