@@ -226,8 +226,9 @@ def test_unreadable_map_in_a_loader_names_file_and_command(tmp_path):
     path = map_file(maps_folder(folder), "c1", "boundary")
     _overwrite(path, None)
     with pytest.raises(MapReadError, match=f"cannot read the precomputed map {path} .*"
-                                           f"Run: nnunet-losses precompute-maps -d 5 -c 2d"):
+                                           f"Run: nnunet-losses precompute-maps -d 5 -c 2d") as info:
         dataset.load_case("c1")[0][:, :, 3:9, 2:7]
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # crosses process boundaries intact
 
 
 def test_copied_dataset_is_up_to_date(tmp_path):

@@ -24,11 +24,12 @@ from .precompute import dequantise, map_file, maps_folder
 
 
 class MapReadError(RuntimeError):
-    """A precomputed map that cannot be read: names the file and the command that rewrites it."""
+    """A precomputed map that cannot be read (plain message argument: pickles between processes)."""
 
-    def __init__(self, path: str, command: str, reason):
-        super().__init__(f"cannot read the precomputed map {path} ({reason}); the file is damaged or was changed "
-                         f"after the start check. Run: {command}")
+
+def _read_error(path: str, command: str, reason) -> MapReadError:
+    return MapReadError(f"cannot read the precomputed map {path} ({reason}); the file is damaged or was changed "
+                        f"after the start check. Run: {command}")
 
 
 class _ImageWithMaps:
@@ -36,7 +37,7 @@ class _ImageWithMaps:
 
     def __init__(self, image, maps, kind: str, path: str, command: str):
         if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
-            raise MapReadError(path, command, f"map shape {tuple(maps.shape)}, image shape {tuple(image.shape)}")
+            raise _read_error(path, command, f"map shape {tuple(maps.shape)}, image shape {tuple(image.shape)}")
         self.image, self.maps, self.kind, self.path, self.command = image, maps, kind, path, command
         self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
         self.ndim = len(self.shape)
@@ -49,7 +50,7 @@ class _ImageWithMaps:
         try:
             stored = np.asarray(self.maps[index])
         except Exception as err:  # blosc2 raises RuntimeError/ValueError on damaged chunks
-            raise MapReadError(self.path, self.command, err) from None
+            raise _read_error(self.path, self.command, err) from None
         return np.concatenate([image, dequantise(stored, self.kind)], 0)
 
 
@@ -80,7 +81,7 @@ class MapDataset:
         try:
             maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
         except Exception as err:
-            raise MapReadError(path, self.command, err) from None
+            raise _read_error(path, self.command, err) from None
         return _ImageWithMaps(data, maps, self.kind, path, self.command), seg, seg_prev, properties
 
 
