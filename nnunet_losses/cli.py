@@ -191,6 +191,17 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (processes, jobs): a whole number >= 1; 0 or -1 are refused, not taken as 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def format_summary(result: dict) -> str:
     """The evaluation summary as a plain-text table: mean +- std per class, and status counts."""
     metrics = ("dice", "iou", "hd", "hd95", "hd95_max", "assd", "nsd", "fpr", "fnr", "precision", "recall")
@@ -350,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "evaluate; what the SLURM array calls)")
     p.add_argument("--work-dir", default=None,
                    help="evaluations, report, logs, SLURM scripts (default ./nnunet_losses_experiments/NAME)")
-    p.add_argument("-j", type=int, default=1, help="--local: trainings at a time (default 1)")
-    p.add_argument("-np", type=int, default=1, help="processes for preprocessing and maps (default 1)")
+    p.add_argument("-j", type=positive_int, default=1, help="--local: trainings at a time (default 1)")
+    p.add_argument("-np", type=positive_int, default=1, help="processes for preprocessing and maps (default 1)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu", "mps"), help="nnUNetv2_train -device "
                                                                                     "(default cuda)")
     slurm = p.add_argument_group("SLURM (--emit slurm)")
@@ -359,9 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--account", default=None)
     slurm.add_argument("--time", default="48:00:00", help="per training (default 48:00:00)")
     slurm.add_argument("--gpus", type=int, default=1, help="GPUs per training (default 1)")
-    slurm.add_argument("--cpus", type=int, default=8, help="CPUs per job (default 8)")
+    slurm.add_argument("--cpus", type=positive_int, default=8, help="CPUs per job (default 8)")
     slurm.add_argument("--mem", default="64G", help="memory per job (default 64G)")
-    slurm.add_argument("--max-parallel", type=int, default=None, help="array throttle: trainings at a time")
+    slurm.add_argument("--max-parallel", type=positive_int, default=None,
+                       help="array throttle: trainings at a time")
     slurm.add_argument("--setup", default="", help="shell line run first in every job, e.g. 'module load cuda'")
     p.set_defaults(func=_cmd_reproduce)
 

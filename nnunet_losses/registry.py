@@ -139,6 +139,11 @@ _SCHEDULE_PARAMS = (
 _BOUNDARY_MAP = Param("boundary_map", str, "eq3", "eq3: eq. 3 / Kervadec et al., inside -(d - 1); authors: the RW "
                       "authors' code, inside -d (what their Fig. 5 and 6 ran)", choices=("eq3", "authors"))
 
+_TOPK_DICE_K = Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class",
+                     interval="(0, 100]")
+_TOPK_CE_K = Param("k", float, 10.0, "percentage of voxels with the highest CE kept (at least one voxel)",
+                   interval="(0, 100]")
+
 _RW = "Valverde & Tohka, Region-wise loss (001)"
 _SPECS = (
     LossSpec("combo", "Combo loss: alpha * weighted BCE - (1 - alpha) * Dice, foreground channels",
@@ -179,10 +184,10 @@ _SPECS = (
     LossSpec("topk_dice", "CE + TopK Dice (the paper's training loss)", "Hosseini, TopK Dice (004)",
              "eq. 7 + CE",
              lambda p, c: L.CEAndTopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class", interval="(0, 100]"),)),
+             (_TOPK_DICE_K,)),
     LossSpec("topk_dice_only", "TopK Dice alone", "Hosseini, TopK Dice (004)", "eq. 7",
              lambda p, c: L.TopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class", interval="(0, 100]"),)),
+             (_TOPK_DICE_K,)),
     LossSpec("focal", "focal loss (softmax; sigmoid for regions)", "Lin et al.; baseline of 000 and 001",
              "FL = -alpha_t (1 - p_t)^gamma ln p_t",
              lambda p, c: L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions,
@@ -210,11 +215,11 @@ _SPECS = (
              lambda p, c: _baselines().CrossEntropy(c.ignore_label, c.regions)),
     LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", "nnU-Net v2; baseline of 004", "TopKLoss",
              lambda p, c: _baselines().nnunet_topk_ce(p["k"], c.ignore_label, c.regions),
-             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept", interval="(0, 100]"),), supports_regions=False),
+             (_TOPK_CE_K,), supports_regions=False),
     LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; baseline of 004, DiceTopK)",
              "nnU-Net v2; baseline of 004", "DC_and_topk_loss",
              lambda p, c: _baselines().nnunet_dice_topk_ce(p["k"], c.batch_dice, c.ddp, c.ignore_label, c.regions),
-             (Param("k", float, 10.0, "percentage of voxels with the highest CE kept", interval="(0, 100]"),), supports_regions=False),
+             (_TOPK_CE_K,), supports_regions=False),
 )
 
 REGISTRY: Dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}

@@ -74,6 +74,32 @@ def _predict(ds, trainer, out):
     assert pred.shape == (1, 64, 64) and set(np.unique(pred)) <= {0, 1, 2, 3}
 
 
+def _kill_during_checkpoint_save(ds, trainer):
+    """A SIGKILL (SLURM preemption) in the middle of writing checkpoint_final.pth, then a checkpoint as nnU-Net
+    alone writes it (no nnunet-losses entry): `--c` must still continue, with the schedule of the checkpoint's epoch."""
+    import torch
+
+    final = os.path.join(_fold(ds, trainer), "checkpoint_final.pth")
+    code = ("import os, signal, torch\n"
+            "from nnunetv2.run.run_training import get_trainer_from_args\n"
+            f"trainer = get_trainer_from_args({ds['id']!r}, '2d', 0, {trainer!r}, continue_training=True, "
+            "device=torch.device('cpu'))\n"
+            "trainer.initialize()\n"
+            "def killed(obj, f, *args, **kwargs):  # torch.save writes part of the file, then the job is killed\n"
+            "    out = open(f, 'wb') if isinstance(f, (str, os.PathLike)) else f\n"
+            "    out.write(b'the first bytes of a checkpoint')\n"
+            "    out.flush()\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "torch.save = killed\n"
+            f"trainer.save_checkpoint({final!r})\n")
+    proc = _run([sys.executable, "-c", code], ds["env"], check=False)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    checkpoint = torch.load(final, map_location="cpu", weights_only=False)  # the previous one, whole
+    assert checkpoint["current_epoch"] == 1
+    checkpoint.pop("nnunet_losses", None)
+    torch.save(checkpoint, final)
+
+
 @pytest.mark.parametrize("trainer,expect", [
     ("RRWTrainer_ep1_it5", "using precomputed 'rrw' maps"),
     ("ComboTrainer_a0p5_b0p7_ep1_it5", "params {'alpha': 0.5, 'beta': 0.7, 'smooth': 1.0, 'dice': 'per_class'}"),
@@ -87,6 +113,9 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
     settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["trainer"] == trainer and settings["training"]["epochs"] == 1
     assert settings["training"]["iterations_per_epoch"] == 5
+    if trainer.startswith("DiceBoundary"):
+        assert settings["schedule"]["epochs_done"] == 1  # kept current, not the snapshot of the start
+        _kill_during_checkpoint_save(dataset, trainer)
     # --c: continue from the final checkpoint (restores the Dice+Boundary alpha), then validate
     proc = _train(dataset, trainer, "--c")
     if trainer.startswith("DiceBoundary"):

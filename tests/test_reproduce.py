@@ -51,6 +51,92 @@ def test_spec_errors_are_clear(tmp_path, extra, trainers, message):
         load_experiment(_spec(tmp_path, BASE + extra, trainers))
 
 
+@pytest.mark.parametrize("experiment,trainers,key", [
+    (BASE + "folds = 0\n", 'RRW = "RRWTrainer"\n', "folds"),
+    (BASE + 'folds = ["0"]\n', 'RRW = "RRWTrainer"\n', "folds"),
+    (BASE + 'runs = "two"\n', 'RRW = "RRWTrainer"\n', "runs"),
+    (BASE + 'runs = 1.5\n', 'RRW = "RRWTrainer"\n', "runs"),
+    (BASE + 'permutations = true\n', 'RRW = "RRWTrainer"\n', "permutations"),
+    (BASE + 'split_seed = "0"\n', 'RRW = "RRWTrainer"\n', "split_seed"),
+    (BASE + 'metrics = "dice"\n', 'RRW = "RRWTrainer"\n', "metrics"),
+    (BASE + 'split_group = 3\n', 'RRW = "RRWTrainer"\n', "split_group"),
+    (BASE + 'split_group = "("\n', 'RRW = "RRWTrainer"\n', "split_group"),
+    ('name = "t"\ndataset = "abc"\nconfiguration = "2d"\n', 'RRW = "RRWTrainer"\n', "dataset"),
+    ('name = "t"\ndataset = 0\nconfiguration = "2d"\n', 'RRW = "RRWTrainer"\n', "dataset"),
+    ('name = "t"\ndataset = 901\nconfiguration = "2dd"\n', 'RRW = "RRWTrainer"\n', "configuration"),
+    ('name = "t"\ndataset = 901\nconfiguration = 2\n', 'RRW = "RRWTrainer"\n', "configuration"),
+    (BASE, 'RRW = 5\n', "RRW"),
+    (BASE, 'RRW = "RRWTrainer"\nAgain = "RRWTrainer"\n', "Again"),  # one output folder for two labels
+])
+def test_spec_values_of_the_wrong_type_name_file_and_key(tmp_path, experiment, trainers, key):
+    path = _spec(tmp_path, experiment, trainers)
+    with pytest.raises(ValueError) as err:
+        load_experiment(path)
+    assert str(err.value).startswith(f"{path}: ") and key in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("option", ["-np", "-j"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_reproduce_refuses_non_positive_process_counts(option, value, capsys):
+    from nnunet_losses.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", TINY, "--dry-run", option, value])
+    assert f"{option}: must be at least 1, got {value}" in capsys.readouterr().err
+
+
+def _fake_preprocessed(paths, splits):
+    """A preprocessed dataset as the prepare stage sees it (plans, data folder, 12 references), no nnU-Net run."""
+    pre = os.path.join(paths.preprocessed, "Dataset901_Fake")
+    os.makedirs(os.path.join(pre, "nnUNetPlans_2d"))
+    os.makedirs(os.path.join(pre, "gt_segmentations"))
+    open(os.path.join(pre, "nnUNetPlans_2d", "case_000.b2nd"), "w").close()
+    for i in range(12):
+        open(os.path.join(pre, "gt_segmentations", f"case_{i:03d}.nii.gz"), "w").close()
+    with open(os.path.join(pre, "dataset.json"), "w") as f:
+        json.dump({"file_ending": ".nii.gz"}, f)
+    with open(os.path.join(pre, "nnUNetPlans.json"), "w") as f:
+        json.dump({"configurations": {"2d": {"data_identifier": "nnUNetPlans_2d"}}}, f)
+    if splits is not None:
+        with open(os.path.join(pre, "splits_final.json"), "w") as f:
+            json.dump(splits, f)
+    return pre
+
+
+def test_split_step_is_done_only_with_this_specs_split(tmp_path):
+    """An earlier nnUNetv2_train left nnU-Net's 5 folds in splits_final.json: the spec's half split is not done."""
+    from nnunet_losses.experiment.plan import Paths, prepare_steps
+    from nnunet_losses.experiment.runner import describe, run_prepare
+    from nnunet_losses.experiment.split import write_half_split
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    cases = [f"case_{i:03d}" for i in range(12)]
+    five_folds = [{"train": [c for j, c in enumerate(cases) if j % 5 != k], "val": cases[k::5]} for k in range(5)]
+    pre = _fake_preprocessed(paths, five_folds)
+    exp = load_experiment(_spec(tmp_path, BASE + 'split = "half"\n', 'Dice = "DiceTrainer"\n'))
+    split = [s for s in prepare_steps(exp, paths) if s.command[1] == "split"][0]
+    assert not split.done()
+    assert "[refused] nnunet-losses split -d 901 --seed 0" in describe(exp, paths, "cpu", 1)
+    with pytest.raises(RuntimeError, match="splits_final.json holds another split .*--force"):
+        run_prepare(exp, paths)
+    write_half_split(pre, seed=0, force=True)
+    assert split.done() and "[done] nnunet-losses split" in describe(exp, paths, "cpu", 1)
+    other_seed = load_experiment(_spec(tmp_path, BASE + 'split = "half"\nsplit_seed = 1\n', 'D = "DiceTrainer"\n'))
+    assert not [s for s in prepare_steps(other_seed, paths) if s.command[1] == "split"][0].done()
+
+
+def test_configuration_missing_from_existing_plans_is_refused_before_any_step(tmp_path):
+    from nnunet_losses.experiment.plan import Paths
+    from nnunet_losses.experiment.runner import run_prepare
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    _fake_preprocessed(paths, None)
+    exp = load_experiment(_spec(tmp_path, BASE.replace('"2d"', '"3d_lowres"'), 'Dice = "DiceTrainer"\n'))
+    with pytest.raises(RuntimeError, match="nnUNetPlans.json has no configuration '3d_lowres'"):
+        run_prepare(exp, paths)
+    assert not os.path.exists(paths.work)  # nothing ran, no log written
+
+
 def test_every_shipped_config_loads():
     configs = sorted(glob.glob(os.path.join(REPO, "configs", "*.toml")))
     assert TINY in configs

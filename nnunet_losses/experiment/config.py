@@ -68,10 +68,30 @@ def _fail(path: str, message: str):
     raise ValueError(f"{path}: {message}")
 
 
+# nnU-Net's configurations (nnUNetPlans); other plans are checked against their file before anything runs
+NNUNET_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+_KINDS = {int: "a whole number", str: "a string", list: "a list"}
+
+
+def _value(path: str, exp: dict, key: str, kind: type, default=None, of: type = None):
+    """``exp[key]`` (or ``default``) checked to be of ``kind`` (a list: of items of type ``of``), else a message
+    naming the file and the key. TOML's booleans are not numbers here."""
+    value = exp.get(key, default)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and kind is list:
+        ok = all(isinstance(v, of) and not isinstance(v, bool) for v in value)
+    if not ok:
+        what = _KINDS[kind] + (f" of {_KINDS[of].split(' ', 1)[1]}s" if kind is list else "")
+        _fail(path, f"{key} = {value!r}: expected {what}")
+    return value
+
+
 def load_experiment(path: str) -> Experiment:
     """Read and check a spec; trainer names are validated with the same parser nnU-Net's import goes through."""
     from ..nnunet.naming import TrainerNameError
+    from ..nnunet.small_plans import parse_small_plans_name
     from ..nnunet.trainers import trainer_class
+    from .split import compile_group
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such experiment spec: {path}")
@@ -81,8 +101,10 @@ def load_experiment(path: str) -> Experiment:
         except tomllib.TOMLDecodeError as err:
             _fail(path, f"not valid TOML: {err}")
     exp, trainers = dict(spec.get("experiment", {})), spec.get("trainers", {})
+    if not isinstance(trainers, dict):
+        _fail(path, "[trainers] must be a table of label = \"trainer name\"")
     exp["trainers"] = trainers
-    missing = [k for k in _REQUIRED if not exp.get(k)]
+    missing = [k for k in _REQUIRED if exp.get(k) in (None, "", {})]
     if missing:
         _fail(path, f"missing {', '.join(missing)} ([experiment] keys and a [trainers] table)")
     unknown = set(spec) - {"experiment", "trainers"}
@@ -93,48 +115,62 @@ def load_experiment(path: str) -> Experiment:
              "trainers"}
     if set(exp) - known:
         _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - known)}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(exp["name"])):
-        _fail(path, f"name {exp['name']!r}: letters, digits, '_', '.', '-' only (it names a folder)")
-    for label, name in trainers.items():
-        if re.search(r"_s\d+$", name):
-            _fail(path, f"trainer {label} = {name!r}: leave out the seed token; runs = N appends _s1.._sN")
+    name = _value(path, exp, "name", str)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
+    texts = {key: _value(path, exp, key, str, default) for key, default in (
+        ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
+        ("split", "nnunet"), ("split_group", ""))}
+    numbers = {key: _value(path, exp, key, int, default) for key, default in (
+        ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0))}
+    folds = tuple(_value(path, exp, "folds", list, [0], of=int))
+    metrics = tuple(_value(path, exp, "metrics", list, ["dice", "hd"], of=str))
+    plots = tuple(_value(path, exp, "plots", list, ["box"], of=str))
+    if not 1 <= numbers["dataset"] <= 999:
+        _fail(path, f"dataset = {numbers['dataset']}: nnU-Net dataset ids are 1..999")
+    seen: Dict[str, str] = {}
+    for label, trainer in trainers.items():
+        if not isinstance(trainer, str):
+            _fail(path, f"trainer {label} = {trainer!r}: expected a trainer name (a string)")
+        if re.search(r"_s\d+$", trainer):
+            _fail(path, f"trainer {label} = {trainer!r}: leave out the seed token; runs = N appends _s1.._sN")
+        if trainer in seen:
+            _fail(path, f"trainers {seen[trainer]} and {label} are both {trainer!r}: one nnU-Net output folder for "
+                        "two labels; list each trainer once")
+        seen[trainer] = label
         try:
-            trainer_class(f"{name}_s1")
+            trainer_class(f"{trainer}_s1")
         except (TrainerNameError, ValueError, KeyError) as err:
-            _fail(path, f"trainer {label} = {name!r}: {err}")
-    for key, allowed, default in (("convert", CONVERTERS, ""), ("split", SPLITS, "nnunet")):
-        if exp.get(key, default) not in allowed:
-            _fail(path, f"{key} = {exp.get(key)!r}; choose one of {allowed}")
-    metrics = tuple(exp.get("metrics", ("dice", "hd")))
-    plots = tuple(exp.get("plots", ("box",)))
+            _fail(path, f"trainer {label} = {trainer!r}: {err}")
+    for key, allowed in (("convert", CONVERTERS), ("split", SPLITS)):
+        if texts[key] not in allowed:
+            _fail(path, f"{key} = {texts[key]!r}; choose one of {allowed}")
+    small = parse_small_plans_name(texts["plans"])
+    nnunet_plans = (small[0] if small else texts["plans"]) == "nnUNetPlans"
+    if nnunet_plans and texts["configuration"] not in NNUNET_CONFIGURATIONS:
+        _fail(path, f"configuration = {texts['configuration']!r}: nnU-Net's plans have "
+                    f"{', '.join(NNUNET_CONFIGURATIONS)}")
     for values, allowed, key in ((metrics, REPORT_METRICS, "metrics"), (plots, PLOTS, "plots")):
         bad = [v for v in values if v not in allowed]
         if bad:
             _fail(path, f"{key}: unknown {bad}; choose from {allowed}")
-    reference = exp.get("reference", next(iter(trainers)))
+    reference = _value(path, exp, "reference", str, next(iter(trainers)))
     if reference not in trainers:
         _fail(path, f"reference {reference!r} is not a label of [trainers] ({', '.join(trainers)})")
-    runs, permutations = int(exp.get("runs", 1)), int(exp.get("permutations", 10000))
-    folds = tuple(int(f) for f in exp.get("folds", (0,)))
-    split = exp.get("split", "nnunet")
-    if runs < 1 or permutations < 1 or not folds:
+    if numbers["runs"] < 1 or numbers["permutations"] < 1 or not folds:
         _fail(path, "runs and permutations must be >= 1 and folds non-empty")
-    if split != "nnunet" and folds != (0,):
-        _fail(path, f"split = {split!r} has one fold (0), got folds = {list(folds)}")
-    split_offset = int(exp.get("split_offset", 0))
-    if split_offset not in (0, 1):
-        _fail(path, f"split_offset must be 0 or 1, got {split_offset}")
-    if split_group := exp.get("split_group", ""):
+    if texts["split"] != "nnunet" and folds != (0,):
+        _fail(path, f"split = {texts['split']!r} has one fold (0), got folds = {list(folds)}")
+    if numbers["split_offset"] not in (0, 1):
+        _fail(path, f"split_offset must be 0 or 1, got {numbers['split_offset']}")
+    if texts["split_group"]:
         try:
-            if re.compile(split_group).groups < 1:
-                _fail(path, f"split_group {split_group!r} needs a capture group")
-        except re.error as err:
-            _fail(path, f"split_group {split_group!r}: {err}")
-    return Experiment(path=os.path.abspath(path), name=str(exp["name"]), paper=str(exp.get("paper", "")),
-                      description=str(exp.get("description", "")), dataset=int(exp["dataset"]),
-                      convert=str(exp.get("convert", "")), configuration=str(exp["configuration"]),
-                      plans=str(exp.get("plans", "nnUNetPlans")), folds=folds, split=split,
-                      split_group=split_group, split_seed=int(exp.get("split_seed", 0)),
-                      split_offset=split_offset, runs=runs,
-                      reference=reference, metrics=metrics, plots=plots, permutations=permutations,
+            compile_group(texts["split_group"])
+        except ValueError as err:
+            _fail(path, f"split_group: {err}")
+    return Experiment(path=os.path.abspath(path), name=name, paper=texts["paper"], description=texts["description"],
+                      dataset=numbers["dataset"], convert=texts["convert"], configuration=texts["configuration"],
+                      plans=texts["plans"], folds=folds, split=texts["split"], split_group=texts["split_group"],
+                      split_seed=numbers["split_seed"], split_offset=numbers["split_offset"], runs=numbers["runs"],
+                      reference=reference, metrics=metrics, plots=plots, permutations=numbers["permutations"],
                       trainers=dict(trainers))

@@ -29,6 +29,8 @@ class Step:
     command: List[str]
     done: Callable[[], bool] = field(default=lambda: False, repr=False)
     log: str = ""
+    # why the step must not run (what is on disk contradicts the spec; the message says how to fix it), or None
+    refused: Callable[[], Optional[str]] = field(default=lambda: None, repr=False)
 
     def shell(self) -> str:
         return shlex.join(self.command)
@@ -84,6 +86,43 @@ def _plans_done(exp: Experiment, paths: Paths, plans: Optional[str] = None) -> b
     return bool(identifier) and os.path.isdir(data) and bool(os.listdir(data))
 
 
+def configuration_problem(exp: Experiment, paths: Paths) -> Optional[str]:
+    """Why the spec's configuration cannot be trained with the plans already on disk (checked before any step
+    runs, so that plan_and_preprocess never rewrites the plans for nothing); None when it can or no plans exist."""
+    small = parse_small_plans_name(exp.plans)
+    for plans in dict.fromkeys((small[0] if small else exp.plans, exp.plans)):
+        plans_file = os.path.join(paths.preprocessed, dataset_name(exp, paths), f"{plans}.json")
+        if not os.path.isfile(plans_file):
+            continue
+        with open(plans_file) as f:
+            configurations = json.load(f).get("configurations", {})
+        if exp.configuration not in configurations:
+            return (f"{plans_file} has no configuration {exp.configuration!r} (it has "
+                    f"{', '.join(configurations) or 'none'}): change configuration in {exp.path}")
+    return None
+
+
+def _split_status(exp: Experiment, paths: Paths) -> str:
+    """``done`` when splits_final.json holds exactly this spec's split, ``other`` when it holds anything else
+    (nnU-Net's 5 folds from an earlier training, another seed, a broken file), ``todo`` when there is none."""
+    from .split import dataset_half_split
+
+    pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
+    path = os.path.join(pre, "splits_final.json")
+    if not os.path.isfile(path):
+        return "todo"
+    try:
+        expected = dataset_half_split(pre, exp.split_seed, exp.split_group or None,
+                                      exp.split_offset if exp.split == "alternate" else None)
+    except (OSError, ValueError, KeyError):  # no references yet, or a group pattern the cases miss: the command says
+        return "todo"
+    try:
+        with open(path) as f:
+            return "done" if json.load(f) == expected else "other"
+    except (OSError, ValueError):
+        return "other"
+
+
 def _map_kinds(exp: Experiment) -> List[str]:
     from ..nnunet.naming import parse_name
     from ..nnunet.trainers import FAMILIES, MAP_FAMILIES
@@ -125,8 +164,12 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
                     else ["--seed", str(exp.split_seed)])
         if exp.split_group:
             command += ["--group", exp.split_group]
+        refusal = (f"{pre('splits_final.json')} holds another split than this spec's ({exp.path}): trainings "
+                   f"would use it. Replace it with: {shlex.join(command + ['--force'])} (trainings already run on "
+                   "it no longer match the new split: remove their output folders)")
         steps.append(Step("prepare", "write the paper's split (half train, half validation)", command,
-                          lambda: os.path.isfile(pre("splits_final.json"))))
+                          lambda: _split_status(exp, paths) == "done",
+                          refused=lambda: refusal if _split_status(exp, paths) == "other" else None))
     kinds = _map_kinds(exp)
     if kinds:
         steps.append(Step("prepare", "precompute maps (resumes: up-to-date maps are skipped)",

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 from .config import Experiment, Run
-from .plan import Paths, Step, prepare_steps, report_step, run_steps
+from .plan import Paths, Step, configuration_problem, prepare_steps, report_step, run_steps
 
 
 def command_env() -> Dict[str, str]:
@@ -38,7 +38,7 @@ def execute(step: Step, log_path: str, env: Dict[str, str]) -> None:
 
 
 def _status(step: Step) -> str:
-    return "done" if step.done() else "todo"
+    return "done" if step.done() else "refused" if step.refused() else "todo"
 
 
 def describe(exp: Experiment, paths: Paths, device: str, num_processes: int) -> str:
@@ -46,8 +46,13 @@ def describe(exp: Experiment, paths: Paths, device: str, num_processes: int) -> 
     lines = [f"# {exp.name}: {exp.paper}", f"# {len(exp.matrix)} trainings = {len(exp.trainers)} trainers x "
              f"{exp.runs} runs x {len(exp.folds)} fold(s); work folder {paths.work}",
              f"export nnUNet_extTrainer={command_env()['nnUNet_extTrainer']}"]
+    problem = configuration_problem(exp, paths)
+    if problem:
+        lines.append(f"# refused: {problem}")
     for step in prepare_steps(exp, paths, num_processes):
         lines.append(f"[{_status(step)}] {step.shell()}")
+        if step.refused():
+            lines.append(f"#   {step.refused()}")
     for index, run in enumerate(exp.matrix):
         lines.append(f"# task {index}: {run.label} seed {run.seed} fold {run.fold}")
         for step in run_steps(exp, paths, run, device):
@@ -62,10 +67,15 @@ def _log_file(paths: Paths, name: str) -> str:
 
 def run_prepare(exp: Experiment, paths: Paths, num_processes: int = 1, env: Optional[Dict[str, str]] = None) -> None:
     env = env or command_env()
+    problem = configuration_problem(exp, paths)
+    if problem:
+        raise RuntimeError(problem)
     for step in prepare_steps(exp, paths, num_processes):
         if step.done():
             print(f"[skip] {step.title}: done", flush=True)
             continue
+        if step.refused():
+            raise RuntimeError(step.refused())
         print(f"[run ] {step.title}", flush=True)
         execute(step, _log_file(paths, "prepare"), env)
 

@@ -59,17 +59,23 @@ def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
     return [{"train": train, "val": val}]
 
 
-def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[str] = None,
-                     alternate: Optional[int] = None, force: bool = False) -> str:
-    """Write ``splits_final.json`` for the cases in ``gt_segmentations``; an existing different split is refused
-    unless ``force`` (trainings of the experiment would otherwise mix splits)."""
+def dataset_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[str] = None,
+                       alternate: Optional[int] = None) -> List[Dict[str, List[str]]]:
+    """The half split of the cases in ``gt_segmentations`` (what :func:`write_half_split` writes)."""
     with open(os.path.join(preprocessed_dataset, "dataset.json")) as f:
         ending = json.load(f)["file_ending"]
     gt = os.path.join(preprocessed_dataset, "gt_segmentations")
     if not os.path.isdir(gt):
         raise FileNotFoundError(f"{gt} does not exist: run nnUNetv2_plan_and_preprocess first")
     cases = [n[: -len(ending)] for n in os.listdir(gt) if n.endswith(ending)]
-    splits = half_split(cases, seed, group, alternate)
+    return half_split(cases, seed, group, alternate)
+
+
+def write_half_split(preprocessed_dataset: str, seed: int = 0, group: Optional[str] = None,
+                     alternate: Optional[int] = None, force: bool = False) -> str:
+    """Write ``splits_final.json`` for the cases in ``gt_segmentations``; an existing different split is refused
+    unless ``force`` (trainings of the experiment would otherwise mix splits)."""
+    splits = dataset_half_split(preprocessed_dataset, seed, group, alternate)
     path = os.path.join(preprocessed_dataset, "splits_final.json")
     if os.path.isfile(path) and not force:
         with open(path) as f:

@@ -21,6 +21,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
+from .._files import atomic_file, atomic_write_text
 from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_transform import AttachMapsTransform, split_target
@@ -188,13 +189,8 @@ class LossTrainer(nnUNetTrainer):
                     "equation": self.loss_spec.equation, "loss_params": self.loss_params,
                     "context": self.loss_context, "training": self._training_summary(),
                     "schedule": self.schedule_state()}
-        os.makedirs(self.output_folder, exist_ok=True)
-        path = os.path.join(self.output_folder, "nnunet_losses.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(settings, f, indent=2, default=str)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(os.path.join(self.output_folder, "nnunet_losses.json"),
+                                 json.dumps(settings, indent=2, default=str))
 
     # ------------------------------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
@@ -279,34 +275,29 @@ class LossTrainer(nnUNetTrainer):
         schedule = getattr(self.base_loss, "schedule", None)
         if schedule is not None:
             self.print_to_log_file(f"nnunet-losses: schedule alpha this epoch {schedule.alpha}")
-            schedule.step()  # before nnU-Net saves this epoch's checkpoints (which resume at the next epoch)
+            schedule.step()  # epochs done = the epoch counter nnU-Net's checkpoints of this epoch store
         super().on_epoch_end()
+        if self.local_rank == 0:
+            self.write_settings()  # nnunet_losses.json holds the schedule of the checkpoints just written
 
     def save_checkpoint(self, filename: str) -> None:
-        super().save_checkpoint(filename)
-        state = self.schedule_state()
-        if state is None or self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
-            return
-        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-        checkpoint["nnunet_losses"] = {"schedule": state, "trainer": type(self).__name__}
-        tmp = filename + ".tmp"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
+        """nnU-Net's checkpoint, written to a temporary file and renamed into place: a kill while it is written
+        (SLURM preemption) leaves the previous checkpoint whole, so that ``--c`` can always continue."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)  # writes nothing
+        with atomic_file(filename, "wb") as f:
+            super().save_checkpoint(f)  # nnU-Net hands its argument to torch.save, which takes a file object
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        # nnU-Net 2.8.1's load_checkpoint only works with a file name, so the file is read a second time here
+        """nnU-Net's ``--c``; the schedule is rebuilt from nnU-Net's epoch counter (alpha is a function of the
+        epochs done), so that every checkpoint nnU-Net can continue from gives the schedule of its epoch."""
         super().load_checkpoint(filename_or_checkpoint)
         schedule = getattr(self.base_loss, "schedule", None)
         if schedule is None:
             return
-        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
-            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
-        saved = checkpoint.get("nnunet_losses", {}).get("schedule")
-        if saved is None:
-            raise RuntimeError(f"{type(self).__name__}: the checkpoint has no schedule state (was it written by "
-                               f"another trainer?)")
-        schedule.load_state_dict(saved)
-        self.print_to_log_file(f"nnunet-losses: restored schedule from checkpoint: {schedule!r}")
+        schedule.load_state_dict({"epochs_done": self.current_epoch})
+        self.print_to_log_file(f"nnunet-losses: restored schedule from checkpoint (epoch {self.current_epoch}): "
+                               f"{schedule!r}")
 
 
 _CACHE: Dict[str, type] = {}
