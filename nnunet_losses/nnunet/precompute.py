@@ -324,15 +324,15 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
     folder = maps_folder(data_folder)
     settings = read_manifest(data_folder).get("kinds", {}).get(kind)
     if settings is None:
-        raise RuntimeError(f"no precomputed {kind!r} maps in {folder} (no {MANIFEST} of format {FORMAT_VERSION}). "
-                           f"Run: {command}")
+        raise RuntimeError(f"no precomputed {kind!r} maps in {folder} (its {MANIFEST} of format {FORMAT_VERSION} "
+                           f"lists none). Run: {command}")
     command += units_flag(settings)
     if num_classes is not None:
         units = None if settings["spacing"] is None else spacing
         expected = map_settings(kind, num_classes, settings["per_slice_2d"] if is_2d is None else is_2d, units)
         if expected != settings:
-            differs = ", ".join(f"{k} {settings[k]} (configuration: {expected[k]})" for k in settings
-                                if settings[k] != expected[k])
+            differs = ", ".join(f"{k} {settings.get(k)} (configuration: {expected[k]})" for k in expected
+                                if settings.get(k) != expected[k])
             raise RuntimeError(f"precomputed {kind!r} maps in {folder} are stale: {differs}. Run: {command}")
     bad: Dict[str, List[str]] = {}
     for case in cases:
