@@ -2,6 +2,7 @@
 
 Each training is 1 epoch of a few iterations at 64x64 (about 15 s on 2 cores).
 """
+import glob
 import json
 import os
 import subprocess
@@ -98,6 +99,7 @@ def _kill_during_checkpoint_save(ds, trainer):
     assert checkpoint["current_epoch"] == 1
     checkpoint.pop("nnunet_losses", None)
     torch.save(checkpoint, final)
+    assert glob.glob(final + ".tmp*")  # the partial file, removed when the training continues
 
 
 @pytest.mark.parametrize("trainer,expect", [
@@ -121,6 +123,7 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
     if trainer.startswith("DiceBoundary"):
         assert "restored schedule from checkpoint" in _log(dataset, trainer)
         assert "epochs_done=1, alpha=0.99" in _log(dataset, trainer)
+        assert not glob.glob(os.path.join(_fold(dataset, trainer), "*.tmp*"))
         assert settings["schedule"]["kind"] == "gradual"
     assert "Mean Validation Dice" in proc.stdout + _log(dataset, trainer)
     _predict(dataset, trainer, tmp_path / "pred")

@@ -119,3 +119,15 @@ def test_cli_lists_trainers(capsys):
         assert family in out
     assert main(["trainers-path"]) == 0
     assert capsys.readouterr().out.strip().endswith("ext_trainers")
+
+
+def test_trainer_builds_outside_nnunet_train(tmp_path, monkeypatch):
+    """nnunetv2 >= 2.7 pops plans["continue_training"], which only nnUNetv2_train sets: our trainers default it."""
+    import torch
+
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans",
+             "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "architecture": {}}}}
+    dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "x"}, "file_ending": ".nii.gz"}
+    trainer = T.trainer_class("DiceBoundaryTrainer_ep3")(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+    assert trainer.num_epochs == 3 and trainer.output_folder.startswith(str(tmp_path))

@@ -8,6 +8,7 @@ output folder, the checkpoint's ``trainer_name`` and pickling all see one stable
 from __future__ import annotations
 
 import difflib
+import glob
 import json
 import os
 import random
@@ -43,7 +44,9 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
             NameParam("flat", "dice", kind="flag", flag_value="flattened")),
            example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
-    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4)", example="RRWTrainer_online"),
+    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-4 (the RW authors' code) "
+           "unless the name says otherwise: _sgd = nnU-Net's SGD, _adam_lr1em5 = the paper (docs/learning.md)",
+           example="RRWTrainer_online", optimizer="adam", lr=1e-4),
     Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
            "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
     Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
@@ -108,6 +111,8 @@ class LossTrainer(nnUNetTrainer):
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
+        # nnunetv2 >= 2.7 pops this key, which only nnUNetv2_train sets: code that builds a trainer itself works too
+        plans.setdefault("continue_training", False)
         super().__init__(plans, configuration, fold, dataset_json, device)
         p = self.parsed
         if p.epochs is not None:
@@ -270,6 +275,12 @@ class LossTrainer(nnUNetTrainer):
         super().on_train_start()
         if self.local_rank == 0:
             self.write_settings()
+            partial = glob.glob(os.path.join(glob.escape(self.output_folder), "checkpoint_*.pth.tmp*"))
+            for path in partial:  # left by a kill during save_checkpoint; the checkpoint itself is whole
+                os.remove(path)
+            if partial:
+                self.print_to_log_file(f"nnunet-losses: removed {len(partial)} partial checkpoint(s) of an "
+                                       "interrupted save")
 
     def on_epoch_end(self):
         schedule = getattr(self.base_loss, "schedule", None)
