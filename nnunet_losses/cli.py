@@ -45,7 +45,7 @@ def _cmd_trainers(args) -> int:
         spec = get_spec(family.loss)
         print(f"\n{family.name}  (loss {family.loss!r}: {spec.paper}, {spec.equation})")
         print(f"    {family.doc}")
-        defaults = spec.defaults()
+        defaults = {**spec.defaults(), **family.default_params}
         for p in family.name_params:
             if p.kind == "flag":
                 print(f"    _{p.code}: sets {p.loss_param}={p.flag_value!r} (default {defaults[p.loss_param]!r})")
@@ -53,6 +53,8 @@ def _cmd_trainers(args) -> int:
                 print(f"    _{p.code}<number>: {p.loss_param} (default {defaults[p.loss_param]!r})")
         if family.name in MAP_FAMILIES:
             print(f"    map: {spec.needs_map}")
+        if family.optimizer:
+            print(f"    default optimizer: {family.optimizer} lr {family.lr} (nnU-Net's SGD: _sgd; see docs/learning.md)")
         print(f"    example: {family.example or family.name}")
     return 0
 
