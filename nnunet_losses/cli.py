@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", required=True, help="dataset id or name (as for nnUNetv2_train)")
     p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
+    p.add_argument("-np", type=positive_int, default=1, help="number of processes (default 1)")
     p.add_argument("--kinds", default="rrw,boundary", help="comma-separated map kinds (default rrw,boundary)")
     p.add_argument("--voxel-units", action="store_true",
                    help="distances in voxels (as the RW paper's code) instead of the configuration's spacing "
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "gets the same name with .csv")
     p.add_argument("--dataset-json", default=None, help="dataset.json giving labels, regions, ignore label and "
                                                         "file ending (default: found in or beside GT_DIR)")
-    p.add_argument("-np", type=int, default=1, help="number of processes (default 1)")
+    p.add_argument("-np", type=positive_int, default=1, help="number of processes (default 1)")
     p.add_argument("--both-empty", choices=("exclude", "one"), default="exclude",
                    help="a class absent from both masks: exclude (default; nnU-Net's evaluator: undefined, left out "
                         "of means and counted) or one (Dice/IoU/NSD 1, distances 0)")

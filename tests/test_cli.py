@@ -72,3 +72,13 @@ def test_split_group_pattern_errors_are_messages():
         half_split(cases, group="Synthetic")
     with pytest.raises(ValueError, match="Synthetic_002"):  # its first group captures nothing
         half_split(cases, group=r"(Synthetic_00[01])|(\d+)")
+
+
+def test_process_counts_below_one_are_refused(capsys):
+    import pytest
+
+    for command in (["precompute-maps", "-d", "1", "-c", "2d"], ["evaluate", "pred", "gt"]):
+        for value in ("0", "-1"):
+            with pytest.raises(SystemExit):
+                main([*command, "-np", value])
+            assert f"-np: must be at least 1, got {value}" in capsys.readouterr().err
