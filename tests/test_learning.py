@@ -70,3 +70,18 @@ def test_per_class_and_flattened_dice_agree_with_one_foreground_class():
     assert torch.allclose(flat, per_class)
     logits, target = torch.randn(2, 4, 16, 16), torch.randint(0, 4, (2, 1, 16, 16))
     assert not torch.allclose(ComboLoss(dice="flattened")(logits, target), ComboLoss(dice="per_class")(logits, target))
+
+
+def test_rrw_family_default_optimiser_and_the_papers_settings_by_name():
+    from nnunet_losses.nnunet.trainers import trainer_class
+
+    def resolved(name):
+        parsed = trainer_class(name).parsed
+        return parsed.resolved_optimizer(), parsed.resolved_lr()
+
+    assert resolved("RRWTrainer") == resolved("RRWTrainer_online") == ("adam", 1e-4)  # the RW authors' code
+    assert resolved("RRWTrainer_adam_lr1em5") == ("adam", 1e-5)  # the RW paper
+    assert resolved("RRWTrainer_sgd") == ("sgd", None)  # nnU-Net's SGD and initial lr (1e-2)
+    assert resolved("RRWTrainer_lr1em3") == ("adam", 1e-3)
+    assert resolved("DiceCETrainer") == resolved("RWACTrainer") == ("sgd", None)
+    assert resolved("DiceCETrainer_adam") == ("adam", 1e-4)
