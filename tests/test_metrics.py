@@ -407,3 +407,18 @@ def test_the_ignore_label_and_the_fold_s_own_cases_are_not_warnings(slices, tmp_
                            "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "1 reference(s) without a prediction" in proc.stderr and "s2" in proc.stderr
+
+
+def test_strict_refusal_from_a_worker_process_is_one_line(slices):
+    pred_dir, ref_dir = slices
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(str(pred_dir / "s1.nii.gz")))
+    pred[0, 0, 0] = 7
+    _write(pred, pred_dir / "s1.nii.gz", (1.0, 1.5, 10.0))
+    cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
+    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--strict", "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "s1.nii.gz: prediction has labels outside the classes and the ignore label: 7 (--strict)" in proc.stderr
+    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "warning: s1.nii.gz: prediction has labels outside" in proc.stderr
