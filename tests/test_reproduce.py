@@ -125,6 +125,21 @@ def test_split_step_is_done_only_with_this_specs_split(tmp_path):
     assert not [s for s in prepare_steps(other_seed, paths) if s.command[1] == "split"][0].done()
 
 
+def test_synthetic_step_refuses_a_users_dataset_under_the_same_id(tmp_path):
+    from nnunet_losses.experiment.plan import Paths, prepare_steps
+    from nnunet_losses.experiment.runner import run_prepare
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    os.makedirs(os.path.join(paths.raw, "Dataset901_Mine"))
+    with open(os.path.join(paths.raw, "Dataset901_Mine", "dataset.json"), "w") as f:
+        json.dump({"file_ending": ".nii.gz"}, f)
+    exp = load_experiment(_spec(tmp_path, BASE + 'convert = "synthetic"\n', 'Dice = "DiceTrainer"\n'))
+    step = prepare_steps(exp, paths)[0]
+    assert step.command[1] == "synthetic-dataset" and not step.done()
+    with pytest.raises(RuntimeError, match="Dataset901_Mine"):
+        run_prepare(exp, paths)
+
+
 def test_configuration_missing_from_existing_plans_is_refused_before_any_step(tmp_path):
     from nnunet_losses.experiment.plan import Paths
     from nnunet_losses.experiment.runner import run_prepare

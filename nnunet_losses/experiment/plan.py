@@ -102,6 +102,12 @@ def configuration_problem(exp: Experiment, paths: Paths) -> Optional[str]:
     return None
 
 
+def _raw_datasets(exp: Experiment, paths: Paths, generated: bool) -> List[str]:
+    """The raw folders of the spec's dataset id that ``synthetic-dataset`` wrote (``generated``), or the others."""
+    folders = sorted(glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*")))
+    return [f for f in folders if os.path.isfile(os.path.join(f, "nnunet_losses_synthetic.json")) == generated]
+
+
 def _split_status(exp: Experiment, paths: Paths) -> str:
     """``done`` when splits_final.json holds exactly this spec's split, ``other`` when it holds anything else
     (nnU-Net's 5 folds from an earlier training, another seed, a broken file), ``todo`` when there is none."""
@@ -144,8 +150,10 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
     if exp.convert == "synthetic":
         steps.append(Step("prepare", "generate the synthetic dataset",
                           ["nnunet-losses", "synthetic-dataset", "-d", did],
-                          lambda: bool(glob.glob(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_*",
-                                                              "dataset.json")))))
+                          lambda: bool(_raw_datasets(exp, paths, generated=True)),
+                          refused=lambda: next((f"dataset id {exp.dataset} is taken by {other}, not the generated "
+                                                f"dataset: choose another dataset id in {exp.path}"
+                                                for other in _raw_datasets(exp, paths, generated=False)), None)))
     small = parse_small_plans_name(exp.plans)  # CPU-sized plans: nnU-Net's plans first, then their small copy
     source = small[0] if small else exp.plans
     if source == "nnUNetPlans":
