@@ -134,3 +134,21 @@ def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     assert {r["trainer"]: r["compiled"] for r in results} == expected_parts
     for r in results:
         assert r["got"] == pytest.approx(r["expected"], rel=1e-5, abs=1e-6), r
+
+
+@pytest.mark.parametrize("k", [50.0, 30.0, 1.0])
+def test_topk_dice_selection_is_the_same_eager_and_compiled(k):
+    """TopK Dice picks its thresholds by a per-row kthvalue in eager CPU code and by one batched topk when compiled
+    (as on a GPU): both keep exactly the same voxels, ties included."""
+    from nnunet_losses.losses import TopKDiceLoss
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(3)
+    probs = (torch.rand(3, 3, 17, 13, generator=g) * 20).round() / 20  # many ties
+    y = (torch.rand(3, 3, 17, 13, generator=g) < torch.tensor([0.5, 0.05, 0.0]).view(1, 3, 1, 1)).float()
+    y[1, 0, 0, 0] = 1.0  # a row with one foreground voxel
+    loss = TopKDiceLoss(k=k)
+    eager = loss.keep_mask(probs, y)
+    compiled = torch.compile(loss.keep_mask, fullgraph=True, backend="aot_eager")(probs, y)
+    assert torch.equal(eager, compiled)
+    assert torch.all(eager[y == 0] == 1)
