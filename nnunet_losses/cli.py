@@ -92,10 +92,14 @@ def _cmd_small_plans(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .nnunet.demo import DEFAULT_TRAINERS, run_demo
+    from .nnunet.demo import ALL_TRAINERS, DEFAULT_TRAINERS, run_demo
 
-    trainers = args.trainers.split(",") if args.trainers else DEFAULT_TRAINERS
-    run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json)
+    if args.trainers == "all":
+        trainers = ALL_TRAINERS
+    else:
+        trainers = args.trainers.split(",") if args.trainers else DEFAULT_TRAINERS
+    run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
+             full_plans=args.full_plans)
     return 0
 
 
@@ -405,17 +409,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="Results", help="report title")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("demo", help="the main job: every trainer family end to end with nnU-Net's own commands on "
-                                    "a generated imbalanced 2D dataset (CPU, ~10 min)",
+    p = sub.add_parser("demo", help="the main job: nnU-Net's default and one trainer per paper end to end with "
+                                    "nnU-Net's own commands on a generated imbalanced 2D dataset (CPU)",
                        description="Generates a small imbalanced 2D dataset in nnU-Net raw format, runs "
-                                   "nnUNetv2_plan_and_preprocess, nnunet-losses precompute-maps, nnUNetv2_train for "
-                                   "every trainer (a short CPU run), nnUNetv2_predict on the test images, and prints "
-                                   "per-class Dice as a table. Every step resumes: rerun after an interruption.")
+                                   "nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 features, batch 8, "
+                                   "the same preprocessed data), precompute-maps, nnUNetv2_train -p for every trainer "
+                                   "(a short CPU run), nnUNetv2_predict on the test images, nnunet-losses evaluate "
+                                   "and report, and prints per-class Dice and HD95 as a table. Every step resumes: "
+                                   "rerun after an interruption.")
     p.add_argument("--root", default="nnunet_losses_demo",
                    help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
-    p.add_argument("--trainers", default=None, help="comma-separated trainer names (default: one per family)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per training (default 4)")
-    p.add_argument("--iterations", type=int, default=50, help="iterations per epoch (default 50)")
+    p.add_argument("--trainers", default=None,
+                   help="comma-separated trainer names, or 'all' (every family); default: nnU-Net's DiceCETrainer "
+                        "and one per paper (Combo, RRW, Dice+Boundary, IoU_xy, CE + TopK Dice)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per training (default 8)")
+    p.add_argument("--iterations", type=int, default=100, help="iterations per epoch (default 100)")
+    p.add_argument("--full-plans", action="store_true",
+                   help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
     p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
     p.set_defaults(func=_cmd_demo)
 

@@ -94,7 +94,7 @@ for name in sys.argv[2:]:
         loss.maps = maps
     got = float(loss(outputs, targets))
     eager = DeepSupervisionWrapper(build_loss(trainer.parsed.family.loss, **trainer.loss_context,
-                                              **trainer.parsed.loss_params),
+                                              **trainer.loss_params),
                                    (loss.loss if with_maps else loss).weight_factors)
     expected = float(eager(outputs, targets, maps) if with_maps else eager(outputs, targets))
     print("RESULT " + json.dumps({"trainer": name, "compiled": list(compiled), "got": got, "expected": expected}))

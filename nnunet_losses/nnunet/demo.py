@@ -2,7 +2,9 @@
 
 Steps (each skipped when its result is already there, so an interrupted demo resumes):
 generate a small imbalanced 2D dataset in nnU-Net raw format -> ``nnUNetv2_plan_and_preprocess`` ->
-``nnunet-losses precompute-maps`` -> ``nnUNetv2_train`` for each trainer (short CPU run) -> ``nnUNetv2_predict`` on
+``nnunet-losses small-plans`` (nnU-Net's plan with 8-128 features and batch 8, the same preprocessed data; nnU-Net's
+own plans with ``full_plans``) -> ``nnunet-losses precompute-maps`` -> ``nnUNetv2_train -p`` for each trainer (short
+CPU run) -> ``nnUNetv2_predict`` on
 the test images -> ``nnunet-losses evaluate`` against the test labels -> ``nnunet-losses report``: a table of Dice
 and HD95 per class (each trainer tested against nnU-Net's default, DiceCETrainer, when it is in the list) and box
 plots in ROOT/report/, plus ROOT/demo_results.json/.md.
@@ -19,9 +21,15 @@ from typing import Dict, List, Optional, Sequence
 from ..metrics.evaluate import evaluate_folder
 from ..report import build_report
 
-DEFAULT_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_a0p5_b0p7", "RRWTrainer",
-                    "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
-                    "TopKDiceTrainer_k50", "TopKCETrainer_k10", "FocalTrainer_g2")
+# nnU-Net's default (the reference) and one trainer per paper, each with its family defaults
+DEFAULT_TRAINERS = ("DiceCETrainer", "ComboTrainer_b0p7", "RRWTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5",
+                    "TopKDiceTrainer_k50")
+# `--trainers all`: every family
+ALL_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_b0p7", "RRWTrainer",
+                "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
+                "TopKDiceTrainer_k50", "TopKCETrainer_k10", "FocalTrainer_g2", "FocalDiceTrainer_g2",
+                "DiceTopKCETrainer_k10", "CETrainer")
+SMALL_PLANS = "nnUNetPlans_small_f8_b8"
 DATASET_ID = 901
 DATASET_NAME = "SyntheticImbalance"
 
@@ -45,9 +53,9 @@ def _run(cmd: List[str], env: Dict[str, str], log_file: str, printer) -> None:
                            f"{tail}")
 
 
-def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 4,
-             iterations: int = 50, num_train: int = 24, num_test: int = 8, printer=print,
-             json_out: Optional[str] = None) -> List[Dict]:
+def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT_TRAINERS, epochs: int = 8,
+             iterations: int = 100, num_train: int = 24, num_test: int = 8, printer=print,
+             json_out: Optional[str] = None, full_plans: bool = False) -> List[Dict]:
     from tqdm import tqdm
 
     from .synthetic import nnunet_env, write_synthetic_dataset
@@ -60,6 +68,7 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
     log_file = os.path.join(root, "demo.log")
     os.makedirs(root, exist_ok=True)
     printer(f"nnunet-losses demo in {root} (commands' output: {log_file})")
+    wall_start = time.perf_counter()
 
     raw_folder = write_synthetic_dataset(env["nnUNet_raw"], DATASET_ID, DATASET_NAME, num_train=num_train,
                                          num_test=num_test)
@@ -70,9 +79,12 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
         printer("[1/4] plan and preprocess")
         _run([_bin("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-npfp", "1", "-np", "1"],
              env, log_file, printer)
+    plans_name = "nnUNetPlans" if full_plans else SMALL_PLANS
+    if not os.path.isfile(os.path.join(env["nnUNet_preprocessed"], dataset_name, plans_name + ".json")):
+        _run([_bin("nnunet-losses"), "small-plans", "-d", str(DATASET_ID), "-c", "2d"], env, log_file, printer)
     printer("[2/4] precompute maps")
-    _run([_bin("nnunet-losses"), "precompute-maps", "-d", str(DATASET_ID), "-c", "2d", "--no-progress"], env,
-         log_file, printer)
+    _run([_bin("nnunet-losses"), "precompute-maps", "-d", str(DATASET_ID), "-c", "2d", "-p", plans_name,
+          "--no-progress"], env, log_file, printer)
 
     suffix = f"_ep{epochs}_it{iterations}_s0"
     names = [t + suffix for t in trainers]
@@ -81,20 +93,22 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
     test_labels = os.path.join(raw_folder, "labelsTs")
     with open(os.path.join(raw_folder, "dataset.json")) as f:
         labels = {name: int(v) for name, v in json.load(f)["labels"].items() if int(v) > 0}
-    printer(f"[3/4] train and predict {len(names)} trainers ({epochs} epochs x {iterations} iterations, CPU)")
+    printer(f"[3/4] train and predict {len(names)} trainers ({epochs} epochs x {iterations} iterations, CPU, "
+            f"plans {plans_name})")
     bar = tqdm(names, desc="trainers", unit="trainer", file=sys.stdout)
     for name in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
-        out_dir = os.path.join(env["nnUNet_results"], dataset_name, f"{name}__nnUNetPlans__2d", "fold_0")
+        out_dir = os.path.join(env["nnUNet_results"], dataset_name, f"{name}__{plans_name}__2d", "fold_0")
         if not os.path.isfile(os.path.join(out_dir, "checkpoint_final.pth")):
-            _run([_bin("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", name, "-device", "cpu"], env,
-                 log_file, printer)
+            _run([_bin("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", name, "-p", plans_name, "-device", "cpu"],
+                 env, log_file, printer)
         pred_dir = os.path.join(root, "predictions", name)
         done_marker = os.path.join(pred_dir, ".complete")
         if not os.path.isfile(done_marker):
             _run([_bin("nnUNetv2_predict"), "-i", test_images, "-o", pred_dir, "-d", str(DATASET_ID), "-c", "2d",
-                  "-f", "0", "-tr", name, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
+                  "-f", "0", "-tr", name, "-p", plans_name, "-device", "cpu", "-npp", "1", "-nps", "1",
+                  "--disable_progress_bar"],
                  env, log_file, printer)
             open(done_marker, "w").close()
         evaluation = evaluate_folder(pred_dir, test_labels, dataset_json=os.path.join(raw_folder, "dataset.json"),
@@ -113,7 +127,8 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
     report = build_report(os.path.join(root, "evaluation"), os.path.join(root, "report"),
                           reference="DiceCETrainer" if "DiceCETrainer" in order else order[0], order=order,
                           metrics=("dice", "hd95"), plots=("box",), permutations=10000,
-                          title=f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU)")
+                          title=f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU, "
+                                f"plans {plans_name})")
     out = json_out or os.path.join(root, "demo_results.json")
     with open(out + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
@@ -122,6 +137,7 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Sequence[str] = DEFAULT
         f.write(table + "\n")
     printer(f"report with significance tests and plots: {report}")
     printer(f"results: {out}")
+    printer(f"demo wall time: {time.perf_counter() - wall_start:.0f} s (steps already done were skipped)")
     return results
 
 
