@@ -92,14 +92,11 @@ def _cmd_small_plans(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .nnunet.demo import ALL_TRAINERS, DEFAULT_TRAINERS, run_demo
+    from .demo import ALL_TRAINERS, run_demo
 
-    if args.trainers == "all":
-        trainers = ALL_TRAINERS
-    else:
-        trainers = args.trainers.split(",") if args.trainers else DEFAULT_TRAINERS
+    trainers = ALL_TRAINERS if args.trainers == "all" else args.trainers.split(",") if args.trainers else None
     run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
-             full_plans=args.full_plans)
+             full_plans=args.full_plans, dry_run=args.dry_run)
     return 0
 
 
@@ -411,22 +408,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: nnU-Net's default and one trainer per paper end to end with "
                                     "nnU-Net's own commands on a generated imbalanced 2D dataset (CPU)",
-                       description="Generates a small imbalanced 2D dataset in nnU-Net raw format, runs "
-                                   "nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 features, batch 8, "
-                                   "the same preprocessed data), precompute-maps, nnUNetv2_train -p for every trainer "
-                                   "(a short CPU run), nnUNetv2_predict on the test images, nnunet-losses evaluate "
-                                   "and report, and prints per-class Dice and HD95 as a table. Every step resumes: "
-                                   "rerun after an interruption.")
+                       description="Runs the experiment spec configs/demo.toml with the reproduce runner, nnU-Net's "
+                                   "folders under --root: generates a small imbalanced 2D dataset in nnU-Net raw "
+                                   "format, runs nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 "
+                                   "features, batch 8, the same preprocessed data), precompute-maps, and per trainer "
+                                   "nnUNetv2_train -p (a short CPU run), nnUNetv2_predict on the test images and "
+                                   "nnunet-losses evaluate; then nnunet-losses report, and prints per-class Dice and "
+                                   "HD95 as a table. Every step resumes: rerun after an interruption.")
     p.add_argument("--root", default="nnunet_losses_demo",
                    help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
     p.add_argument("--trainers", default=None,
-                   help="comma-separated trainer names, or 'all' (every family); default: nnU-Net's DiceCETrainer "
-                        "and one per paper (Combo, RRW, Dice+Boundary, IoU_xy, CE + TopK Dice)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per training (default 8)")
-    p.add_argument("--iterations", type=int, default=100, help="iterations per epoch (default 100)")
+                   help="comma-separated trainer names, or 'all' (every family); default: those of "
+                        "configs/demo.toml, nnU-Net's DiceCETrainer and one per paper (Combo, RRW, Dice+Boundary, "
+                        "IoU_xy, CE + TopK Dice)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per training (default: the spec's, 8)")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="iterations per epoch (default: the spec's, 100)")
     p.add_argument("--full-plans", action="store_true",
                    help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
     p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
+    p.add_argument("--dry-run", action="store_true", help="print every command with its status [done]/[todo]")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("loss-demo", help="train a small U-Net in-process with each loss (no nnU-Net pipeline) on a "

@@ -281,14 +281,15 @@ def test_demo_command_runs_and_resumes(tmp_path):
     cmd = [_cli("nnunet-losses"), "demo", "--root", str(root), "--trainers", "RRWTrainer,TopKDiceTrainer_k30",
            "--epochs", "1", "--iterations", "2"]
     proc = _run(cmd, dict(os.environ))
-    assert "| RRWTrainer_ep1_it2_s0 |" in proc.stdout and "| TopKDiceTrainer_k30_ep1_it2_s0 |" in proc.stdout
+    assert "| RRWTrainer_ep1_it2_s1 |" in proc.stdout and "| TopKDiceTrainer_k30_ep1_it2_s1 |" in proc.stdout
     results = json.load(open(root / "demo_results.json"))
-    assert [r["trainer"] for r in results] == ["RRWTrainer_ep1_it2_s0", "TopKDiceTrainer_k30_ep1_it2_s0"]
+    assert [r["trainer"] for r in results] == ["RRWTrainer_ep1_it2_s1", "TopKDiceTrainer_k30_ep1_it2_s1"]
     assert all(set(r["dice"]) == {"large", "medium", "small"} and r["cases"] == 8 for r in results)
     again = _run(cmd, dict(os.environ))  # everything is there: no step runs again
-    assert "nnUNetv2_train" not in again.stdout and "plan and preprocess" not in again.stdout
-    assert "| RRWTrainer_ep1_it2_s0 |" in again.stdout
+    assert "[run ] plan and preprocess" not in again.stdout and "[skip] plan and preprocess: done" in again.stdout
+    assert "train " not in again.stdout.replace("trainings", "") and "done before" in again.stdout
+    assert "| RRWTrainer_ep1_it2_s1 |" in again.stdout
     report = (root / "report" / "report.md").read_text()
     assert "| RRWTrainer (ref.) |" in report and "| TopKDiceTrainer_k30 |" in report and "HD95" in report
     assert (root / "report" / "box_dice.png").stat().st_size > 5000
-    assert (root / "evaluation" / "RRWTrainer" / "RRWTrainer_ep1_it2_s0" / "fold_0.csv").is_file()
+    assert (root / "evaluation" / "RRWTrainer" / "RRWTrainer_ep1_it2_s1" / "fold_0.csv").is_file()

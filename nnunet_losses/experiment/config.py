@@ -17,6 +17,7 @@ from ..metrics.case import METRICS
 
 CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
 SPLITS = ("half", "alternate", "nnunet")
+EVALUATE = ("validation", "test")
 PLOTS = ("box", "cdf", "curves")
 REPORT_METRICS = tuple(m for m in METRICS if not m.startswith("vol_"))
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
@@ -56,6 +57,8 @@ class Experiment:
     plots: Tuple[str, ...]
     permutations: int
     trainers: Dict[str, str]
+    evaluate: str = "validation"  # or "test": the held-out imagesTs/labelsTs of the raw dataset
+    synthetic_cases: Tuple[int, int] = (12, 4)  # convert = "synthetic": training and test images generated
 
     @property
     def matrix(self) -> List[Run]:
@@ -86,11 +89,31 @@ def _value(path: str, exp: dict, key: str, kind: type, default=None, of: type = 
     return value
 
 
+def check_trainers(path: str, trainers: Dict[str, str]) -> None:
+    """Each ``label = trainer`` names a trainer nnU-Net can import (the parser its import goes through), without a
+    seed token, and no trainer is listed twice; else a ValueError naming ``path`` and the label."""
+    from ..nnunet.naming import TrainerNameError
+    from ..nnunet.trainers import trainer_class
+
+    seen: Dict[str, str] = {}
+    for label, trainer in trainers.items():
+        if not isinstance(trainer, str):
+            _fail(path, f"trainer {label} = {trainer!r}: expected a trainer name (a string)")
+        if re.search(r"_s\d+$", trainer):
+            _fail(path, f"trainer {label} = {trainer!r}: leave out the seed token; runs = N appends _s1.._sN")
+        if trainer in seen:
+            _fail(path, f"trainers {seen[trainer]} and {label} are both {trainer!r}: one nnU-Net output folder for "
+                        "two labels; list each trainer once")
+        seen[trainer] = label
+        try:
+            trainer_class(f"{trainer}_s1")
+        except (TrainerNameError, ValueError, KeyError) as err:
+            _fail(path, f"trainer {label} = {trainer!r}: {err}")
+
+
 def load_experiment(path: str) -> Experiment:
     """Read and check a spec; trainer names are validated with the same parser nnU-Net's import goes through."""
-    from ..nnunet.naming import TrainerNameError
     from ..nnunet.small_plans import parse_small_plans_name
-    from ..nnunet.trainers import trainer_class
     from .split import compile_group
 
     if not os.path.isfile(path):
@@ -112,7 +135,7 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, f"unknown table(s) {sorted(unknown)}; expected [experiment] and [trainers]")
     known = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
              "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
-             "trainers"}
+             "trainers", "evaluate", "synthetic_train", "synthetic_test"}
     if set(exp) - known:
         _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - known)}")
     name = _value(path, exp, "name", str)
@@ -120,29 +143,17 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
     texts = {key: _value(path, exp, key, str, default) for key, default in (
         ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
-        ("split", "nnunet"), ("split_group", ""))}
+        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"))}
     numbers = {key: _value(path, exp, key, int, default) for key, default in (
-        ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0))}
+        ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0),
+        ("synthetic_train", 12), ("synthetic_test", 4))}
     folds = tuple(_value(path, exp, "folds", list, [0], of=int))
     metrics = tuple(_value(path, exp, "metrics", list, ["dice", "hd"], of=str))
     plots = tuple(_value(path, exp, "plots", list, ["box"], of=str))
     if not 1 <= numbers["dataset"] <= 999:
         _fail(path, f"dataset = {numbers['dataset']}: nnU-Net dataset ids are 1..999")
-    seen: Dict[str, str] = {}
-    for label, trainer in trainers.items():
-        if not isinstance(trainer, str):
-            _fail(path, f"trainer {label} = {trainer!r}: expected a trainer name (a string)")
-        if re.search(r"_s\d+$", trainer):
-            _fail(path, f"trainer {label} = {trainer!r}: leave out the seed token; runs = N appends _s1.._sN")
-        if trainer in seen:
-            _fail(path, f"trainers {seen[trainer]} and {label} are both {trainer!r}: one nnU-Net output folder for "
-                        "two labels; list each trainer once")
-        seen[trainer] = label
-        try:
-            trainer_class(f"{trainer}_s1")
-        except (TrainerNameError, ValueError, KeyError) as err:
-            _fail(path, f"trainer {label} = {trainer!r}: {err}")
-    for key, allowed in (("convert", CONVERTERS), ("split", SPLITS)):
+    check_trainers(path, trainers)
+    for key, allowed in (("convert", CONVERTERS), ("split", SPLITS), ("evaluate", EVALUATE)):
         if texts[key] not in allowed:
             _fail(path, f"{key} = {texts[key]!r}; choose one of {allowed}")
     small = parse_small_plans_name(texts["plans"])
@@ -161,6 +172,11 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, "runs and permutations must be >= 1 and folds non-empty")
     if texts["split"] != "nnunet" and folds != (0,):
         _fail(path, f"split = {texts['split']!r} has one fold (0), got folds = {list(folds)}")
+    if texts["convert"] != "synthetic" and {"synthetic_train", "synthetic_test"} & set(exp):
+        _fail(path, "synthetic_train and synthetic_test size the generated dataset: they need "
+                    "convert = \"synthetic\"")
+    if numbers["synthetic_train"] < 2 or numbers["synthetic_test"] < 1:
+        _fail(path, "synthetic_train must be >= 2 and synthetic_test >= 1")
     if numbers["split_offset"] not in (0, 1):
         _fail(path, f"split_offset must be 0 or 1, got {numbers['split_offset']}")
     if texts["split_group"]:
@@ -173,4 +189,5 @@ def load_experiment(path: str) -> Experiment:
                       plans=texts["plans"], folds=folds, split=texts["split"], split_group=texts["split_group"],
                       split_seed=numbers["split_seed"], split_offset=numbers["split_offset"], runs=numbers["runs"],
                       reference=reference, metrics=metrics, plots=plots, permutations=numbers["permutations"],
-                      trainers=dict(trainers))
+                      trainers=dict(trainers), evaluate=texts["evaluate"],
+                      synthetic_cases=(numbers["synthetic_train"], numbers["synthetic_test"]))

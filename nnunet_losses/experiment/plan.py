@@ -2,7 +2,9 @@
 
 Stages: ``prepare`` (the synthetic dataset when the spec asks for it, ``nnUNetv2_plan_and_preprocess``, the paper's
 split, ``nnunet-losses precompute-maps``), ``train`` (one task per training of the matrix: ``nnUNetv2_train --c``,
-whose final validation predicts the held-out cases, then ``nnunet-losses evaluate`` on them), ``report``.
+whose final validation predicts the held-out cases, then ``nnunet-losses evaluate`` on them; with
+``evaluate = "test"``, ``nnUNetv2_predict`` on the raw dataset's imagesTs and ``nnunet-losses evaluate`` against its
+labelsTs instead), ``report``.
 Every command is one a user could type; ``done`` only reads files, so a rerun skips what is finished.
 """
 from __future__ import annotations
@@ -149,7 +151,8 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
     steps = []
     if exp.convert == "synthetic":
         steps.append(Step("prepare", "generate the synthetic dataset",
-                          ["nnunet-losses", "synthetic-dataset", "-d", did],
+                          ["nnunet-losses", "synthetic-dataset", "-d", did, "--num-train",
+                           str(exp.synthetic_cases[0]), "--num-test", str(exp.synthetic_cases[1])],
                           lambda: bool(_raw_datasets(exp, paths, generated=True)),
                           refused=lambda: next((f"dataset id {exp.dataset} is taken by {other}, not the generated "
                                                 f"dataset: choose another dataset id in {exp.path}"
@@ -187,7 +190,8 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
 
 
 def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> List[Step]:
-    """Train (continuing from the latest checkpoint when there is one), then evaluate the validation cases."""
+    """Train (continuing from the latest checkpoint when there is one), then evaluate the validation cases (or, with
+    ``evaluate = "test"``, predict the raw dataset's test images and evaluate those)."""
     folder = fold_dir(exp, paths, run)
     pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
     summary = os.path.join(folder, "validation", "summary.json")
@@ -196,6 +200,8 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
                  ["nnUNetv2_train", str(exp.dataset), exp.configuration, str(run.fold), "-tr", run.trainer, "-p",
                   exp.plans, "--c", "-device", device],
                  lambda: os.path.isfile(os.path.join(folder, "checkpoint_final.pth")) and os.path.isfile(summary))
+    if exp.evaluate == "test":
+        return [train, *_test_steps(exp, paths, run, device, out)]
     evaluate = Step("train", f"evaluate {run.label} seed {run.seed} fold {run.fold}",
                     ["nnunet-losses", "evaluate", os.path.join(folder, "validation"),
                      os.path.join(pre, "gt_segmentations"), "--dataset-json", os.path.join(pre, "dataset.json"),
@@ -204,6 +210,35 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
                     lambda: is_current_evaluation(out) and os.path.isfile(summary)
                     and os.path.getmtime(out) >= os.path.getmtime(summary))
     return [train, evaluate]
+
+
+def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) -> List[Step]:
+    """``nnUNetv2_predict`` of the raw test images with the final checkpoint, then their evaluation. Both are done
+    when the evaluation is current and newer than the checkpoint (a prediction cut short is simply redone)."""
+    raw = os.path.join(paths.raw, dataset_name(exp, paths))
+    checkpoint = os.path.join(fold_dir(exp, paths, run), "checkpoint_final.pth")
+    predictions = os.path.join(paths.work, "predictions", run.label, run.trainer, f"fold_{run.fold}")
+
+    def done() -> bool:
+        return (is_current_evaluation(out) and os.path.isfile(checkpoint)
+                and os.path.getmtime(out) >= os.path.getmtime(checkpoint))
+
+    def missing() -> Optional[str]:
+        if not os.path.isdir(raw):  # not converted or generated yet: the prepare stage says so
+            return None
+        absent = [d for d in ("imagesTs", "labelsTs") if not os.path.isdir(os.path.join(raw, d))]
+        return (f"evaluate = \"test\" in {exp.path} needs {' and '.join(absent)} in {raw}" if absent else None)
+
+    workers = ["-npp", "1", "-nps", "1"] if device == "cpu" else []
+    predict = Step("train", f"predict the test images {run.label} seed {run.seed} fold {run.fold}",
+                   ["nnUNetv2_predict", "-i", os.path.join(raw, "imagesTs"), "-o", predictions, "-d",
+                    str(exp.dataset), "-c", exp.configuration, "-f", str(run.fold), "-tr", run.trainer, "-p",
+                    exp.plans, "-device", device, *workers, "--disable_progress_bar"], done, refused=missing)
+    evaluate = Step("train", f"evaluate the test images {run.label} seed {run.seed} fold {run.fold}",
+                    ["nnunet-losses", "evaluate", predictions, os.path.join(raw, "labelsTs"), "--dataset-json",
+                     os.path.join(raw, "dataset.json"), "-o", out, "--strict", "--no-progress"], done,
+                    refused=missing)
+    return [predict, evaluate]
 
 
 def report_step(exp: Experiment, paths: Paths) -> Step:

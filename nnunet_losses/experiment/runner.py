@@ -16,11 +16,12 @@ from .config import Experiment, Run
 from .plan import Paths, Step, configuration_problem, prepare_steps, report_step, run_steps
 
 
-def command_env() -> Dict[str, str]:
-    """The environment of every step: nnU-Net finds our trainers, and the venv's commands come first on PATH."""
+def command_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment of every step (``base``, default this process's): nnU-Net finds our trainers, and the venv's
+    commands come first on PATH."""
     from .. import ext_trainers
 
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env["nnUNet_extTrainer"] = os.path.dirname(os.path.abspath(ext_trainers.__file__))
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
@@ -88,6 +89,8 @@ def run_task(exp: Experiment, paths: Paths, run: Run, device: str, env: Optional
     for step in run_steps(exp, paths, run, device):
         if step.done():
             continue
+        if step.refused():
+            raise RuntimeError(step.refused())
         start = time.time()
         execute(step, log, env)
         did.append(f"{step.title.split()[0]} {time.time() - start:.0f}s")
@@ -100,11 +103,13 @@ def run_report(exp: Experiment, paths: Paths, env: Optional[Dict[str, str]] = No
     print(f"report: {os.path.join(paths.work, 'report', 'report.md')}", flush=True)
 
 
-def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda", num_processes: int = 1) -> int:
-    """The whole experiment here: prepare, the trainings on ``jobs`` workers, the report. Returns an exit status."""
+def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda", num_processes: int = 1,
+              env: Optional[Dict[str, str]] = None) -> int:
+    """The whole experiment here: prepare, the trainings on ``jobs`` workers, the report. Returns an exit status.
+    ``env``: the steps' environment (default :func:`command_env`)."""
     from tqdm import tqdm
 
-    env = command_env()
+    env = env or command_env()
     run_prepare(exp, paths, num_processes, env)
     failures: List[str] = []
     matrix = exp.matrix

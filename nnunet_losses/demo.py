@@ -1,0 +1,103 @@
+"""``nnunet-losses demo``: nnU-Net's default and one trainer per paper, end to end with nnU-Net's own commands, on a
+generated dataset, on a CPU.
+
+The demo is the experiment spec ``configs/demo.toml`` run by the ``reproduce`` runner (:mod:`..experiment.runner`)
+with nnU-Net's folders under ROOT: generate the 3-class 2D dataset -> ``nnUNetv2_plan_and_preprocess`` ->
+``nnunet-losses small-plans`` (8-128 features, batch 8, the same preprocessed data; nnU-Net's own plans with
+``full_plans``) -> ``nnunet-losses precompute-maps`` -> per trainer ``nnUNetv2_train -p`` (short CPU run),
+``nnUNetv2_predict`` of the test images and ``nnunet-losses evaluate`` against their labels -> ``nnunet-losses
+report`` (Dice and HD95 per class, each trainer tested against nnU-Net's default, box plots) in ROOT/report/, and
+ROOT/demo_results.json/.md. Every step is skipped when its result is there, so an interrupted demo resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from typing import Dict, List, Optional, Sequence
+
+from ._files import atomic_write_text
+
+SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.toml")
+# `--trainers all`: every family, each with its family defaults
+ALL_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer_b0p7", "RRWTrainer",
+                "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
+                "TopKDiceTrainer_k50", "TopKCETrainer_k10", "FocalTrainer_g2", "FocalDiceTrainer_g2",
+                "DiceTopKCETrainer_k10", "CETrainer")
+_LENGTH = re.compile(r"_ep(\d+)_it(\d+)$")
+
+
+def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[int] = None,
+                    iterations: Optional[int] = None, full_plans: bool = False, spec: str = SPEC):
+    """``configs/demo.toml``, with other trainers (labels = names), another training length or nnU-Net's plans."""
+    from .experiment.config import check_trainers, load_experiment
+
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "
+                                "(pip install -e .), which holds configs/")
+    exp = load_experiment(spec)
+    spec_epochs, spec_iterations = map(int, _LENGTH.search(exp.trainers[exp.reference]).groups())
+    epochs, iterations = epochs or spec_epochs, iterations or spec_iterations
+    labels = list(trainers) if trainers else list(exp.trainers)
+    named = {label: f"{label}_ep{epochs}_it{iterations}" for label in labels}
+    check_trainers(spec, named)
+    plans = "nnUNetPlans" if full_plans else exp.plans
+    reference = exp.reference if exp.reference in named else labels[0]
+    paper = (f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU, plans {plans})")
+    return dataclasses.replace(exp, trainers=named, plans=plans, reference=reference, paper=paper)
+
+
+def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]] = None,
+             epochs: Optional[int] = None, iterations: Optional[int] = None, printer=print,
+             json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False) -> List[Dict]:
+    from .experiment.plan import Paths, evaluation_file
+    from .experiment.runner import command_env, describe, run_local
+    from .nnunet.synthetic import nnunet_env
+
+    exp = demo_experiment(trainers, epochs, iterations, full_plans)
+    root = os.path.abspath(root)
+    env = command_env(nnunet_env(root))
+    paths = Paths.from_env(root, env)
+    if dry_run:
+        printer(describe(exp, paths, "cpu", 1))
+        return []
+    printer(f"nnunet-losses demo in {root}: {exp.path} with the reproduce runner ({len(exp.matrix)} trainings: "
+            f"{exp.paper.split(': ', 1)[1]}; commands' output in {os.path.join(root, 'logs')})")
+    wall_start = time.perf_counter()
+    status = run_local(exp, paths, jobs=1, device="cpu", num_processes=1, env=env)
+    if status:
+        raise RuntimeError(f"the demo stopped: a training failed (logs in {os.path.join(root, 'logs')}); rerun the "
+                           "same command to resume")
+    results = []
+    for run in exp.matrix:
+        with open(evaluation_file(exp, paths, run)) as f:
+            evaluation = json.load(f)
+        summary = evaluation["summary"]
+        classes = [c for c in summary if c != "mean_foreground"]
+        results.append({"trainer": run.trainer, "cases": evaluation["num_cases"],
+                        "dice": {c: summary[c]["dice"]["mean"] for c in classes},
+                        "hd95": {c: summary[c]["hd95"]["mean"] for c in classes},
+                        "mean_dice": summary["mean_foreground"]["dice"]["mean"]})
+    table = format_table(results, classes)
+    printer("per-class Dice and HD95 on the test images (mean over them)")
+    printer(table)
+    out = json_out or os.path.join(root, "demo_results.json")
+    atomic_write_text(out, json.dumps(results, indent=2))
+    atomic_write_text(os.path.join(root, "demo_results.md"), table + "\n")
+    printer(f"report with significance tests and plots: {os.path.join(root, 'report', 'report.md')}")
+    printer(f"results: {out}")
+    printer(f"demo wall time: {time.perf_counter() - wall_start:.0f} s (steps already done were skipped)")
+    return results
+
+
+def format_table(results: List[Dict], class_names: List[str]) -> str:
+    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean Dice | "
+             + " | ".join(f"HD95 {c}" for c in class_names) + " |",
+             "|---|" + "---|" * (2 * len(class_names) + 1)]
+    for r in results:
+        lines.append(f"| {r['trainer']} | " + " | ".join(f"{r['dice'][c]:.3f}" for c in class_names)
+                     + f" | {r['mean_dice']:.3f} | " + " | ".join(f"{r['hd95'][c]:.1f}" for c in class_names)
+                     + " |")
+    return "\n".join(lines)
