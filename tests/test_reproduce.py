@@ -45,6 +45,9 @@ BASE = 'name = "t"\ndataset = 901\nconfiguration = "2d"\n'
     ('split_group = "patient"\n', 'RRW = "RRWTrainer"\n', "capture group"),
     ('epochs = 3\n', 'RRW = "RRWTrainer"\n', "unknown"),
     ('convert = "chaos"\n', 'RRW = "RRWTrainer"\n', "convert"),
+    ('evaluate = "train"\n', 'RRW = "RRWTrainer"\n', "evaluate"),
+    ('synthetic_test = 10\n', 'RRW = "RRWTrainer"\n', "need convert"),
+    ('convert = "synthetic"\nsynthetic_train = 1\n', 'RRW = "RRWTrainer"\n', "synthetic_train must be"),
 ])
 def test_spec_errors_are_clear(tmp_path, extra, trainers, message):
     with pytest.raises(ValueError, match=message):
@@ -150,6 +153,51 @@ def test_configuration_missing_from_existing_plans_is_refused_before_any_step(tm
     with pytest.raises(RuntimeError, match="nnUNetPlans.json has no configuration '3d_lowres'"):
         run_prepare(exp, paths)
     assert not os.path.exists(paths.work)  # nothing ran, no log written
+
+
+def test_test_set_steps_predict_imagests_and_are_refused_without_it(tmp_path):
+    """evaluate = "test": nnUNetv2_predict on imagesTs and evaluate against labelsTs; a raw dataset without them
+    is refused with a message naming the spec and the folder, before the training's result is thrown away."""
+    from nnunet_losses.experiment.plan import Paths, run_steps
+    from nnunet_losses.experiment.runner import run_task
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    path = _spec(tmp_path, BASE + 'evaluate = "test"\n', 'Dice = "DiceTrainer"\n')
+    exp = load_experiment(path)
+    train, predict, evaluate = run_steps(exp, paths, exp.matrix[0], "cpu")
+    assert predict.command[:3] == ["nnUNetv2_predict", "-i", os.path.join(paths.raw, "Dataset901_<name>", "imagesTs")]
+    assert evaluate.command[1:3] == ["evaluate", predict.command[4]] and "labelsTs" in evaluate.command[3]
+    assert predict.refused() is None  # no raw dataset yet: the prepare stage generates or asks for it
+    os.makedirs(os.path.join(paths.raw, "Dataset901_Mine", "imagesTs"))
+    message = predict.refused()
+    assert path in message and "labelsTs" in message and "imagesTs" not in message.split(" needs ")[1]
+    fold = os.path.join(paths.results, "Dataset901_Mine", "DiceTrainer_s1__nnUNetPlans__2d", "fold_0")
+    os.makedirs(os.path.join(fold, "validation"))
+    for name in ("checkpoint_final.pth", os.path.join("validation", "summary.json")):
+        open(os.path.join(fold, name), "w").close()
+    with pytest.raises(RuntimeError, match="labelsTs"):
+        run_task(exp, paths, exp.matrix[0], "cpu")
+
+
+def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
+    """`nnunet-losses demo --dry-run` lists the spec's commands (configs/demo.toml); the options rebuild its
+    trainer names; unknown trainers are refused with the spec's path."""
+    from nnunet_losses.demo import SPEC, demo_experiment
+
+    spec = load_experiment(SPEC)
+    assert spec.evaluate == "test" and spec.plans == "nnUNetPlans_small_f8_b8" and spec.synthetic_cases == (24, 8)
+    assert demo_experiment().trainers == spec.trainers
+    short = demo_experiment(["RRWTrainer", "DiceCETrainer"], epochs=2, full_plans=True)
+    assert short.trainers == {"RRWTrainer": "RRWTrainer_ep2_it100", "DiceCETrainer": "DiceCETrainer_ep2_it100"}
+    assert short.plans == "nnUNetPlans" and short.reference == "DiceCETrainer"
+    with pytest.raises(ValueError, match="demo.toml: trainer NoSuchTrainer"):
+        demo_experiment(["NoSuchTrainer"])
+    out = _cli("demo", "--root", str(tmp_path / "d"), "--dry-run", "--trainers", "RRWTrainer", "--iterations", "3").stdout
+    assert "[todo] nnunet-losses synthetic-dataset -d 901 --num-train 24 --num-test 8" in out
+    assert "[todo] nnunet-losses small-plans -d 901 -c 2d -p nnUNetPlans --features 8 --batch-size 8" in out
+    assert "--kinds rrw" in out and "-tr RRWTrainer_ep8_it3_s1 -p nnUNetPlans_small_f8_b8 --c -device cpu" in out
+    assert "[todo] nnUNetv2_predict -i" in out and "imagesTs" in out and "report" in out
+    assert not os.path.exists(tmp_path / "d" / "logs")  # a dry run runs nothing
 
 
 def test_every_shipped_config_loads():

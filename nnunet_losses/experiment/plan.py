@@ -224,10 +224,11 @@ def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) 
                 and os.path.getmtime(out) >= os.path.getmtime(checkpoint))
 
     def missing() -> Optional[str]:
-        if not os.path.isdir(raw):  # not converted or generated yet: the prepare stage says so
+        folder = os.path.join(paths.raw, dataset_name(exp, paths))
+        if not os.path.isdir(folder):  # not converted or generated yet: the prepare stage says so
             return None
-        absent = [d for d in ("imagesTs", "labelsTs") if not os.path.isdir(os.path.join(raw, d))]
-        return (f"evaluate = \"test\" in {exp.path} needs {' and '.join(absent)} in {raw}" if absent else None)
+        absent = [d for d in ("imagesTs", "labelsTs") if not os.path.isdir(os.path.join(folder, d))]
+        return f"evaluate = \"test\" in {exp.path} needs {' and '.join(absent)} in {folder}" if absent else None
 
     workers = ["-npp", "1", "-nps", "1"] if device == "cpu" else []
     predict = Step("train", f"predict the test images {run.label} seed {run.seed} fold {run.fold}",
