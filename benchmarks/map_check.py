@@ -1,7 +1,7 @@
 """Do the RRW maps the loss receives equal eq. 4 (Valverde & Tohka) of the augmented target at every scale?
 
-Draws training batches through nnU-Net's own loader and augmentation with the trainer's precomputed-map transforms
-(as ``RRWTrainer`` does), rebuilds ``z`` as the trainer does, and compares it per deep-supervision scale with
+Draws training batches through nnU-Net's own loader and augmentation with the trainer's map pipeline
+(:class:`~nnunet_losses.nnunet.map_pipeline.MapPipeline`, as ``RRWTrainer`` wires it), takes ``z`` as the trainer does, and compares it per deep-supervision scale with
 ``rrw_map`` of the labels that arrive at that scale. Needs a preprocessed dataset with precomputed maps:
 
     python benchmarks/map_check.py $nnUNet_preprocessed/Dataset902_SyntheticManyClasses [PLANS]
@@ -23,9 +23,7 @@ def main(folder: str, plans: str = "nnUNetPlans", configuration: str = "2d", bat
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunet_losses.maps import rrw_map
-    from nnunet_losses.nnunet.map_transform import split_target
-    from nnunet_losses.nnunet.precomputed_loading import (
-        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
+    from nnunet_losses.nnunet.map_pipeline import MapPipeline
 
     manager = PlansManager(os.path.join(folder, plans + ".json"))
     config = manager.get_configuration(configuration)
@@ -39,13 +37,13 @@ def main(folder: str, plans: str = "nnUNetPlans", configuration: str = "2d", bat
         np.random.seed(seed)
         transforms = nnUNetTrainer.get_training_transforms(patch, (-np.pi, np.pi), scales, (0, 1), False,
                                                            foreground_labels=labels_manager.foreground_labels)
-        transforms.transforms.insert(0, SplitMapChannelsTransform(1))
-        transforms.transforms.append(PrecomputedMapsToTargetTransform("rrw", k))
-        data = MapDataset(nnUNetDatasetBlosc2(os.path.join(folder, config.data_identifier)), "rrw")
+        pipeline = MapPipeline("rrw", k, precomputed=True)
+        pipeline.add_to(transforms)
+        data = pipeline.wrap(nnUNetDatasetBlosc2(os.path.join(folder, config.data_identifier)))
         loader = nnUNetDataLoader(data, config.batch_size, patch, patch, labels_manager, 0.33, transforms=transforms)
-        labels, stored = split_target(loader.generate_train_batch()["target"], 1)
-        for s, (lab, m) in enumerate(zip(labels, stored)):
-            z = rrw_from_own_class_map(lab, m, k).numpy()
+        labels, maps = pipeline.take(loader.generate_train_batch(), "cpu")
+        for s, (lab, z) in enumerate(zip(labels, maps)):
+            z = z.numpy()
             lab = lab[:, 0].numpy()
             expected = np.stack([rrw_map(x, k) for x in lab])
             inside = np.stack([lab == c for c in range(k)], 1)

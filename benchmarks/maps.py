@@ -15,9 +15,9 @@
 (b) Data loader throughput (batches/s), single process (``generate_train_batch`` in a loop, torch with 1 thread as
     in nnU-Net's augmentation workers): nnU-Net's stock ``nnUNetDataLoader`` + ``nnUNetTrainer.get_training_transforms``
     (rotation, initial patch size and deep-supervision scales as ``nnUNetTrainer`` computes them) against the same
-    with precomputed maps (``MapDataset`` + ``SplitMapChannelsTransform`` first + ``PrecomputedMapsToTargetTransform``
-    last, as ``LossTrainer`` wires them; RRW ships the 1-channel stored map, the trainer builds the K-channel map on
-    its device) and online maps (``AttachMapsTransform`` last). Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a warm-up batch.
+    with the trainer's ``MapPipeline`` (``nnunet_losses/nnunet/map_pipeline.py``) wrapping the dataset and adding its
+    transforms, precomputed (RRW ships the 1-channel stored map, the trainer builds the K-channel map on its device)
+    and online. Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a warm-up batch.
     Goal: >= 0.9x of stock.
 (c) Bytes of the maps folder as a fraction of the preprocessed image files (``<case>.b2nd``, not ``_seg``), per
     kind, plus the size and error of alternative encodings of the same maps. Goal: <= 15%.
@@ -162,23 +162,26 @@ def ref_case_map(seg, kind, num_classes, is_2d, spacing):
 
 
 def full_map_from_stored(stored, seg, kind, num_classes):
-    """Our stored form -> the full K-channel map (what PrecomputedMapsToTargetTransform rebuilds)."""
-    if kind == "boundary":
+    """Our stored form -> the full K-channel map, by the format table's rebuild (as the map pipeline does)."""
+    from nnunet_losses.maps import map_format
+
+    rebuild = map_format(kind).rebuild
+    if rebuild is None:
         return stored
     labels = np.where(seg[0] < 0, 0, seg[0])
     onehot = (labels[None] == np.arange(num_classes).reshape((-1,) + (1,) * labels.ndim)).astype(np.float32)
-    return (1.0 - onehot) - stored * onehot
+    return rebuild(stored, onehot)
 
 
 def read_stored_map(path, kind):
     """A map file as float32, whatever the package's storage format (dequantised when it is quantised)."""
     import blosc2
 
-    from nnunet_losses.nnunet import precompute
+    from nnunet_losses.maps.formats import dequantise
 
     stored = blosc2.open(urlpath=path, mode="r")[...]
-    if hasattr(precompute, "dequantise") and np.issubdtype(stored.dtype, np.integer):
-        return precompute.dequantise(stored, kind)
+    if np.issubdtype(stored.dtype, np.integer):
+        return dequantise(stored, kind)
     return stored.astype(np.float32)
 
 
@@ -280,9 +283,7 @@ def make_loader(variant, folder, cases, cfg):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from nnunet_losses.nnunet.map_transform import AttachMapsTransform
-    from nnunet_losses.nnunet.precomputed_loading import (
-        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform)
+    from nnunet_losses.nnunet.map_pipeline import MapPipeline
 
     label_manager = LabelManager({"background": 0, "large": 1, "medium": 2, "small": 3}, None)
     patch = list(cfg["patch"])
@@ -295,15 +296,10 @@ def make_loader(variant, folder, cases, cfg):
     transforms = nnUNetTrainer.get_training_transforms(
         patch, rotation, ds_scales, mirror_axes, dummy_2d, use_mask_for_norm=[False], is_cascaded=False,
         foreground_labels=label_manager.foreground_labels, regions=None, ignore_label=None)
-    dataset = nnUNetDatasetBlosc2(folder, cases)
     mode, _, kind = variant.partition("-")
-    channels = 1 if kind == "rrw" else NUM_CLASSES
-    if mode == "precomputed":
-        dataset = MapDataset(dataset, kind)
-        transforms.transforms.insert(0, SplitMapChannelsTransform(channels))
-        transforms.transforms.append(PrecomputedMapsToTargetTransform(kind, NUM_CLASSES))
-    elif mode == "online":
-        transforms.transforms.append(AttachMapsTransform(kind, NUM_CLASSES))
+    pipeline = MapPipeline(kind or None, NUM_CLASSES, precomputed=mode == "precomputed")  # as LossTrainer
+    dataset = pipeline.wrap(nnUNetDatasetBlosc2(folder, cases))
+    pipeline.add_to(transforms)
     loader = nnUNetDataLoader(dataset, cfg["batch"], initial_patch, patch, label_manager,
                               oversample_foreground_percent=0.33, sampling_probabilities=None, pad_sides=None,
                               transforms=transforms, probabilistic_oversampling=False)
@@ -319,10 +315,14 @@ def _seed(seed):
 
 
 def check_batch(batch, variant, cfg):
+    from nnunet_losses.nnunet.map_pipeline import MapPipeline
+
     target = batch["target"]
     assert isinstance(target, list), "deep supervision targets expected"
     # precomputed RRW ships [labels; m] (the trainer builds the K-channel map on its device)
-    channels = 1 if variant == "stock" else 2 if variant == "precomputed-rrw" else 1 + NUM_CLASSES
+    mode, _, kind = variant.partition("-")
+    pipeline = MapPipeline(kind or None, NUM_CLASSES, precomputed=mode == "precomputed")
+    channels = 1 if variant == "stock" else 1 + pipeline.shipped_channels
     assert all(t.shape[1] == channels for t in target), (variant, [tuple(t.shape) for t in target])
     assert tuple(batch["data"].shape) == (cfg["batch"], 1, *cfg["patch"]), tuple(batch["data"].shape)
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from nnunet_losses.losses import rectified_map_from_inside
-from nnunet_losses.maps import ac_map, boundary_map, rrw_inside_map, rrw_map
+from nnunet_losses.maps import ac_map, boundary_map, rectified_map_from_inside, rrw_inside_map, rrw_map
 
 
 def _blobs(shape, num_classes, seed):

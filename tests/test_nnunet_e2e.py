@@ -226,33 +226,27 @@ def _pipeline_batch(dataset, kind, training, seed=0):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_losses.nnunet.map_transform import split_target
-    from nnunet_losses.nnunet.precomputed_loading import (
-        MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
+    from nnunet_losses.nnunet.map_pipeline import MapPipeline
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     label_manager = PlansManager(os.path.join(dataset["pre"], "nnUNetPlans.json")).get_label_manager(
         load_json(os.path.join(dataset["pre"], "dataset.json")))
     folder = os.path.join(dataset["pre"], "nnUNetPlans_2d")
-    data = MapDataset(nnUNetDatasetBlosc2(folder), kind)
+    pipeline = MapPipeline(kind, 4, precomputed=True)
+    data = pipeline.wrap(nnUNetDatasetBlosc2(folder))
     scales = [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]]
     if training:
         transforms = nnUNetTrainer.get_training_transforms((64, 64), (-np.pi, np.pi), scales, (0, 1), False,
                                                            foreground_labels=[1, 2, 3])
     else:
         transforms = nnUNetTrainer.get_validation_transforms(scales, foreground_labels=[1, 2, 3])
-    channels = 1 if kind == "rrw" else 4
-    transforms.transforms.insert(0, SplitMapChannelsTransform(channels))
-    transforms.transforms.append(PrecomputedMapsToTargetTransform(kind, 4))
+    pipeline.add_to(transforms)
     # no foreground oversampling without augmentation: its patches may be shifted past the border and padded
     loader = nnUNetDataLoader(data, 4, (64, 64), (64, 64), label_manager, 0.33 if training else 0.0,
                               transforms=transforms)
     batch = loader.generate_train_batch()
-    labels, maps = split_target(batch["target"], channels)
-    if kind == "rrw":  # as the trainer does on its device
-        maps = [rrw_from_own_class_map(t, m, 4) for t, m in zip(labels, maps)]
-    return labels, maps
+    return pipeline.take(batch, "cpu")  # as the trainer does on its device
 
 
 def test_precomputed_maps_through_nnunet_pipeline(dataset):

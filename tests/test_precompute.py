@@ -37,7 +37,7 @@ def _write_case(folder, case, seg):
 def _read(path, kind):
     import blosc2
 
-    from nnunet_losses.nnunet.precompute import dequantise
+    from nnunet_losses.maps.formats import dequantise
 
     return dequantise(blosc2.open(urlpath=path, mode="r")[...], kind)
 
@@ -216,7 +216,7 @@ def test_corrupt_maps_are_found_and_recomputed(tmp_path, damage):
 def test_unreadable_map_in_a_loader_names_file_and_command(tmp_path):
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
-    from nnunet_losses.nnunet.precomputed_loading import MapDataset, MapReadError
+    from nnunet_losses.nnunet.map_pipeline import MapDataset, MapReadError
 
     folder = _three_cases(tmp_path)
     precompute_maps(folder, ["boundary"], 3, True, None, progress=False)

@@ -1,4 +1,5 @@
-"""Region-wise (RW) loss: Valverde & Tohka, "Region-wise Loss for Biomedical Image Segmentation" (001).
+"""Region-wise (RW) loss: Valverde & Tohka, "Region-wise loss for biomedical image segmentation", Pattern
+Recognition 136, 2023, doi:10.1016/j.patcog.2022.109208 (arXiv:2108.01405); the project's paper 001.
 
 Eq. (1): ``L_RW = sum_i softmax(phi_i)^T z_i``; we divide by N * K (mean over voxels and channels) so that the value
 does not depend on the patch size. Its gradient is eq. (2):
@@ -12,19 +13,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..maps.distance import rectified_map_from_inside  # noqa: F401  (the map the loss takes, rebuilt; re-exported)
 from ._common import decode_target, float32_forward, masked
-
-
-def rectified_map_from_inside(inside: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-    """Full RRW map ``z = (1 - Y) - m`` from the stored inside map ``m`` (0 outside each class).
-
-    ``m`` is what survives zero padding in nnU-Net's augmentation (DESIGN.md section 3), so the full map, +1 outside,
-    is rebuilt after augmentation from the augmented one-hot target. Absent class: +1 everywhere; class filling the
-    patch: m = 1 there, so -1.
-    """
-    if inside.shape != onehot.shape:
-        raise ValueError(f"inside map {tuple(inside.shape)} and one-hot target {tuple(onehot.shape)} differ in shape")
-    return (1.0 - onehot) - inside
 
 
 class RegionWiseLoss(nn.Module):

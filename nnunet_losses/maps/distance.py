@@ -1,5 +1,11 @@
-"""RW maps of Valverde & Tohka (001): RRW (eq. 4), RW-Boundary (eq. 3, Kervadec's signed distance, and the variant
-the RW authors' code computes), RW-AC (1 - Y).
+"""RW maps of Valverde & Tohka, "Region-wise loss for biomedical image segmentation", Pattern Recognition 2023
+(doi:10.1016/j.patcog.2022.109208): RRW (eq. 4), RW-Boundary (eq. 3, the signed distance of Kervadec et al.,
+"Boundary loss for highly unbalanced segmentation", MIDL 2019 / Medical Image Analysis 2021,
+doi:10.1016/j.media.2020.101851, and the variant the RW authors' code computes), RW-AC (1 - Y).
+
+The RRW map has three forms: the full map :func:`rrw_map` (K channels), the K-channel inside map
+:func:`rrw_inside_map` (``m Y``) and the one-channel :func:`rrw_own_class_map` (``m``, what is stored); the full map
+is rebuilt from either of the other two by :func:`rectified_map_from_inside`.
 
 Label conventions: labels in [0, num_classes) are classes. Negative labels (nnU-Net's -1 outside the nonzero mask)
 count as background 0, as nnU-Net's data loader does. Labels >= num_classes (nnU-Net's ignore label) belong to no
@@ -68,12 +74,28 @@ def rrw_own_class_map(labels: np.ndarray, num_classes: int, spacing: Optional[Se
 def rrw_inside_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
     """``m_k = d / max_{Omega_k} d`` inside class k, 0 outside: the part of the RRW map that survives zero padding.
 
-    The full RRW map is ``z = (1 - Y) - m`` (see :func:`rrw_map`). A class that fills the array gets m = 1.
+    The full RRW map is ``z = (1 - Y) - m`` (:func:`rectified_map_from_inside`). A class that fills the array gets
+    m = 1.
     """
     lab, k_classes, _ = _check(labels, num_classes, spacing)
     own = rrw_own_class_map(labels, num_classes, spacing)
     onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
     return (onehot * own[None]).astype(np.float32)
+
+
+def rectified_map_from_inside(inside, onehot):
+    """Full RRW map ``z = (1 - Y) - m Y`` from the normalised inside distance ``m`` and the float one-hot labels
+    ``Y`` (numpy arrays or torch tensors): +1 outside each class, ``-m`` inside.
+
+    ``m`` is the K-channel inside map (:func:`rrw_inside_map`) or the one-channel own-class map
+    (:func:`rrw_own_class_map`), broadcast over the K channels of ``Y``: what survives zero padding in nnU-Net's
+    augmentation, so the full map is rebuilt afterwards from the augmented labels. Absent class: +1 everywhere;
+    class filling the patch: m = 1 there, so -1. Labels that are no class (all-zero ``Y``): +1 in every channel.
+    """
+    if len(inside.shape) != len(onehot.shape) or any(
+            a != b and a != 1 for a, b in zip(inside.shape, onehot.shape)):
+        raise ValueError(f"inside map {tuple(inside.shape)} and one-hot target {tuple(onehot.shape)} differ in shape")
+    return (1.0 - onehot) - inside * onehot
 
 
 def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
@@ -83,9 +105,9 @@ def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[flo
     undefined; ``edt`` returns inf and scipy garbage there, so we define it).
     """
     lab, k_classes, _ = _check(labels, num_classes, spacing)
-    inside = rrw_inside_map(labels, num_classes, spacing)
-    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
-    return ((1.0 - onehot) - inside).astype(np.float32)
+    own = rrw_own_class_map(labels, num_classes, spacing)
+    onehot = (lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)).astype(np.float32)
+    return rectified_map_from_inside(own[None], onehot).astype(np.float32)
 
 
 def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:

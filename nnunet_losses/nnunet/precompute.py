@@ -15,16 +15,16 @@ Two checks use them. :func:`check_maps` (training start, every rank) compares se
 fingerprints: it reads at most 2 x 64 KiB per file. ``precompute-maps`` compares the full hashes and recomputes
 whatever differs; when everything is up to date it writes nothing (read-only shared datasets work).
 
-What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; see BENCHMARKS.md for
-the sizes):
+What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; the table is
+:data:`nnunet_losses.maps.formats.FORMATS`, BENCHMARKS.md has the sizes):
 
 * ``rrw``: one channel, the normalised inside distance ``m = d / max_{Omega_c} d`` of every voxel within its own
   class c (eq. 4 without the sign; 1 for a class filling the slice/volume), as uint8 in steps of 1/255 (error
-  <= 0.002). The trainer rebuilds the full map ``z_k = (1 - Y_k) - m * Y_k`` after augmentation, from the augmented
-  labels, so zero padding stays correct.
+  <= 0.002). :class:`~nnunet_losses.nnunet.map_pipeline.MapPipeline` rebuilds the full map ``z = (1 - Y) - m Y``
+  after augmentation, from the augmented labels, so zero padding stays correct.
 * ``boundary``: the K-channel signed distance map (eq. 3), as int16 in steps of 1/4 of the distance unit (voxels,
   or the spacing's unit when distances use the spacing; error <= 1/8 unit, distances up to 8191 units). The RW
-  authors' variant (inside ``-d``) is this map minus Y, built by the trainer from the augmented labels.
+  authors' variant (inside ``-d``) is this map minus Y, built in the data loader from the augmented labels.
 
 2D configurations get per-slice 2D maps (each slice normalised on its own); 3D configurations get 3D maps with the
 configuration's spacing. Writes are atomic (:mod:`nnunet_losses._files`); an interrupted run resumes where it
@@ -41,12 +41,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._files import atomic_file
-from ..maps import boundary_map, rrw_own_class_map
+from ..maps import STORED_KINDS, map_format
+from ..maps.formats import quantise
 
-MAP_KINDS = ("rrw", "boundary")
 FORMAT_VERSION = 3
-# kind -> (stored dtype, scale): stored = round(value * scale)
-QUANTISATION = {"rrw": (np.uint8, 255.0), "boundary": (np.int16, 4.0)}
 QUICK_BYTES = 1 << 16
 MANIFEST = "manifest.json"
 
@@ -71,19 +69,14 @@ def _seg_file(data_folder: str, case: str) -> str:
 def map_settings(kind: str, num_classes: int, is_2d: bool, spacing: Optional[Sequence[float]]) -> Dict:
     """Everything that changes the values of a ``kind`` map (``spacing=None``: distances in voxels). 2D
     configurations keep only the in-plane spacing, the only part their per-slice maps use."""
-    if kind not in MAP_KINDS:
-        raise ValueError(f"unknown map kind {kind!r}; precomputed kinds: {', '.join(MAP_KINDS)}")
+    if kind not in STORED_KINDS:
+        raise ValueError(f"unknown map kind {kind!r}; stored kinds: {', '.join(STORED_KINDS)}")
     if spacing is not None:
         spacing = [float(s) for s in spacing]
         spacing = spacing[-2:] if is_2d else spacing
-    dtype, scale = QUANTISATION[kind]
+    fmt = map_format(kind)
     return {"version": FORMAT_VERSION, "kind": kind, "num_classes": int(num_classes), "per_slice_2d": bool(is_2d),
-            "spacing": spacing, "stored": [np.dtype(dtype).name, scale]}
-
-
-def stored_kind(map_kind: str) -> str:
-    """The precomputed kind a trainer's map is built from: the RW authors' boundary variant from ``boundary``."""
-    return "boundary" if map_kind == "boundary_authors" else map_kind
+            "spacing": spacing, "stored": [np.dtype(fmt.dtype).name, fmt.scale]}
 
 
 def describe_units(settings: Dict) -> str:
@@ -129,27 +122,14 @@ def compute_case_map(seg: np.ndarray, kind: str, num_classes: int, is_2d: bool,
                      spacing: Optional[Sequence[float]]) -> np.ndarray:
     """The stored map of one case: seg (1, Z, Y, X) -> (C_map, Z, Y, X) float32."""
     labels = np.asarray(seg)[0]
-    if kind == "rrw":
-        fn = lambda lab, sp: rrw_own_class_map(lab, num_classes, sp)[None]  # noqa: E731
-    elif kind == "boundary":
-        fn = lambda lab, sp: boundary_map(lab, num_classes, sp)  # noqa: E731
-    else:
-        raise ValueError(f"unknown map kind {kind!r}; precomputed kinds: {MAP_KINDS}")
+    if kind not in STORED_KINDS:
+        raise ValueError(f"unknown map kind {kind!r}; stored kinds: {STORED_KINDS}")
+    compute = map_format(kind).compute
     if is_2d:
         in_plane = None if spacing is None else tuple(spacing)[-2:]
-        slices = [fn(labels[z], in_plane) for z in range(labels.shape[0])]
+        slices = [compute(labels[z], num_classes, in_plane) for z in range(labels.shape[0])]
         return np.stack(slices, 1).astype(np.float32)
-    return fn(labels, spacing).astype(np.float32)
-
-
-def quantise(array: np.ndarray, kind: str) -> np.ndarray:
-    dtype, scale = QUANTISATION[kind]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(array * scale), info.min, info.max).astype(dtype)
-
-
-def dequantise(stored: np.ndarray, kind: str) -> np.ndarray:
-    return stored.astype(np.float32) / np.float32(QUANTISATION[kind][1])
+    return compute(labels, num_classes, spacing).astype(np.float32)
 
 
 def _encode_b2nd(array: np.ndarray, like) -> bytes:

@@ -1,7 +1,7 @@
 """nnU-Net trainers for every loss, generated from their names (see :mod:`nnunet_losses.nnunet.naming`).
 
-``nnUNetv2_train 27 2d 0 -tr ComboTrainer_a0p5_b0p7`` finds the class through the shim module in ``trainers/``
-(``nnUNet_extTrainer``), which re-exports this module's module-level ``__getattr__`` (PEP 562): a name that parses
+``nnUNetv2_train 27 2d 0 -tr ComboTrainer_a0p5_b0p7`` finds the class through the shim module in
+``nnunet_losses/ext_trainers/`` (``nnUNet_extTrainer``, printed by ``nnunet-losses trainers-path``), which re-exports this module's module-level ``__getattr__`` (PEP 562): a name that parses
 is turned into a subclass of :class:`LossTrainer`, cached, with ``__name__`` equal to the requested name, so the
 output folder, the checkpoint's ``trainer_name`` and pickling all see one stable class.
 """
@@ -25,10 +25,9 @@ from torch import nn
 from .._files import atomic_file, atomic_write_text
 from ..losses import compile_loss
 from ..registry import build_loss, get_spec
-from .map_transform import AttachMapsTransform, split_target
-from .precompute import check_maps, describe_units, maps_folder, stored_kind, units_flag
-from .precomputed_loading import (
-    MapDataset, PrecomputedMapsToTargetTransform, SplitMapChannelsTransform, rrw_from_own_class_map)
+from ..maps import PRECOMPUTED_KINDS
+from .map_pipeline import MapPipeline
+from .precompute import check_maps, describe_units, maps_folder, units_flag
 from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, parse_name
 
 _A = NameParam("a", "alpha")
@@ -132,7 +131,9 @@ class LossTrainer(nnUNetTrainer):
             self.map_kind = "boundary_authors"
         # AC maps (1 - Y) cost nothing: always computed after augmentation; RRW and boundary maps are precomputed
         # by `nnunet-losses precompute-maps` unless the name says _online
-        self.precomputed_maps = self.map_kind in ("rrw", "boundary", "boundary_authors") and not p.online
+        self.precomputed_maps = self.map_kind in PRECOMPUTED_KINDS and not p.online
+        self.map_pipeline = MapPipeline(self.map_kind, self.label_manager.num_segmentation_heads,
+                                        self.precomputed_maps)
 
     # ----------------------------------------------------------------------------------------------- loss
     def _class_weights(self) -> List[float]:
@@ -205,20 +206,6 @@ class LossTrainer(nnUNetTrainer):
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     # ----------------------------------------------------------------------------------------------- maps
-    def _num_stored_map_channels(self) -> int:
-        return 1 if self.map_kind == "rrw" else self.label_manager.num_segmentation_heads
-
-    def _attach_maps(self, transforms):
-        if self.map_kind is None:
-            return transforms
-        num_classes = self.label_manager.num_segmentation_heads
-        if self.precomputed_maps:
-            transforms.transforms.insert(0, SplitMapChannelsTransform(self._num_stored_map_channels()))
-            transforms.transforms.append(PrecomputedMapsToTargetTransform(self.map_kind, num_classes))
-        else:
-            transforms.transforms.append(AttachMapsTransform(self.map_kind, num_classes))
-        return transforms
-
     def precompute_command(self) -> str:
         return (f"nnunet-losses precompute-maps -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
                 f"-p {self.plans_manager.plans_name}")
@@ -228,7 +215,7 @@ class LossTrainer(nnUNetTrainer):
         if not self.precomputed_maps:
             return dataset_tr, dataset_val
         cases = list(dataset_tr.identifiers) + list(dataset_val.identifiers)
-        kind = stored_kind(self.map_kind)
+        kind = self.map_pipeline.stored_kind
         settings = check_maps(self.preprocessed_dataset_folder, cases, kind, self.precompute_command(),
                               num_classes=self.label_manager.num_segmentation_heads,
                               is_2d=len(self.configuration_manager.patch_size) == 2,
@@ -238,26 +225,19 @@ class LossTrainer(nnUNetTrainer):
                                f"{maps_folder(self.preprocessed_dataset_folder)}, distances in "
                                f"{describe_units(settings)}")
         command = self.precompute_command() + units_flag(settings)
-        return MapDataset(dataset_tr, kind, command), MapDataset(dataset_val, kind, command)
+        return self.map_pipeline.wrap(dataset_tr, command), self.map_pipeline.wrap(dataset_val, command)
 
     def get_training_transforms(self, *args, **kwargs):
-        return self._attach_maps(nnUNetTrainer.get_training_transforms(*args, **kwargs))
+        return self.map_pipeline.add_to(nnUNetTrainer.get_training_transforms(*args, **kwargs))
 
     def get_validation_transforms(self, *args, **kwargs):
-        return self._attach_maps(nnUNetTrainer.get_validation_transforms(*args, **kwargs))
+        return self.map_pipeline.add_to(nnUNetTrainer.get_validation_transforms(*args, **kwargs))
 
     def _take_maps(self, batch: dict) -> dict:
         if self.map_kind is None:
             return batch
-        num_classes = self.label_manager.num_segmentation_heads
-        own_class_rrw = self.precomputed_maps and self.map_kind == "rrw"
-        target, maps = split_target(batch["target"], 1 if own_class_rrw else num_classes)
-        targets = target if isinstance(target, list) else [target]
-        maps = [m.to(self.device, non_blocking=True) for m in (maps if isinstance(maps, list) else [maps])]
-        if own_class_rrw:  # the workers ship the one-channel map; the full map is built here, on the device
-            maps = [rrw_from_own_class_map(t.to(self.device, non_blocking=True), m, num_classes)
-                    for t, m in zip(targets, maps)]
-        self.loss.maps = maps if isinstance(target, list) or self.enable_deep_supervision else maps[0]
+        target, maps = self.map_pipeline.take(batch, self.device)
+        self.loss.maps = [maps] if self.enable_deep_supervision and not isinstance(maps, list) else maps
         return {**batch, "target": target}
 
     def train_step(self, batch: dict) -> dict:

@@ -1,0 +1,273 @@
+"""A map's trip from disk (or from the augmented labels) to the loss, through nnU-Net's own loader, augmentation and
+deep supervision: :class:`MapPipeline` and the pieces it wires.
+
+``MapPipeline(kind, num_classes, precomputed)``; the trainer (and the end-to-end test and the benchmarks) call
+
+* ``.wrap(dataset)``: precomputed maps only. :class:`MapDataset` wraps nnU-Net's dataset: ``load_case`` returns
+  the image with the stored map channels appended (a lazy view that dequantises, so only the patch is read), and
+  nnU-Net's loader crops and zero-pads both with the same box.
+* ``.add_to(transforms)``: precomputed maps: :class:`SplitMapChannelsTransform` first moves those channels to
+  ``regression_target``, which batchgeneratorsv2 carries through the spatial transform (linear interpolation,
+  zero padding) and mirroring while the intensity transforms leave it alone; :class:`PrecomputedMapsToTargetTransform`
+  last resamples it to every deep-supervision scale and attaches it to the segmentation as ``[labels; map]``.
+  Online maps (the ``_online`` trainers, the papers' code; RW-AC always): :class:`AttachMapsTransform` last computes
+  the full map of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code).
+* ``.take(batch, device)``: in the main process, splits ``[labels; map]`` again (:func:`split_target`), moves the
+  maps to the device and rebuilds the full map where the stored form is one channel (RRW: ``z = (1 - Y) - m Y``,
+  :func:`~nnunet_losses.maps.rectified_map_from_inside`): (target, maps) per scale.
+
+What is stored, in how many channels and how the full map is rebuilt is the table
+:data:`nnunet_losses.maps.formats.FORMATS`. The classes live in the installed package so that they pickle under
+fork, spawn and forkserver. A map that cannot be read (damaged after the start check) stops the worker with the
+file and the command to run.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+
+from ..maps import MAP_FUNCTIONS, MAP_KINDS, PRECOMPUTED_KINDS, MapFormat, map_format
+from ..maps.formats import dequantise
+from .precompute import map_file, maps_folder
+
+Maps = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def onehot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    """(B, 1, ...) labels -> (B, K, ...) one-hot; negative labels count as background 0 (as in :mod:`..maps`),
+    labels >= K (the ignore label) as no class."""
+    classes = torch.arange(num_classes, device=labels.device).view((1, -1) + (1,) * (labels.ndim - 2))
+    return (labels.long().clamp(min=0) == classes).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------- precomputed: reading
+class MapReadError(RuntimeError):
+    """A precomputed map that cannot be read (plain message argument: pickles between processes)."""
+
+
+def _read_error(path: str, command: str, reason) -> MapReadError:
+    return MapReadError(f"cannot read the precomputed map {path} ({reason}); the file is damaged or was changed "
+                        f"after the start check. Run: {command}")
+
+
+class _ImageWithMaps:
+    """Read-only lazy concatenation of image channels and map channels; slicing reads only the slice."""
+
+    def __init__(self, image, maps, kind: str, path: str, command: str):
+        if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
+            raise _read_error(path, command, f"map shape {tuple(maps.shape)}, image shape {tuple(image.shape)}")
+        self.image, self.maps, self.kind, self.path, self.command = image, maps, kind, path, command
+        self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        if not isinstance(index, tuple) or index[0] != slice(None):
+            raise IndexError("_ImageWithMaps supports crops over all channels only")
+        image = np.asarray(self.image[index], dtype=np.float32)
+        try:
+            stored = np.asarray(self.maps[index])
+        except Exception as err:  # blosc2 raises RuntimeError/ValueError on damaged chunks
+            raise _read_error(self.path, self.command, err) from None
+        return np.concatenate([image, dequantise(stored, self.kind)], 0)
+
+
+class MapDataset:
+    """nnU-Net dataset whose cases carry the stored ``kind`` maps (``rrw`` | ``boundary``) as extra image channels;
+    ``command``: what to run when a map cannot be read."""
+
+    def __init__(self, dataset, kind: str, command: str = "nnunet-losses precompute-maps"):
+        self.dataset = dataset
+        self.kind = kind
+        self.command = command
+        self.folder = maps_folder(dataset.source_folder)
+
+    def __getattr__(self, name):  # identifiers, source_folder, ... of the wrapped dataset
+        if name in ("dataset", "kind", "folder", "command"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, identifier):
+        return self.load_case(identifier)
+
+    def load_case(self, identifier):
+        import blosc2
+
+        data, seg, seg_prev, properties = self.dataset.load_case(identifier)
+        path = map_file(self.folder, identifier, self.kind)
+        kwargs = {} if os.name == "nt" else {"mmap_mode": "r"}
+        try:
+            maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
+        except Exception as err:
+            raise _read_error(path, self.command, err) from None
+        return _ImageWithMaps(data, maps, self.kind, path, self.command), seg, seg_prev, properties
+
+
+# ------------------------------------------------------------------------------------ precomputed: transforms
+class SplitMapChannelsTransform(BasicTransform):
+    """Move the last ``num_map_channels`` image channels to ``regression_target`` (first in the pipeline)."""
+
+    def __init__(self, num_map_channels: int):
+        super().__init__()
+        self.num_map_channels = int(num_map_channels)
+
+    def apply(self, data_dict, **params):
+        image = data_dict["image"]
+        n = self.num_map_channels
+        data_dict["regression_target"] = image[-n:]  # a view: the channels do not overlap, no copy needed
+        data_dict["image"] = image[:-n]
+        return data_dict
+
+
+def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
+    if tuple(maps.shape[1:]) == tuple(shape):
+        return maps
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return torch.nn.functional.interpolate(maps[None], size=tuple(shape), mode=mode, align_corners=False)[0]
+
+
+class PrecomputedMapsToTargetTransform(BasicTransform):
+    """Last in the pipeline: ``regression_target`` resampled to every deep-supervision scale (the shapes of the
+    downsampled targets) and attached to the segmentation as ``[labels; map]``.
+
+    A one-channel stored form (RRW's ``m``) ships as it is and is rebuilt on the trainer's device
+    (:meth:`MapPipeline.take`), which keeps the workers' work and the collated batch small. K-channel forms are
+    rebuilt here from each scale's augmented labels (``boundary``: as stored; ``boundary_authors``, the RW authors'
+    code, inside ``-d``: the stored eq. 3 map minus Y).
+    """
+
+    def __init__(self, kind: str, num_classes: int):
+        super().__init__()
+        map_format(kind)  # ValueError for a kind that is not precomputed
+        self.kind = kind
+        self.num_classes = int(num_classes)
+
+    def _map(self, stored: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        z = _resize(stored.float(), seg.shape[1:])
+        fmt = map_format(self.kind)
+        if fmt.rebuild is not None and not fmt.rebuilt_on_device:
+            z = fmt.rebuild(z, onehot(seg[None], self.num_classes)[0])
+        return z
+
+    def apply(self, data_dict, **params):
+        stored = data_dict.pop("regression_target", None)
+        if stored is None:
+            raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
+        seg = data_dict["segmentation"]
+        segs: List[torch.Tensor] = seg if isinstance(seg, list) else [seg]
+        out = [torch.cat([s.float(), self._map(stored, s)], 0) for s in segs]
+        data_dict["segmentation"] = out if isinstance(seg, list) else out[0]
+        return data_dict
+
+
+# ------------------------------------------------------------------------------------------------- online
+class AttachMapsTransform(BasicTransform):
+    """Append the full ``kind`` map (rrw | boundary | boundary_authors | ac) of every deep-supervision scale's
+    augmented labels to its segmentation: a float32 tensor ``[labels; map]`` of shape (1 + K, *spatial), which
+    nnU-Net's loader collates like any segmentation (after the deep-supervision downsampling)."""
+
+    def __init__(self, kind: str, num_classes: int):
+        super().__init__()
+        if kind not in MAP_FUNCTIONS:
+            raise ValueError(f"unknown map kind {kind!r}; one of {sorted(MAP_FUNCTIONS)}")
+        self.kind = kind
+        self.num_classes = int(num_classes)
+
+    def _attach(self, seg: torch.Tensor) -> torch.Tensor:
+        labels = seg[0].numpy().astype(np.int64)
+        z = MAP_FUNCTIONS[self.kind](labels, self.num_classes)
+        return torch.cat([seg.float(), torch.from_numpy(z)], 0)
+
+    def apply(self, data_dict, **params):
+        seg = data_dict.get("segmentation")
+        if seg is None:
+            raise RuntimeError("AttachMapsTransform needs the segmentation")
+        if isinstance(seg, list):
+            data_dict["segmentation"] = [self._attach(s) for s in seg]
+        else:
+            data_dict["segmentation"] = self._attach(seg)
+        return data_dict
+
+    def __repr__(self):
+        return f"{type(self).__name__}(kind={self.kind!r}, num_classes={self.num_classes})"
+
+
+# ------------------------------------------------------------------------------------------- main process
+def split_target(target: Maps, num_map_channels: int) -> Tuple[Maps, Maps]:
+    """Undo the attaching: (labels (B, 1, ...) int16, maps (B, C_map, ...) float32), per scale."""
+
+    def split(t: torch.Tensor):
+        if t.shape[1] != 1 + num_map_channels:
+            raise RuntimeError(
+                f"the batch carries no {num_map_channels}-channel map (target has {t.shape[1]} channels): the data "
+                f"loader did not attach maps")
+        return t[:, :1].round().to(torch.int16), t[:, 1:].float()
+
+    if isinstance(target, list):
+        pairs = [split(t) for t in target]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    return split(target)
+
+
+class MapPipeline:
+    """The map of a ``kind`` (None: no map) from its source to the loss for a ``num_classes`` softmax;
+    ``precomputed``: read the maps ``precompute-maps`` stored (rrw | boundary | boundary_authors), else compute them
+    after augmentation."""
+
+    def __init__(self, kind: Optional[str], num_classes: int, precomputed: bool):
+        if kind is not None and kind not in MAP_KINDS:
+            raise ValueError(f"unknown map kind {kind!r}; one of {', '.join(MAP_KINDS)}")
+        if precomputed and kind not in PRECOMPUTED_KINDS:
+            raise ValueError(f"{kind!r} maps are not precomputed; precomputed kinds: {', '.join(PRECOMPUTED_KINDS)}")
+        self.kind = kind
+        self.num_classes = int(num_classes)
+        self.precomputed = bool(precomputed)
+
+    def __repr__(self):
+        return f"MapPipeline({self.kind!r}, {self.num_classes}, precomputed={self.precomputed})"
+
+    @property
+    def format(self) -> Optional[MapFormat]:
+        return map_format(self.kind) if self.precomputed else None
+
+    @property
+    def stored_kind(self) -> Optional[str]:
+        """The stored kind read from disk (``boundary_authors`` reads ``boundary``); None when not precomputed."""
+        return self.format.stored if self.precomputed else None
+
+    @property
+    def shipped_channels(self) -> int:
+        """Map channels that ride in the batch's target: the stored form's, or K for online maps."""
+        return self.format.channels(self.num_classes) if self.precomputed else self.num_classes
+
+    def wrap(self, dataset, command: str = "nnunet-losses precompute-maps"):
+        """nnU-Net's dataset with the stored maps appended to each case's image (precomputed maps only)."""
+        return MapDataset(dataset, self.stored_kind, command) if self.precomputed else dataset
+
+    def add_to(self, transforms):
+        """nnU-Net's ``ComposeTransforms`` with the map transforms inserted (first and last, or last)."""
+        if self.kind is None:
+            return transforms
+        if self.precomputed:
+            transforms.transforms.insert(0, SplitMapChannelsTransform(self.shipped_channels))
+            transforms.transforms.append(PrecomputedMapsToTargetTransform(self.kind, self.num_classes))
+        else:
+            transforms.transforms.append(AttachMapsTransform(self.kind, self.num_classes))
+        return transforms
+
+    def take(self, batch: dict, device) -> Tuple[Maps, Optional[Maps]]:
+        """(target without the maps, the full maps on ``device``), both per scale (lists under deep supervision)."""
+        if self.kind is None:
+            return batch["target"], None
+        target, maps = split_target(batch["target"], self.shipped_channels)
+        targets = target if isinstance(target, list) else [target]
+        maps = [m.to(device, non_blocking=True) for m in (maps if isinstance(maps, list) else [maps])]
+        fmt = self.format
+        if fmt is not None and fmt.rebuilt_on_device:
+            maps = [fmt.rebuild(m, onehot(t.to(device, non_blocking=True), self.num_classes, m.dtype))
+                    for t, m in zip(targets, maps)]
+        return target, (maps if isinstance(target, list) else maps[0])

@@ -1,0 +1,69 @@
+"""MapPipeline on hand-made batches (no nnU-Net loader): what rides in the target, what the loss receives, the one
+format table (channels, quantisation, rebuild)."""
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from nnunet_losses.maps import (
+    FORMATS, MAP_KINDS, PRECOMPUTED_KINDS, STORED_KINDS, boundary_map, boundary_map_authors, map_format, rrw_map,
+    stored_kind)
+from nnunet_losses.nnunet.map_pipeline import MapPipeline
+
+
+def _labels(shape, num_classes, seed):
+    rng = np.random.default_rng(seed)
+    field = gaussian_filter(rng.normal(size=(num_classes,) + shape), 1.5, axes=range(1, len(shape) + 1))
+    return np.argmax(field, 0)
+
+
+def _collated(labels, maps):
+    """What nnU-Net's loader collates after the map transforms: [labels; map] per sample, one scale."""
+    return {"target": torch.cat([torch.from_numpy(labels[:, None]).float(), torch.from_numpy(maps)], 1)}
+
+
+def test_table():
+    assert set(MAP_KINDS) == {"rrw", "boundary", "boundary_authors", "ac"}
+    assert set(STORED_KINDS) == {stored_kind(k) for k in PRECOMPUTED_KINDS} == {"rrw", "boundary"}
+    assert [FORMATS[k].channels(5) for k in PRECOMPUTED_KINDS] == [1, 5, 5]
+    assert map_format("rrw").dtype is np.uint8 and map_format("boundary").dtype is np.int16
+    values = np.linspace(-3, 3, 25, dtype=np.float32)
+    assert np.abs(map_format("boundary").dequantise(map_format("boundary").quantise(values)) - values).max() <= 0.125
+    with pytest.raises(ValueError, match="unknown map kind"):
+        map_format("ac")
+    with pytest.raises(ValueError, match="not precomputed"):
+        MapPipeline("ac", 3, precomputed=True)
+    with pytest.raises(ValueError, match="unknown map kind"):
+        MapPipeline("rw", 3, precomputed=False)
+
+
+@pytest.mark.parametrize("kind", ["rrw", "boundary", "boundary_authors"])
+def test_precomputed_take_gives_the_full_map(kind):
+    labels = np.stack([_labels((20, 18), 4, s) for s in range(3)])
+    pipeline = MapPipeline(kind, 4, precomputed=True)
+    fmt = map_format(kind)
+    stored = np.stack([fmt.compute(lab, 4, None) for lab in labels])
+    assert stored.shape[1] == pipeline.shipped_channels
+    # the worker side: the last transform attaches the stored form (rebuilt there for K-channel forms)
+    transform = pipeline.add_to(type("Compose", (), {"transforms": []})()).transforms[-1]
+    shipped = np.stack([transform.apply({"segmentation": torch.from_numpy(lab[None]),
+                                         "regression_target": torch.from_numpy(m)})["segmentation"][1:].numpy()
+                        for lab, m in zip(labels, stored)])
+    target, maps = pipeline.take(_collated(labels, shipped), "cpu")
+    assert target.dtype == torch.int16 and np.array_equal(target[:, 0].numpy(), labels)
+    full = {"rrw": rrw_map, "boundary": boundary_map, "boundary_authors": boundary_map_authors}[kind]
+    expected = np.stack([full(lab, 4) for lab in labels])
+    assert maps.shape == (3, 4, 20, 18) and np.allclose(maps.numpy(), expected, atol=1e-5)
+
+
+def test_online_and_no_map():
+    labels = np.stack([_labels((16, 16), 3, s) for s in range(2)])
+    pipeline = MapPipeline("rrw", 3, precomputed=False)
+    transform = pipeline.add_to(type("Compose", (), {"transforms": []})()).transforms[-1]
+    seg = [torch.from_numpy(lab[None]) for lab in labels]
+    batch = {"target": [torch.stack([transform.apply({"segmentation": [s]})["segmentation"][0] for s in seg])]}
+    target, maps = pipeline.take(batch, "cpu")
+    assert isinstance(maps, list) and np.allclose(maps[0].numpy(), np.stack([rrw_map(x, 3) for x in labels]))
+    assert pipeline.wrap("dataset") == "dataset"
+    none = MapPipeline(None, 3, precomputed=False)
+    assert none.take({"target": "t"}, "cpu") == ("t", None)
