@@ -14,8 +14,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from nnunet_losses.metrics import class_metrics, evaluate_folder, surface
+from nnunet_losses.metrics import class_metrics, surface
 from nnunet_losses.metrics.evaluate import EvalClass, parse_class_arguments, parse_tolerances
+from nnunet_losses.nnunet.evaluation import evaluate_folder
 
 surface_distances = surface.surface_distances
 

@@ -1,6 +1,9 @@
 """``nnunet-losses evaluate``: every metric of ``metrics.case`` for a folder of predictions against references.
 
-Files are read with nnU-Net's own reader for their ending (any format nnU-Net reads), spacing from the headers.
+Files are read by the ``reader`` the caller passes (``path -> (labels, spacing)``), as nnU-Net's
+``compute_metrics_on_folder`` takes its ``image_reader_writer``; nothing here imports nnunetv2.
+:func:`nnunet_losses.nnunet.evaluation.evaluate_folder` passes nnU-Net's own reader for the file ending (any format
+nnU-Net reads, spacing from the headers).
 Classes are labels or regions (a region is a set of labels, as nnU-Net's ``dataset.json`` declares them); by default
 they come from the ``dataset.json`` beside or above the reference folder (nnU-Net's ``gt_segmentations`` sits beside
 it), else from the labels found in the references. Outputs: a per-case CSV and a JSON with the per-case rows and a
@@ -21,7 +24,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -40,6 +43,8 @@ HD95_DEFINITIONS = {"hd95": "pooled: 95th percentile of both directions' surface
                     "hd95_max": "max-directed: the larger of the two directed 95th percentiles (Metrics Reloaded, "
                                 "MONAI)"}
 MAX_PRINTED_WARNINGS = 10
+# path -> (labels (*spatial), spacing per axis); picklable (a module-level function) for num_processes > 1
+Reader = Callable[[str], Tuple[np.ndarray, Tuple[float, ...]]]
 
 
 @dataclass(frozen=True)
@@ -102,15 +107,6 @@ def detect_file_ending(folder: str) -> str:
     raise ValueError(f"no segmentation files ({', '.join(KNOWN_ENDINGS)}) in {folder}")
 
 
-def _read(path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
-
-    ending = next(e for e in KNOWN_ENDINGS if path.endswith(e))
-    reader = determine_reader_writer_from_file_ending(ending, path, verbose=False)()
-    seg, props = reader.read_seg(path)
-    return seg[0], tuple(float(s) for s in props["spacing"])
-
-
 def _integer_values(values: np.ndarray) -> List[int]:
     """The distinct values of an integer-valued array (a bincount when their range is small, else a sort)."""
     if values.size == 0:
@@ -144,15 +140,15 @@ def label_problems(array: np.ndarray, known: FrozenSet[int], what: str) -> List[
     return problems
 
 
-def evaluate_case(pred_path: str, ref_path: str, classes: Sequence[EvalClass],
+def evaluate_case(pred_path: str, ref_path: str, classes: Sequence[EvalClass], reader: Reader,
                   ignore_label: Optional[int] = None, both_empty: str = "exclude",
                   nsd_tolerances: Optional[Mapping[str, float]] = None,
                   known_labels: Optional[FrozenSet[int]] = None,
                   strict: bool = False) -> Tuple[List[Dict[str, object]], List[str]]:
     """One row per class for one case (``metrics.case.class_metrics``), spacing from the reference header, and
     the problems found in the two files (``label_problems``; with ``strict`` the first one raises ValueError)."""
-    pred, pred_spacing = _read(pred_path)
-    ref, spacing = _read(ref_path)
+    pred, pred_spacing = reader(pred_path)
+    ref, spacing = reader(ref_path)
     name = os.path.basename(pred_path)
     if pred.shape != ref.shape:
         raise ValueError(f"{name}: prediction shape {pred.shape} differs from the reference's {ref.shape}")
@@ -286,8 +282,10 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
                     dataset_json: Optional[str] = None, num_processes: int = 1, output: Optional[str] = None,
                     progress: bool = True, both_empty: str = "exclude",
                     nsd_tolerance: Union[float, Mapping[str, float]] = DEFAULT_NSD_TOLERANCE,
-                    strict: bool = False, expected_cases: Optional[Sequence[str]] = None) -> dict:
-    """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
+                    strict: bool = False, expected_cases: Optional[Sequence[str]] = None,
+                    reader: Optional[Reader] = None) -> dict:
+    """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``, both read by
+    ``reader`` (required; :func:`nnunet_losses.nnunet.evaluation.evaluate_folder` passes nnU-Net's).
 
     ``both_empty``: ``"exclude"`` (nnU-Net's evaluator, default) or ``"one"`` (``metrics.case``).
     ``nsd_tolerance``: mm, one for every class or ``{class name: mm}`` (others: 1 mm). A prediction without a
@@ -296,6 +294,9 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     """
     from tqdm import tqdm
 
+    if reader is None:
+        raise TypeError("evaluate_folder needs reader=path -> (labels, spacing); nnU-Net's reader: "
+                        "nnunet_losses.nnunet.evaluation.evaluate_folder")
     if both_empty not in BOTH_EMPTY:
         raise ValueError(f"both_empty: choose one of {', '.join(BOTH_EMPTY)}, got {both_empty!r}")
     for folder in (pred_dir, ref_dir):
@@ -328,7 +329,7 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
         if strict:
             raise ValueError(f"{problems[0]} (--strict)")
     if classes is None:
-        found = sorted({int(v) for n in preds for v in np.unique(_read(os.path.join(ref_dir, n))[0])
+        found = sorted({int(v) for n in preds for v in np.unique(reader(os.path.join(ref_dir, n))[0])
                         if np.isfinite(v)} - {0, *(() if ignore_label is None else (ignore_label,))})
         classes = [EvalClass(str(v), (v,)) for v in found]
     if not classes:
@@ -344,7 +345,7 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     for name, tau in tolerances.items():
         if not (math.isfinite(tau) and tau >= 0):
             raise ValueError(f"--nsd-tolerance: {name}: {tau} is not a distance in mm (>= 0)")
-    kwargs = dict(classes=tuple(classes), ignore_label=ignore_label, both_empty=both_empty,
+    kwargs = dict(classes=tuple(classes), reader=reader, ignore_label=ignore_label, both_empty=both_empty,
                   nsd_tolerances=tolerances, known_labels=_known_labels(ds, classes, ignore_label), strict=strict)
     jobs = [(n[:-len(ending)], os.path.join(pred_dir, n), os.path.join(ref_dir, n), kwargs) for n in preds]
     bar = tqdm(total=len(jobs), desc="evaluate", unit="case", disable=not progress)

@@ -1,0 +1,60 @@
+"""The layering the package promises: the core (losses, maps, metrics, stats) imports no nnunetv2, and nnunet/
+(the glue) imports nothing above it. Each import runs in a fresh interpreter, so nothing is imported already."""
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import nnunet_losses
+
+CORE = ["losses", "maps", "metrics", "stats"]
+ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment")
+
+
+def _modules_after_import(modules):
+    code = ("import importlib, json, sys\n"
+            f"for name in {list(modules)!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _submodules(package):
+    pkg = __import__(f"nnunet_losses.{package}", fromlist=["_"])
+    return [f"nnunet_losses.{package}"] + [f"nnunet_losses.{package}.{m.name}"
+                                          for m in pkgutil.iter_modules(pkg.__path__)]
+
+
+@pytest.mark.parametrize("package", CORE)
+def test_core_imports_no_nnunetv2(package):
+    loaded = _modules_after_import(_submodules(package))
+    assert not {m for m in loaded if m == "nnunetv2" or m.startswith("nnunetv2.")}, package
+    assert "batchgeneratorsv2" not in loaded and "dynamic_network_architectures" not in loaded
+
+
+def test_nnunet_glue_imports_nothing_above_it():
+    loaded = _modules_after_import(_submodules("nnunet"))
+    above = sorted(m for m in loaded if m.startswith(ABOVE_NNUNET))
+    assert not above
+
+
+def test_core_source_never_names_nnunetv2_in_an_import():
+    """Not even lazily, inside a function: no import statement of nnunetv2 in the core's source."""
+    root = os.path.dirname(nnunet_losses.__file__)
+    offenders = []
+    for package in CORE:
+        for dirpath, _, files in os.walk(os.path.join(root, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    for number, line in enumerate(open(path), 1):
+                        words = line.strip().split()
+                        if words[:1] in (["import"], ["from"]) and len(words) > 1 and \
+                                words[1].split(".")[0] == "nnunetv2":
+                            offenders.append(f"{os.path.relpath(path, root)}:{number}")
+    assert not offenders
