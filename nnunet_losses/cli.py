@@ -1,4 +1,11 @@
-"""``nnunet-losses``: the command line of the toolkit."""
+"""``nnunet-losses``: the command line of the toolkit.
+
+Each command is a pair, side by side: ``run_<command>(args)`` does the work (importing what it needs, so that
+``--help`` stays fast) and ``add_<command>(subparsers)`` declares its flags; :data:`COMMANDS` lists them in the order
+``--help`` shows them. Errors a user can fix (``ValueError``, ``KeyError``, missing or existing files,
+``RuntimeError`` from a failed step) are printed as one line with exit status 2; anything else is a bug and keeps
+its traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,33 +13,61 @@ import json
 import os
 import sys
 
+from ._args import positive_int
+from .report.catalogue import PLOTS, REPORT_METRICS
 
-def _cmd_losses(args) -> int:
+
+def run_losses(args) -> int:
     from .registry import describe
 
     print(describe())
     return 0
 
 
-def _cmd_loss_demo(args) -> int:
-    from .loss_demo import DEFAULT_LOSSES, run_demo
+def add_losses(sub) -> None:
+    p = sub.add_parser("losses", help="list every loss with its paper, equation, parameters and defaults")
+    p.set_defaults(func=run_losses)
 
-    losses = args.losses.split(",") if args.losses else DEFAULT_LOSSES
-    run_demo(losses, steps=args.steps, batch_size=args.batch_size, seed=args.seed, json_out=args.json,
+
+def run_loss_demo(args) -> int:
+    from . import loss_demo
+
+    losses = args.losses.split(",") if args.losses else loss_demo.DEFAULT_LOSSES
+    loss_demo.run_demo(losses, steps=args.steps, batch_size=args.batch_size, seed=args.seed, json_out=args.json,
              log_every=args.log_every)
     return 0
 
 
-def _cmd_trainers_path(args) -> int:
-    import os
+def add_loss_demo(sub) -> None:
+    p = sub.add_parser("loss-demo", help="train a small U-Net in-process with each loss (no nnU-Net pipeline) on a "
+                                         "generated imbalanced 2D dataset and print per-class Dice (CPU, ~1 min)",
+                       description="Generates 96 training and 24 test images (64x64, three foreground classes of "
+                                   "very different sizes), trains nnU-Net's PlainConvUNet with deep supervision "
+                                   "for --steps steps with every loss, and prints per-class Dice on the test "
+                                   "images.")
+    p.add_argument("--losses", default=None,
+                   help="comma-separated loss names (default: all; see `nnunet-losses losses`)")
+    p.add_argument("--steps", type=int, default=60, help="training steps per loss (default 60)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, network and sampling (default 0)")
+    p.add_argument("--log-every", type=int, default=20, help="print the loss every N steps (0: never)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=run_loss_demo)
 
+
+def run_trainers_path(args) -> int:
     from . import ext_trainers
 
     print(os.path.dirname(os.path.abspath(ext_trainers.__file__)))
     return 0
 
 
-def _cmd_trainers(args) -> int:
+def add_trainers_path(sub) -> None:
+    p = sub.add_parser("trainers-path", help="print the folder to export as nnUNet_extTrainer")
+    p.set_defaults(func=run_trainers_path)
+
+
+def run_trainers(args) -> int:
     from .nnunet.naming import GRAMMAR
     from .nnunet.trainers import FAMILIES, MAP_FAMILIES
     from .registry import get_spec
@@ -59,7 +94,13 @@ def _cmd_trainers(args) -> int:
     return 0
 
 
-def _cmd_precompute_maps(args) -> int:
+def add_trainers(sub) -> None:
+    p = sub.add_parser("trainers", help="list the nnU-Net trainer families, their name grammar, parameters and "
+                                        "defaults")
+    p.set_defaults(func=run_trainers)
+
+
+def run_precompute_maps(args) -> int:
     from .nnunet.precompute import precompute_maps, resolve_dataset
 
     data_folder, label_manager, is_2d, spacing = resolve_dataset(args.d, args.c, args.p)
@@ -79,168 +120,7 @@ def _cmd_precompute_maps(args) -> int:
     return 0
 
 
-def _cmd_small_plans(args) -> int:
-    from .nnunet.small_plans import write_small_plans
-
-    path = write_small_plans(args.d, args.c, features=args.features, batch_size=args.batch_size, source=args.p)
-    with open(path) as f:
-        info = json.load(f)["nnunet_losses_small_plans"]
-    name = os.path.basename(path)[:-len(".json")]
-    print(f"wrote {path}: features per stage {info['features_per_stage']}, batch {info['batch_size']}, "
-          f"data shared with {info['source']}; use it with -p {name}")
-    return 0
-
-
-def _cmd_demo(args) -> int:
-    from .demo import ALL_TRAINERS, run_demo
-
-    trainers = ALL_TRAINERS if args.trainers == "all" else args.trainers.split(",") if args.trainers else None
-    run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
-             full_plans=args.full_plans, dry_run=args.dry_run)
-    return 0
-
-
-def _cmd_evaluate(args) -> int:
-    from .metrics.evaluate import evaluate_folder, parse_class_arguments, parse_tolerances, validation_cases
-
-    classes = parse_class_arguments(args.l) if args.l else None
-    output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
-    if (args.split is None) != (args.fold is None):
-        raise ValueError("--split and --fold go together")
-    expected = validation_cases(args.split, args.fold) if args.split else None
-    result = evaluate_folder(args.pred_dir, args.gt_dir, classes=classes, dataset_json=args.dataset_json,
-                             num_processes=args.np, output=output, progress=not args.no_progress,
-                             both_empty=args.both_empty, nsd_tolerance=parse_tolerances(args.nsd_tolerance),
-                             strict=args.strict, expected_cases=expected)
-    print(format_summary(result))
-    print(f"wrote {output} and its per-case CSV")
-    return 0
-
-
-def _cmd_split(args) -> int:
-    from .experiment.split import write_half_split
-    from .nnunet.precompute import resolve_dataset_folder
-
-    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group,
-                            alternate=args.alternate, force=args.force)
-    with open(path) as f:
-        fold = json.load(f)[0]
-    print(f"{path}: fold 0 = {len(fold['train'])} training / {len(fold['val'])} validation cases")
-    return 0
-
-
-def _cmd_synthetic_dataset(args) -> int:
-    from .nnunet.synthetic import write_synthetic_dataset
-
-    raw = args.o or os.environ.get("nnUNet_raw")
-    if not raw:
-        raise ValueError("give -o or set nnUNet_raw")
-    others = [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
-    print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
-                                  seed=args.seed, other_roots=others))
-    return 0
-
-
-def _cmd_reproduce(args) -> int:
-    from .experiment import load_experiment
-    from .experiment.plan import Paths, missing_raw_data_message
-    from .experiment.runner import describe, run_local, run_prepare, run_report, run_task
-    from .experiment.slurm import SlurmOptions, emit_slurm
-
-    exp = load_experiment(args.config)
-    paths = Paths.from_env(args.work_dir or os.path.join("nnunet_losses_experiments", exp.name))
-    if args.dry_run:
-        print(describe(exp, paths, args.device, args.np))
-        problem = missing_raw_data_message(exp, paths)
-        if problem:
-            print(f"# before running: {problem}")
-        return 0
-    if args.emit == "slurm":
-        opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time, gpus=args.gpus,
-                            cpus=args.cpus, mem=args.mem, max_parallel=args.max_parallel, setup=args.setup)
-        path = emit_slurm(exp, paths, opts, device=args.device, num_processes=args.np)
-        print(f"wrote the SLURM scripts of {len(exp.matrix)} trainings; submit with: bash {path}")
-        return 0
-    if args.stage != "report":
-        problem = missing_raw_data_message(exp, paths)
-        if problem:
-            raise FileNotFoundError(problem)
-    if args.stage == "prepare":
-        run_prepare(exp, paths, args.np)
-        return 0
-    if args.stage == "report":
-        run_report(exp, paths)
-        return 0
-    if args.task is not None:
-        if not 0 <= args.task < len(exp.matrix):
-            raise ValueError(f"--task {args.task}: the matrix has tasks 0..{len(exp.matrix) - 1}")
-        run = exp.matrix[args.task]
-        print(f"task {args.task}: {run.label} seed {run.seed} fold {run.fold}: "
-              f"{run_task(exp, paths, run, args.device)}")
-        return 0
-    if args.local:
-        return run_local(exp, paths, jobs=args.j, device=args.device, num_processes=args.np)
-    raise ValueError("choose --dry-run, --local [-j N], --emit slurm, --stage prepare|report or --task I")
-
-
-def _cmd_report(args) -> int:
-    from .report import build_report
-
-    path = build_report(args.eval_root, args.o or os.path.join(os.path.dirname(os.path.abspath(args.eval_root)),
-                                                               "report"),
-                        reference=args.reference, order=args.order, metrics=args.metrics, plots=args.plots,
-                        permutations=args.permutations, title=args.title)
-    print(f"wrote {path}")
-    return 0
-
-
-def positive_int(text: str) -> int:
-    """argparse type of counts (processes, jobs): a whole number >= 1; 0 or -1 are refused, not taken as 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def format_summary(result: dict) -> str:
-    """The evaluation summary as a plain-text table: mean +- std per class, and status counts."""
-    metrics = ("dice", "iou", "hd", "hd95", "hd95_max", "assd", "nsd", "fpr", "fnr", "precision", "recall")
-    lines = [f"{result['num_cases']} cases; mean +- std over the cases where the value is defined; "
-             f"both masks empty: {result['aggregation']['both_empty']} ({result['aggregation']['description']})"]
-    lines.append(f"{'class':<16}" + "".join(f"{m:>16}" for m in metrics) + "   empty: ref/pred/both")
-    for name, entry in result["summary"].items():
-        if name == "foreground_mean":  # one number per metric, not statistics over cases
-            continue
-        cells = []
-        for m in metrics:
-            st = entry[m]
-            cells.append(f"{'-':>16}" if st["mean"] is None else f"{st['mean']:>9.4g} +- {st['std']:<4.2g}")
-        status = entry.get("status")
-        counts = f"   {status['ref_empty']}/{status['pred_empty']}/{status['both_empty']}" if status else ""
-        lines.append(f"{name:<16}" + "".join(f"{c:>16}" for c in cells) + counts)
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nnunet-losses",
-        description="Class-imbalance losses for nnU-Net v2: Combo, Region-wise (RRW, boundary, AC), IoU_xy, "
-                    "TopK Dice, and the baselines they compare against.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("losses", help="list every loss with its paper, equation, parameters and defaults")
-    p.set_defaults(func=_cmd_losses)
-
-    p = sub.add_parser("trainers", help="list the nnU-Net trainer families, their name grammar, parameters and "
-                                        "defaults")
-    p.set_defaults(func=_cmd_trainers)
-
-    p = sub.add_parser("trainers-path", help="print the folder to export as nnUNet_extTrainer")
-    p.set_defaults(func=_cmd_trainers_path)
-
+def add_precompute_maps(sub) -> None:
     p = sub.add_parser("precompute-maps", help="write RRW/boundary maps beside nnU-Net's preprocessed data",
                        description="Computes the maps of the map-based trainers (RRWTrainer: rrw; RWBoundaryTrainer, "
                                    "DiceBoundaryTrainer, CEBoundaryTrainer: boundary) for every preprocessed case "
@@ -256,8 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distances in voxels (as the RW paper's code) instead of the configuration's spacing "
                         "(the default; 2D configurations use the in-plane spacing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_precompute_maps)
+    p.set_defaults(func=run_precompute_maps)
 
+
+def run_small_plans(args) -> int:
+    from .nnunet.small_plans import write_small_plans
+
+    path = write_small_plans(args.d, args.c, features=args.features, batch_size=args.batch_size, source=args.p)
+    with open(path) as f:
+        info = json.load(f)["nnunet_losses_small_plans"]
+    name = os.path.basename(path)[:-len(".json")]
+    print(f"wrote {path}: features per stage {info['features_per_stage']}, batch {info['batch_size']}, "
+          f"data shared with {info['source']}; use it with -p {name}")
+    return 0
+
+
+def add_small_plans(sub) -> None:
     p = sub.add_parser("small-plans", help="write CPU-sized plans (narrower network, CPU batch) that share nnU-Net's "
                                            "preprocessed data and maps; use them with -p",
                        description="Copies one configuration of nnU-Net's plans into <plans>_small_f<F>_b<B>.json "
@@ -271,8 +165,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", default="nnUNetPlans", help="source plans identifier (default nnUNetPlans)")
     p.add_argument("--features", type=int, default=8, help="features of the first stage (default 8; nnU-Net: 32)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 8 for 2D, 2 for 3D)")
-    p.set_defaults(func=_cmd_small_plans)
+    p.set_defaults(func=run_small_plans)
 
+
+def run_demo(args) -> int:
+    from . import demo
+
+    trainers = demo.ALL_TRAINERS if args.trainers == "all" else args.trainers.split(",") if args.trainers else None
+    demo.run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
+             full_plans=args.full_plans, dry_run=args.dry_run)
+    return 0
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: nnU-Net's default and one trainer per paper end to end with "
+                                    "nnU-Net's own commands on a generated imbalanced 2D dataset (CPU)",
+                       description="Runs the experiment spec configs/demo.toml with the reproduce runner, nnU-Net's "
+                                   "folders under --root: generates a small imbalanced 2D dataset in nnU-Net raw "
+                                   "format, runs nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 "
+                                   "features, batch 8, the same preprocessed data), precompute-maps, and per trainer "
+                                   "nnUNetv2_train -p (a short CPU run), nnUNetv2_predict on the test images and "
+                                   "nnunet-losses evaluate; then nnunet-losses report, and prints per-class Dice and "
+                                   "HD95 as a table. Every step resumes: rerun after an interruption.")
+    p.add_argument("--root", default="nnunet_losses_demo",
+                   help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
+    p.add_argument("--trainers", default=None,
+                   help="comma-separated trainer names, or 'all' (every family); default: those of "
+                        "configs/demo.toml, nnU-Net's DiceCETrainer and one per paper (Combo, RRW, Dice+Boundary, "
+                        "IoU_xy, CE + TopK Dice)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per training (default: the spec's, 8)")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="iterations per epoch (default: the spec's, 100)")
+    p.add_argument("--full-plans", action="store_true",
+                   help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
+    p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
+    p.add_argument("--dry-run", action="store_true", help="print every command with its status [done]/[todo]")
+    p.set_defaults(func=run_demo)
+
+
+def run_evaluate(args) -> int:
+    from .metrics.text import format_summary
+    from .nnunet.evaluation import evaluate_folder, parse_class_arguments, parse_tolerances, validation_cases
+
+    classes = parse_class_arguments(args.l) if args.l else None
+    output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
+    if (args.split is None) != (args.fold is None):
+        raise ValueError("--split and --fold go together")
+    expected = validation_cases(args.split, args.fold) if args.split else None
+    result = evaluate_folder(args.pred_dir, args.gt_dir, classes=classes, dataset_json=args.dataset_json,
+                             num_processes=args.np, output=output, progress=not args.no_progress,
+                             both_empty=args.both_empty, nsd_tolerance=parse_tolerances(args.nsd_tolerance),
+                             strict=args.strict, expected_cases=expected)
+    print(format_summary(result))
+    print(f"wrote {output} and its per-case CSV")
+    return 0
+
+
+def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="per-case, per-class Dice, IoU, HD, HD95 (pooled and max-directed), ASSD, "
                                         "NSD, FPR, FNR, precision, recall and volumes of a folder of predictions",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -314,8 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "validation cases need a prediction")
     p.add_argument("--fold", default=None, help="fold of --split (a number or all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=run_evaluate)
 
+
+def run_split(args) -> int:
+    from .experiment.split import write_half_split
+    from .nnunet.precompute import resolve_dataset_folder
+
+    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group,
+                            alternate=args.alternate, force=args.force)
+    with open(path) as f:
+        fold = json.load(f)[0]
+    print(f"{path}: fold 0 = {len(fold['train'])} training / {len(fold['val'])} validation cases")
+    return 0
+
+
+def add_split(sub) -> None:
     p = sub.add_parser("split", help="write the RW paper's split (half of the cases train, half validate) as "
                                      "splits_final.json",
                        description="Writes nnU-Net's splits_final.json with one fold: half of the preprocessed "
@@ -330,8 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None, help="regex whose first group names a case's group, e.g. "
                                                  "'^(patient\\d+)' for ACDC")
     p.add_argument("--force", action="store_true", help="replace an existing different split")
-    p.set_defaults(func=_cmd_split)
+    p.set_defaults(func=run_split)
 
+
+def run_synthetic_dataset(args) -> int:
+    from .nnunet.synthetic import write_synthetic_dataset
+
+    raw = args.o or os.environ.get("nnUNet_raw")
+    if not raw:
+        raise ValueError("give -o or set nnUNet_raw")
+    others = [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
+    print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
+                                  seed=args.seed, other_roots=others))
+    return 0
+
+
+def add_synthetic_dataset(sub) -> None:
     p = sub.add_parser("synthetic-dataset", help="write the generated imbalanced 2D dataset in nnU-Net raw format")
     p.add_argument("-d", type=int, default=901, help="dataset id (default 901)")
     p.add_argument("-o", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
@@ -339,8 +316,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-test", type=int, default=4, help="test cases (default 4)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    p.set_defaults(func=_cmd_synthetic_dataset)
+    p.set_defaults(func=run_synthetic_dataset)
 
+
+def run_reproduce(args) -> int:
+    from .experiment import load_experiment
+    from .experiment.plan import Paths, missing_raw_data_message
+    from .experiment.runner import describe, run_local, run_prepare, run_report, run_task
+    from .experiment.slurm import SlurmOptions, emit_slurm
+
+    exp = load_experiment(args.config)
+    paths = Paths.from_env(args.work_dir or os.path.join("nnunet_losses_experiments", exp.name))
+    if args.dry_run:
+        print(describe(exp, paths, args.device, args.np))
+        problem = missing_raw_data_message(exp, paths)
+        if problem:
+            print(f"# before running: {problem}")
+        return 0
+    if args.emit == "slurm":
+        opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time, gpus=args.gpus,
+                            cpus=args.cpus, mem=args.mem, max_parallel=args.max_parallel, setup=args.setup)
+        path = emit_slurm(exp, paths, opts, device=args.device, num_processes=args.np)
+        print(f"wrote the SLURM scripts of {len(exp.matrix)} trainings; submit with: bash {path}")
+        return 0
+    if args.stage != "report":
+        problem = missing_raw_data_message(exp, paths)
+        if problem:
+            raise FileNotFoundError(problem)
+    if args.stage == "prepare":
+        run_prepare(exp, paths, args.np)
+        return 0
+    if args.stage == "report":
+        run_report(exp, paths)
+        return 0
+    if args.task is not None:
+        if not 0 <= args.task < len(exp.matrix):
+            raise ValueError(f"--task {args.task}: the matrix has tasks 0..{len(exp.matrix) - 1}")
+        run = exp.matrix[args.task]
+        print(f"task {args.task}: {run.label} seed {run.seed} fold {run.fold}: "
+              f"{run_task(exp, paths, run, args.device)}")
+        return 0
+    if args.local:
+        return run_local(exp, paths, jobs=args.j, device=args.device, num_processes=args.np)
+    raise ValueError("choose --dry-run, --local [-j N], --emit slurm, --stage prepare|report or --task I")
+
+
+def add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="run a paper's experiment matrix from configs/*.toml: here (--local), as "
                                          "SLURM job arrays (--emit slurm), or print it (--dry-run)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -378,8 +399,38 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--max-parallel", type=positive_int, default=None,
                        help="array throttle: trainings at a time")
     slurm.add_argument("--setup", default="", help="shell line run first in every job, e.g. 'module load cuda'")
-    p.set_defaults(func=_cmd_reproduce)
+    p.set_defaults(func=run_reproduce)
 
+
+def run_convert(args) -> int:
+    import importlib
+
+    return importlib.import_module(f".convert.{args.dataset}", __package__).main(args.options)
+
+
+def add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert a downloaded dataset (ACDC, BraTS 2018, KiTS19) into nnU-Net raw "
+                                       "format as the papers prepared it",
+                       description="nnunet-losses convert acdc|brats18|kits19 SOURCE [-d ID] [-o RAW] [-np N] ...: "
+                                   "the converter's own options follow the dataset name (nnunet-losses convert acdc "
+                                   "--help). scripts/convert_<dataset>.py run the same code.")
+    p.add_argument("dataset", choices=("acdc", "brats18", "kits19"), help="which converter")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the converter's arguments (SOURCE first)")
+    p.set_defaults(func=run_convert)
+
+
+def run_report(args) -> int:
+    from .report import build_report
+
+    path = build_report(args.eval_root, args.o or os.path.join(os.path.dirname(os.path.abspath(args.eval_root)),
+                                                               "report"),
+                        reference=args.reference, order=args.order, metrics=args.metrics, plots=args.plots,
+                        permutations=args.permutations, title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def add_report(sub) -> None:
     p = sub.add_parser("report", help="paper-style tables (Markdown, LaTeX, CSV) with significance marks and PNG "
                                       "plots from the evaluations of several trainers",
                        description="Reads EVAL_ROOT/<loss label>/<trainer>/fold_<f>.json (what `reproduce` writes; "
@@ -395,55 +446,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", default=None, help="output folder (default: 'report' beside EVAL_ROOT)")
     p.add_argument("--reference", default=None, help="loss label the others are tested against (default: first)")
     p.add_argument("--order", nargs="+", default=None, help="loss labels in table order (default alphabetical)")
-    p.add_argument("--metrics", nargs="+", default=["dice", "hd"],
-                   choices=("dice", "iou", "hd", "hd95", "hd95_max", "assd", "nsd", "fpr", "fnr", "precision",
-                            "recall"),
+    p.add_argument("--metrics", nargs="+", default=["dice", "hd"], choices=REPORT_METRICS,
                    help="table columns (default dice hd); hd95 is pooled (medpy), hd95_max max-directed (Metrics "
                         "Reloaded, MONAI); nsd at the tolerance the evaluations used")
-    p.add_argument("--plots", nargs="*", default=["box"], choices=("box", "cdf", "curves"),
+    p.add_argument("--plots", nargs="*", default=["box"], choices=PLOTS,
                    help="figures (default box)")
     p.add_argument("--permutations", type=int, default=10000, help="permutations per test (default 10000)")
     p.add_argument("--title", default="Results", help="report title")
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=run_report)
 
-    p = sub.add_parser("demo", help="the main job: nnU-Net's default and one trainer per paper end to end with "
-                                    "nnU-Net's own commands on a generated imbalanced 2D dataset (CPU)",
-                       description="Runs the experiment spec configs/demo.toml with the reproduce runner, nnU-Net's "
-                                   "folders under --root: generates a small imbalanced 2D dataset in nnU-Net raw "
-                                   "format, runs nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 "
-                                   "features, batch 8, the same preprocessed data), precompute-maps, and per trainer "
-                                   "nnUNetv2_train -p (a short CPU run), nnUNetv2_predict on the test images and "
-                                   "nnunet-losses evaluate; then nnunet-losses report, and prints per-class Dice and "
-                                   "HD95 as a table. Every step resumes: rerun after an interruption.")
-    p.add_argument("--root", default="nnunet_losses_demo",
-                   help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
-    p.add_argument("--trainers", default=None,
-                   help="comma-separated trainer names, or 'all' (every family); default: those of "
-                        "configs/demo.toml, nnU-Net's DiceCETrainer and one per paper (Combo, RRW, Dice+Boundary, "
-                        "IoU_xy, CE + TopK Dice)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per training (default: the spec's, 8)")
-    p.add_argument("--iterations", type=positive_int, default=None,
-                   help="iterations per epoch (default: the spec's, 100)")
-    p.add_argument("--full-plans", action="store_true",
-                   help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
-    p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
-    p.add_argument("--dry-run", action="store_true", help="print every command with its status [done]/[todo]")
-    p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("loss-demo", help="train a small U-Net in-process with each loss (no nnU-Net pipeline) on a "
-                                         "generated imbalanced 2D dataset and print per-class Dice (CPU, ~1 min)",
-                       description="Generates 96 training and 24 test images (64x64, three foreground classes of "
-                                   "very different sizes), trains nnU-Net's PlainConvUNet with deep supervision "
-                                   "for --steps steps with every loss, and prints per-class Dice on the test "
-                                   "images.")
-    p.add_argument("--losses", default=None,
-                   help="comma-separated loss names (default: all; see `nnunet-losses losses`)")
-    p.add_argument("--steps", type=int, default=60, help="training steps per loss (default 60)")
-    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, network and sampling (default 0)")
-    p.add_argument("--log-every", type=int, default=20, help="print the loss every N steps (0: never)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.set_defaults(func=_cmd_loss_demo)
+COMMANDS = (add_losses, add_trainers, add_trainers_path, add_convert, add_synthetic_dataset, add_precompute_maps,
+            add_small_plans, add_split, add_evaluate, add_reproduce, add_report, add_demo, add_loss_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-losses",
+        description="Class-imbalance losses for nnU-Net v2: Combo, Region-wise (RRW, boundary, AC), IoU_xy, "
+                    "TopK Dice, and the baselines they compare against.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -455,7 +479,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -258,7 +258,7 @@ def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path):
     env = nnunet_env(str(tmp_path / "nn"))
     acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
     proc = _cli("reproduce", acdc, "--local", "--work-dir", str(tmp_path / "w"), env=env, check=False)
-    assert proc.returncode == 2 and "scripts/convert_acdc.py" in proc.stderr
+    assert proc.returncode == 2 and "nnunet-losses convert acdc SOURCE_FOLDER -d" in proc.stderr
     proc = _cli("reproduce", acdc, "--dry-run", "--work-dir", str(tmp_path / "w"), env=env)
     assert "nnunet-losses split -d 27 --alternate 1 --group" in proc.stdout
     assert "RRWTrainer_ep300_adam_lr1em5_s3" in proc.stdout and "# before running:" in proc.stdout
@@ -359,8 +359,7 @@ def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path):
 
     env = nnunet_env(str(tmp_path / "nn"))
     source = write_fake_acdc(tmp_path / "ACDC" / "database", training=range(1, 7), testing=())
-    convert = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "convert_acdc.py"), str(source)],
-                             capture_output=True, text=True, env=env)
+    convert = _cli("convert", "acdc", str(source), env=env, check=False)  # as the README says
     assert convert.returncode == 0, convert.stderr
     acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
     work = str(tmp_path / "work")

@@ -21,6 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from .._args import positive_int
+
 
 class ConversionError(ValueError):
     """The source tree or the output folder is not what the converter expects."""
@@ -120,13 +122,6 @@ def write_dataset(nnunet_raw: Optional[str], dataset_id: int, name: str, dataset
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def make_parser(prog: str, doc: str, default_id: int) -> argparse.ArgumentParser:

@@ -71,7 +71,7 @@ def convert(source: str, nnunet_raw: Optional[str], dataset_id: int = 27, num_pr
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = make_parser("convert_acdc.py", __doc__, 27).parse_args(argv)
+    args = make_parser("nnunet-losses convert acdc", __doc__, 27).parse_args(argv)
     return run(lambda: convert(args.source, args.output, args.dataset_id, args.num_processes, args.overwrite))
 
 

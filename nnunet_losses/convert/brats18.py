@@ -78,7 +78,7 @@ def convert(source: str, nnunet_raw: Optional[str], dataset_id: int = 218, grade
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = make_parser("convert_brats18.py", __doc__, 218)
+    parser = make_parser("nnunet-losses convert brats18", __doc__, 218)
     parser.add_argument("--grades", nargs="+", choices=("HGG", "LGG"), default=["HGG"],
                         help="grade folders to convert (default: HGG, the paper's 210 patients)")
     args = parser.parse_args(argv)

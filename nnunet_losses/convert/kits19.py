@@ -115,7 +115,7 @@ def convert(source: str, nnunet_raw: Optional[str], dataset_id: int = 219, size:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = make_parser("convert_kits19.py", __doc__, 219)
+    parser = make_parser("nnunet-losses convert kits19", __doc__, 219)
     parser.add_argument("--size", type=positive_int, default=256, help="in-plane size of every slice (default 256)")
     parser.add_argument("--keep-slices", choices=("foreground", "all"), default="foreground",
                         help="slices with kidney or tumour only (default, as the authors) or all")

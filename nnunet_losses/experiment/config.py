@@ -13,13 +13,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from ..metrics.case import METRICS
+from ..report.catalogue import PLOTS, REPORT_METRICS
 
 CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
 SPLITS = ("half", "alternate", "nnunet")
 EVALUATE = ("validation", "test")
-PLOTS = ("box", "cdf", "curves")
-REPORT_METRICS = tuple(m for m in METRICS if not m.startswith("vol_"))
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
 
 

@@ -20,8 +20,6 @@ from ..metrics.evaluate import is_current_evaluation
 from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
 
-CONVERTER_SCRIPTS = {"acdc": "scripts/convert_acdc.py", "brats18": "scripts/convert_brats18.py",
-                     "kits19": "scripts/convert_kits19.py"}
 
 
 @dataclass
@@ -258,6 +256,6 @@ def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:
         return None
     if glob.glob(os.path.join(paths.preprocessed, f"Dataset{exp.dataset:03d}_*", "dataset.json")):
         return None
-    how = (f"python {CONVERTER_SCRIPTS[exp.convert]} SOURCE_FOLDER -d {exp.dataset}" if exp.convert
+    how = (f"nnunet-losses convert {exp.convert} SOURCE_FOLDER -d {exp.dataset}" if exp.convert
            else "convert it yourself (no converter ships for this dataset; see configs/README.md)")
     return f"dataset {exp.dataset} is not in nnUNet_raw ({paths.raw}): {how}"
