@@ -47,9 +47,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from nnunet_losses.maps import STORED_KINDS
+
 GOALS = {"precompute_speedup": 30.0, "loader_ratio": 0.9, "bytes_fraction": 0.15}
 NUM_CLASSES = 4
-KINDS = ("rrw", "boundary")
+KINDS = STORED_KINDS  # what precompute-maps writes
 
 FULL = {
     "2d": {"cases": 3, "shape": (24, 256, 256), "spacing": (5.0, 0.8, 0.8), "patch": (256, 256), "batch": 12,

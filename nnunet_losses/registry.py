@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 from torch import nn
 
 from . import losses as L
+from .maps import MapKind
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class LossSpec:
     equation: str
     factory: Callable[[Dict[str, Any], LossContext], nn.Module]
     params: Tuple[Param, ...] = ()
-    needs_map: Optional[str] = None  # "rrw" | "boundary" | "ac": the map passed as third argument
+    needs_map: Optional[MapKind] = None  # the kind of map passed as third argument (maps.formats)
     supports_regions: bool = True
     needs_class_weights: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from .combo import ComboLoss
 from .focal import FocalLoss
 from .iou_xy import IoUxyLoss
 from .region_wise import RegionWiseLoss, rectified_map_from_inside
-from .schedule import AlphaSchedule, DiceBoundaryLoss
+from .dice_boundary import AlphaSchedule, DiceBoundaryLoss
 from .topk import CEAndTopKDiceLoss, TopKDiceLoss
 from .weighted_ce import WeightedCELoss, inverse_frequency_weights
 

@@ -1,5 +1,7 @@
-"""Focal loss (Lin et al., 2017), the baseline of the RW paper (001: gamma = 2, alpha = 1) and of Combo (000:
-gamma = 2, alpha = 0.25). nnU-Net v2 has no focal loss.
+"""Focal loss: Lin et al., "Focal loss for dense object detection", ICCV 2017 (arXiv:1708.02002); the baseline of
+the RW paper (Valverde & Tohka, Pattern Recognition 2023, arXiv:2108.01405: gamma = 2, alpha = 1) and of Combo
+(Taghanaki et al., Computerized Medical Imaging and Graphics 2019, arXiv:1805.02798: gamma = 2, alpha = 0.25).
+nnU-Net v2 has no focal loss.
 
 ``FL = -alpha_t (1 - p_t)^gamma ln p_t``, averaged over the valid voxels (and channels in region mode). In label mode
 that is C times MONAI's ``FocalLoss(use_softmax=True, to_onehot_y=True)``, which averages its one-hot per-channel

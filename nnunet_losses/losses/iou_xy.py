@@ -1,5 +1,5 @@
 """IoU_xy loss: Furtado, "Investigation of loss functions for improving deep segmentation of abdominal organs from
-MRI" (003), section 2.2::
+MRI", University of Coimbra, preprint (the project's paper 003; no DOI or arXiv id in the text), section 2.2::
 
     L = 1 - (1/C) sum_c TP_c / (TP_c + alpha FP_c + beta FN_c),   alpha + beta = 2, alpha, beta >= 0
 

@@ -1,7 +1,7 @@
 """RW maps of Valverde & Tohka, "Region-wise loss for biomedical image segmentation", Pattern Recognition 2023
 (doi:10.1016/j.patcog.2022.109208): RRW (eq. 4), RW-Boundary (eq. 3, the signed distance of Kervadec et al.,
-"Boundary loss for highly unbalanced segmentation", MIDL 2019 / Medical Image Analysis 2021,
-doi:10.1016/j.media.2020.101851, and the variant the RW authors' code computes), RW-AC (1 - Y).
+"Boundary loss for highly unbalanced segmentation", MIDL 2019, arXiv:1812.07032, and the variant the RW authors'
+code computes), RW-AC (1 - Y). The RW paper is arXiv:2108.01405 (the project's 001).
 
 The RRW map has three forms: the full map :func:`rrw_map` (K channels), the K-channel inside map
 :func:`rrw_inside_map` (``m Y``) and the one-channel :func:`rrw_own_class_map` (``m``, what is stored); the full map

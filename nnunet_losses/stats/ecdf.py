@@ -1,4 +1,5 @@
-"""Empirical cumulative distribution function, as the RW paper plots the final Dice of repeated runs (001, Fig. 5)."""
+"""Empirical cumulative distribution function, as the RW paper (Valverde & Tohka, Pattern Recognition 2023,
+arXiv:2108.01405) plots the final Dice of repeated runs (Fig. 5)."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple

@@ -1,4 +1,5 @@
-"""Paired permutation test (RW paper, 001, Tables 2-4: "a paired permutation test with 10000 random iterations").
+"""Paired permutation test (the RW paper, Valverde & Tohka, Pattern Recognition 2023, arXiv:2108.01405, Tables 2-4:
+"a paired permutation test with 10000 random iterations").
 
 Under the null hypothesis the two losses are exchangeable on every case, so each paired difference d_i = a_i - b_i
 keeps or flips its sign with probability 1/2. Statistic: |mean(d)|. Two-sided p-value:
