@@ -19,6 +19,9 @@ CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
 SPLITS = ("half", "alternate", "nnunet")
 EVALUATE = ("validation", "test")
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
+_KNOWN = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
+          "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
+          "trainers", "evaluate", "synthetic_train", "synthetic_test"}
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,9 @@ def check_trainers(path: str, trainers: Dict[str, str]) -> None:
             _fail(path, f"trainer {label} = {trainer!r}: {err}")
 
 
-def load_experiment(path: str) -> Experiment:
-    """Read and check a spec; trainer names are validated with the same parser nnU-Net's import goes through."""
-    from ..nnunet.small_plans import parse_small_plans_name
-    from .split import compile_group
-
+def _read_tables(path: str) -> dict:
+    """The spec's ``[experiment]`` keys with ``trainers`` = its ``[trainers]`` table; required and unknown keys
+    checked."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such experiment spec: {path}")
     with open(path, "rb") as f:
@@ -131,26 +132,16 @@ def load_experiment(path: str) -> Experiment:
     unknown = set(spec) - {"experiment", "trainers"}
     if unknown:
         _fail(path, f"unknown table(s) {sorted(unknown)}; expected [experiment] and [trainers]")
-    known = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
-             "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
-             "trainers", "evaluate", "synthetic_train", "synthetic_test"}
-    if set(exp) - known:
-        _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - known)}")
-    name = _value(path, exp, "name", str)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
-    texts = {key: _value(path, exp, key, str, default) for key, default in (
-        ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
-        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"))}
-    numbers = {key: _value(path, exp, key, int, default) for key, default in (
-        ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0),
-        ("synthetic_train", 12), ("synthetic_test", 4))}
-    folds = tuple(_value(path, exp, "folds", list, [0], of=int))
-    metrics = tuple(_value(path, exp, "metrics", list, ["dice", "hd"], of=str))
-    plots = tuple(_value(path, exp, "plots", list, ["box"], of=str))
-    if not 1 <= numbers["dataset"] <= 999:
-        _fail(path, f"dataset = {numbers['dataset']}: nnU-Net dataset ids are 1..999")
-    check_trainers(path, trainers)
+    if set(exp) - _KNOWN:
+        _fail(path, f"unknown [experiment] key(s) {sorted(set(exp) - _KNOWN)}")
+    return exp
+
+
+def _check_choices(path: str, texts: dict, metrics: tuple, plots: tuple) -> None:
+    """Values from a fixed list: converter, split, evaluation set, nnU-Net configuration, metrics, plots."""
+    from ..nnunet.small_plans import parse_small_plans_name
+    from .split import compile_group
+
     for key, allowed in (("convert", CONVERTERS), ("split", SPLITS), ("evaluate", EVALUATE)):
         if texts[key] not in allowed:
             _fail(path, f"{key} = {texts[key]!r}; choose one of {allowed}")
@@ -163,9 +154,17 @@ def load_experiment(path: str) -> Experiment:
         bad = [v for v in values if v not in allowed]
         if bad:
             _fail(path, f"{key}: unknown {bad}; choose from {allowed}")
-    reference = _value(path, exp, "reference", str, next(iter(trainers)))
-    if reference not in trainers:
-        _fail(path, f"reference {reference!r} is not a label of [trainers] ({', '.join(trainers)})")
+    if texts["split_group"]:
+        try:
+            compile_group(texts["split_group"])
+        except ValueError as err:
+            _fail(path, f"split_group: {err}")
+
+
+def _check_numbers(path: str, exp: dict, texts: dict, numbers: dict, folds: tuple) -> None:
+    """Ranges, and the numbers that go with other keys (folds with the split, sizes with the generator)."""
+    if not 1 <= numbers["dataset"] <= 999:
+        _fail(path, f"dataset = {numbers['dataset']}: nnU-Net dataset ids are 1..999")
     if numbers["runs"] < 1 or numbers["permutations"] < 1 or not folds:
         _fail(path, "runs and permutations must be >= 1 and folds non-empty")
     if texts["split"] != "nnunet" and folds != (0,):
@@ -177,11 +176,30 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, "synthetic_train must be >= 2 and synthetic_test >= 1")
     if numbers["split_offset"] not in (0, 1):
         _fail(path, f"split_offset must be 0 or 1, got {numbers['split_offset']}")
-    if texts["split_group"]:
-        try:
-            compile_group(texts["split_group"])
-        except ValueError as err:
-            _fail(path, f"split_group: {err}")
+
+
+def load_experiment(path: str) -> Experiment:
+    """Read and check a spec; trainer names are validated with the same parser nnU-Net's import goes through."""
+    exp = _read_tables(path)
+    trainers = exp["trainers"]
+    name = _value(path, exp, "name", str)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
+    texts = {key: _value(path, exp, key, str, default) for key, default in (
+        ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
+        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"))}
+    numbers = {key: _value(path, exp, key, int, default) for key, default in (
+        ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0),
+        ("synthetic_train", 12), ("synthetic_test", 4))}
+    folds = tuple(_value(path, exp, "folds", list, [0], of=int))
+    metrics = tuple(_value(path, exp, "metrics", list, ["dice", "hd"], of=str))
+    plots = tuple(_value(path, exp, "plots", list, ["box"], of=str))
+    _check_numbers(path, exp, texts, numbers, folds)
+    check_trainers(path, trainers)
+    _check_choices(path, texts, metrics, plots)
+    reference = _value(path, exp, "reference", str, next(iter(trainers)))
+    if reference not in trainers:
+        _fail(path, f"reference {reference!r} is not a label of [trainers] ({', '.join(trainers)})")
     return Experiment(path=os.path.abspath(path), name=name, paper=texts["paper"], description=texts["description"],
                       dataset=numbers["dataset"], convert=texts["convert"], configuration=texts["configuration"],
                       plans=texts["plans"], folds=folds, split=texts["split"], split_group=texts["split_group"],
