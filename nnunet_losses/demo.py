@@ -75,7 +75,7 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
         with open(evaluation_file(exp, paths, run)) as f:
             evaluation = json.load(f)
         summary = evaluation["summary"]
-        classes = [c for c in summary if c != "mean_foreground"]
+        classes = [c["name"] for c in evaluation["classes"]]
         results.append({"trainer": run.trainer, "cases": evaluation["num_cases"],
                         "dice": {c: summary[c]["dice"]["mean"] for c in classes},
                         "hd95": {c: summary[c]["hd95"]["mean"] for c in classes},
