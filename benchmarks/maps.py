@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -697,8 +696,9 @@ def main(argv=None):
     print()
     print(render(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+        from nnunet_losses._files import atomic_write_json
+
+        atomic_write_json(args.json, results, indent=2, default=str)
     return results
 
 

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._files import atomic_file
+from .._files import atomic_write_bytes, atomic_write_json, remove_partial_files
 from ..maps import STORED_KINDS, map_format
 from ..maps.formats import quantise
 
@@ -145,13 +145,6 @@ def _encode_b2nd(array: np.ndarray, like) -> bytes:
     return blosc2.asarray(np.ascontiguousarray(array), chunks=chunks, blocks=blocks, cparams=cparams).to_cframe()
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    for leftover in glob.glob(glob.escape(path) + ".tmp*"):  # of a killed earlier run
-        os.remove(leftover)
-    with atomic_file(path, "wb") as f:
-        f.write(data)
-
-
 def _load_record(folder: str, case: str, kind: str) -> Optional[Dict]:
     try:
         with open(_record_file(folder, case, kind)) as f:
@@ -205,11 +198,12 @@ def _compute_job(args: Tuple) -> str:
         array = compute_case_map(labels, kind, settings["num_classes"], settings["per_slice_2d"],
                                  settings["spacing"])
         data = _encode_b2nd(quantise(array, kind), seg)
-        _write_bytes(map_file(folder, case, kind), data)
+        path = map_file(folder, case, kind)
+        remove_partial_files(glob.escape(path))  # of a killed earlier run
+        atomic_write_bytes(path, data)
         record = {"settings": settings, "case": case, "channels": int(array.shape[0]),
                   "seg": _fingerprint(seg_bytes), "map": _fingerprint(data)}
-        with atomic_file(_record_file(folder, case, kind)) as f:
-            json.dump(record, f)
+        atomic_write_json(_record_file(folder, case, kind), record)
     return case
 
 
@@ -281,8 +275,7 @@ def precompute_maps(data_folder: str, kinds: Sequence[str], num_classes: int, is
                                   f"nnUNet_preprocessed and run again there")
         os.makedirs(folder, exist_ok=True)
         # the manifest first: it names the settings the maps must have, even if this run is interrupted
-        with atomic_file(os.path.join(folder, MANIFEST)) as f:
-            json.dump(new_manifest, f, indent=1)
+        atomic_write_json(os.path.join(folder, MANIFEST), new_manifest, indent=1)
     bar = tqdm(total=len(todo), desc="precompute-maps", unit="case", disable=not progress)
     for _ in _map(_compute_job, todo, num_processes, bar):
         pass

@@ -9,11 +9,11 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from .._files import atomic_folder
 
 LABELS = {"background": 0, "large": 1, "medium": 2, "small": 3}
 
@@ -71,9 +71,7 @@ def write_synthetic_dataset(raw_root: str, dataset_id: int = 901, name: str = "S
                               "another dataset id (-d)")
     if os.path.exists(folder):
         raise FileExistsError(f"{folder} exists and was not written by nnunet-losses; choose another dataset id")
-    os.makedirs(raw_root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic_", dir=raw_root)
-    try:
+    with atomic_folder(folder) as tmp:
         make = make_many_class_dataset if many_classes else make_dataset
         images, labels = make(num_train + num_test, size=size, seed=seed)
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
@@ -104,10 +102,6 @@ def write_synthetic_dataset(raw_root: str, dataset_id: int = 901, name: str = "S
             json.dump(dataset_json, f, indent=2)
         with open(os.path.join(tmp, "nnunet_losses_synthetic.json"), "w") as f:
             json.dump(spec, f)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

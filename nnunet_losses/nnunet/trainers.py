@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import glob
-import json
 import os
 import random
 import sys
@@ -22,7 +21,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from .._files import atomic_file, atomic_write_text
+from .._files import atomic_file, atomic_write_json, remove_partial_files
 from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from ..maps import PRECOMPUTED_KINDS
@@ -195,8 +194,8 @@ class LossTrainer(nnUNetTrainer):
                     "equation": self.loss_spec.equation, "loss_params": self.loss_params,
                     "context": self.loss_context, "training": self._training_summary(),
                     "schedule": self.schedule_state()}
-        return atomic_write_text(os.path.join(self.output_folder, "nnunet_losses.json"),
-                                 json.dumps(settings, indent=2, default=str))
+        return atomic_write_json(os.path.join(self.output_folder, "nnunet_losses.json"), settings, indent=2,
+                                 default=str)
 
     # ------------------------------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
@@ -255,9 +254,8 @@ class LossTrainer(nnUNetTrainer):
         super().on_train_start()
         if self.local_rank == 0:
             self.write_settings()
-            partial = glob.glob(os.path.join(glob.escape(self.output_folder), "checkpoint_*.pth.tmp*"))
-            for path in partial:  # left by a kill during save_checkpoint; the checkpoint itself is whole
-                os.remove(path)
+            # left by a kill during save_checkpoint; the checkpoint itself is whole
+            partial = remove_partial_files(os.path.join(glob.escape(self.output_folder), "checkpoint_*.pth"))
             if partial:
                 self.print_to_log_file(f"nnunet-losses: removed {len(partial)} partial checkpoint(s) of an "
                                        "interrupted save")
