@@ -1,0 +1,167 @@
+"""(b) Loader: what do the maps cost nnU-Net's data loader?
+
+    python benchmarks/maps_loader.py [--quick] [--only 2d|3d] [--profile VARIANT] [--json out.json]
+
+Batches/s, single process (``generate_train_batch`` in a loop, torch with 1 thread as in nnU-Net's augmentation
+workers): nnU-Net's stock ``nnUNetDataLoader`` + ``nnUNetTrainer.get_training_transforms`` (rotation, initial patch
+size and deep-supervision scales as ``nnUNetTrainer`` computes them) against the same with the trainer's
+``MapPipeline`` (``nnunet_losses/nnunet/map_pipeline.py``) wrapping the dataset and adding its transforms,
+precomputed (RRW ships the 1-channel stored map, the trainer builds the K-channel map on its device) and online.
+Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a
+warm-up batch. Goal: >= 0.9x of stock. The data: ``maps_data.py``.
+"""
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import random
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from maps_data import GOALS, NUM_CLASSES, main, ok
+
+NAME = "loader"
+LOADER_VARIANTS = ("stock", "precomputed-rrw", "precomputed-boundary", "online-rrw", "online-boundary")
+
+
+def add_arguments(parser):
+    parser.add_argument("--rounds", type=int, help="loader rounds; each variant runs batches_per_round batches per "
+                                                   "round (default: 4 rounds of 5 batches in 2D, of 2 in 3D)")
+    parser.add_argument("--batches", type=int, help="timed batches per loader variant (spread over the rounds; "
+                                                    "default 20 in 2D, 8 in 3D)")
+    parser.add_argument("--profile", metavar="VARIANT", choices=LOADER_VARIANTS,
+                        help="also print a cProfile of the loader for this variant (4 batches per dimensionality)")
+
+
+def pipeline(variant):
+    """The trainer's map pipeline of a variant (``stock``: no map)."""
+    from nnunet_losses.nnunet.map_pipeline import MapPipeline
+
+    mode, _, kind = variant.partition("-")
+    return MapPipeline(kind or None, NUM_CLASSES, precomputed=mode == "precomputed")
+
+
+def make_loader(variant, folder, cases, cfg):
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    label_manager = LabelManager({"background": 0, "large": 1, "medium": 2, "small": 3}, None)
+    patch = list(cfg["patch"])
+    # nnUNetTrainer's own rotation / dummy-2D / initial patch size logic, on a stand-in for the trainer
+    fake = SimpleNamespace(configuration_manager=SimpleNamespace(patch_size=patch),
+                           print_to_log_file=lambda *a, **k: None)
+    rotation, dummy_2d, initial_patch, mirror_axes = \
+        nnUNetTrainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size(fake)
+    ds_scales = list(list(i) for i in 1 / np.cumprod(np.vstack(cfg["pool"]), axis=0))[:-1]  # as the trainer
+    transforms = nnUNetTrainer.get_training_transforms(
+        patch, rotation, ds_scales, mirror_axes, dummy_2d, use_mask_for_norm=[False], is_cascaded=False,
+        foreground_labels=label_manager.foreground_labels, regions=None, ignore_label=None)
+    maps = pipeline(variant)  # as LossTrainer wires it
+    dataset = maps.wrap(nnUNetDatasetBlosc2(folder, cases))
+    maps.add_to(transforms)
+    loader = nnUNetDataLoader(dataset, cfg["batch"], initial_patch, patch, label_manager,
+                              oversample_foreground_percent=0.33, sampling_probabilities=None, pad_sides=None,
+                              transforms=transforms, probabilistic_oversampling=False)
+    return loader, {"initial_patch_size": [int(x) for x in initial_patch], "deep_supervision_scales": len(ds_scales)}
+
+
+def _seed(seed):
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_batch(batch, variant, cfg):
+    target = batch["target"]
+    assert isinstance(target, list), "deep supervision targets expected"
+    # precomputed RRW ships [labels; m] (the trainer builds the K-channel map on its device)
+    channels = 1 if variant == "stock" else 1 + pipeline(variant).shipped_channels
+    assert all(t.shape[1] == channels for t in target), (variant, [tuple(t.shape) for t in target])
+    assert tuple(batch["data"].shape) == (cfg["batch"], 1, *cfg["patch"]), tuple(batch["data"].shape)
+
+
+def bench_loader(folder, cases, cfg, rounds, per_round):
+    loaders = {}
+    info = None
+    for v in LOADER_VARIANTS:
+        loaders[v], info = make_loader(v, folder, cases, cfg)
+        _seed(12345)
+        check_batch(loaders[v].generate_train_batch(), v, cfg)  # warm-up
+    times = {v: [] for v in LOADER_VARIANTS}
+    for r in range(rounds):
+        order = LOADER_VARIANTS if r % 2 == 0 else LOADER_VARIANTS[::-1]
+        for v in order:
+            _seed(1000 + r)  # every variant sees the same cases, crops and augmentation draws
+            t = time.perf_counter()
+            for _ in range(per_round):
+                loaders[v].generate_train_batch()
+            times[v].append(time.perf_counter() - t)
+    n = rounds * per_round
+    rows = {}
+    for v in LOADER_VARIANTS:
+        total = sum(times[v])
+        rows[v] = {"batches": n, "seconds": total, "batches_per_s": n / total,
+                   "ms_per_sample": 1000 * total / (n * cfg["batch"]),
+                   "ratio_to_stock": sum(times["stock"]) / total}
+    return rows, info
+
+
+def profile_loader(folder, cases, cfg, variant, batches, top=25):
+    loader, _ = make_loader(variant, folder, cases, cfg)
+    _seed(1)
+    loader.generate_train_batch()
+    prof = cProfile.Profile()
+    _seed(2)
+    prof.enable()
+    for _ in range(batches):
+        loader.generate_train_batch()
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
+
+
+# -------------------------------------------------------------------------------------------- (c) bytes
+
+
+def run(dim, data, args):
+    folder, cases, cfg = data["folder"], data["cases"], data["config"]
+    rounds = args.rounds or cfg["rounds"]
+    per_round = -(-args.batches // rounds) if args.batches else cfg["batches_per_round"]
+    rows, info = bench_loader(folder, cases, cfg, rounds, per_round)
+    out = {"rows": rows, "label": (f"{dim.upper()} batch {cfg['batch']}, patch {'x'.join(map(str, cfg['patch']))} "
+                                   f"(initial {'x'.join(map(str, info['initial_patch_size']))}), "
+                                   f"{info['deep_supervision_scales']} DS scales, {rounds * per_round} batches")}
+    if args.profile:
+        out["profile"] = profile_loader(folder, cases, cfg, args.profile, 4)
+        print(f"[{dim}] cProfile of {args.profile}:\n{out['profile']}", flush=True)
+    return out
+
+
+def render(results) -> str:
+    dims = [d for d in ("2d", "3d") if d in results]
+    lines = ["**(b) Data loader**, single process, same seeds for every variant; ratio = stock time / variant "
+              "time.",
+              "", "| data | variant | batches/s | ms/sample | ratio to stock | goal | met |",
+              "|---|---|---|---|---|---|---|"]
+    for dim in dims:
+        d = results[dim]
+        for v, row in d["loader"]["rows"].items():
+            goal = "-" if v == "stock" else ">= 0.9x"
+            met = "-" if goal == "-" else ok(row["ratio_to_stock"] >= GOALS["loader_ratio"])
+            lines.append(f"| {d['loader']['label']} | {v} | {row['batches_per_s']:.2f} | {row['ms_per_sample']:.1f} | "
+                         f"{row['ratio_to_stock']:.2f}x | {goal} | {met} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main([sys.modules[__name__]], __doc__)
