@@ -167,6 +167,7 @@ def test_test_set_steps_predict_imagests_and_are_refused_without_it(tmp_path):
     train, predict, evaluate = run_steps(exp, paths, exp.matrix[0], "cpu")
     assert predict.command[:3] == ["nnUNetv2_predict", "-i", os.path.join(paths.raw, "Dataset901_<name>", "imagesTs")]
     assert evaluate.command[1:3] == ["evaluate", predict.command[4]] and "labelsTs" in evaluate.command[3]
+    assert predict.command[4].endswith(os.path.join("DiceTrainer_s1__nnUNetPlans__2d", "fold_0", "test_predictions"))
     assert predict.refused() is None  # no raw dataset yet: the prepare stage generates or asks for it
     os.makedirs(os.path.join(paths.raw, "Dataset901_Mine", "imagesTs"))
     message = predict.refused()

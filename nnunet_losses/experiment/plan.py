@@ -22,6 +22,9 @@ from .config import Experiment, Run
 
 
 
+TEST_PREDICTIONS = "test_predictions"  # evaluate = "test": nnUNetv2_predict's output folder inside the fold folder
+
+
 @dataclass
 class Step:
     stage: str
@@ -211,11 +214,13 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
 
 
 def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) -> List[Step]:
-    """``nnUNetv2_predict`` of the raw test images with the final checkpoint, then their evaluation. Both are done
+    """``nnUNetv2_predict`` of the raw test images with the final checkpoint into FOLD/test_predictions, then their
+    evaluation. Both are done
     when the evaluation is current and newer than the checkpoint (a prediction cut short is simply redone)."""
     raw = os.path.join(paths.raw, dataset_name(exp, paths))
     checkpoint = os.path.join(fold_dir(exp, paths, run), "checkpoint_final.pth")
-    predictions = os.path.join(paths.work, "predictions", run.label, run.trainer, f"fold_{run.fold}")
+    # in the fold folder, beside nnU-Net's validation/: the report finds the training log next to what was evaluated
+    predictions = os.path.join(fold_dir(exp, paths, run), TEST_PREDICTIONS)
 
     def done() -> bool:
         return (is_current_evaluation(out) and os.path.isfile(checkpoint)

@@ -39,7 +39,8 @@ class RunResult:
 
     @property
     def fold_dir(self) -> str:
-        """The nnU-Net fold folder (its validation folder was evaluated): training logs live there."""
+        """The nnU-Net fold folder (its validation/ or test_predictions/ folder was evaluated): training logs live
+        there."""
         return os.path.dirname(os.path.normpath(self.evaluation["pred_dir"]))
 
     def values(self, metric: str, cls: str) -> Dict[str, float]:
