@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as nn_f
 
 import reference as R
 from nnunet_losses.losses import (
@@ -133,6 +134,71 @@ def test_combo_stable_for_huge_logits_and_bad_parameters():
     for kwargs in ({"alpha": 1.5}, {"beta": -0.1}, {"dice": "both"}, {"smooth": -1}):
         with pytest.raises(ValueError):
             ComboLoss(**kwargs)
+
+
+def _combo_reference64(x, target, alpha, beta, dice, batch_dice, ignore_label=None):
+    """The plain Combo formula in float64 by autograd: ln(1 - p_c) = logsumexp_{k != c} x_k - logsumexp x."""
+    labels = target[:, 0].clone()
+    valid = torch.ones_like(labels, dtype=torch.float64) if ignore_label is None else (labels != ignore_label).double()
+    labels[labels == ignore_label] = 0
+    lse = torch.logsumexp(x, 1)
+    log_p = x - lse[:, None]
+    others = [torch.logsumexp(torch.cat([x[:, :c], x[:, c + 1:]], 1), 1) - lse for c in range(x.shape[1])]
+    log_1mp = torch.stack(others, 1)[:, 1:]
+    t = nn_f.one_hot(labels, x.shape[1]).movedim(-1, 1)[:, 1:].double() * valid[:, None]
+    m = valid[:, None]
+    wce = -(m * (beta * t * log_p[:, 1:] + (1 - beta) * (1 - t) * log_1mp)).sum() / (valid.sum() * t.shape[1])
+    p = log_p[:, 1:].exp() * m
+    axes = tuple(range(1 if dice == "flattened" else 2, x.ndim))
+    inter, sum_p, sum_t = (p * t).sum(axes), p.sum(axes), t.sum(axes)
+    if batch_dice:
+        inter, sum_p, sum_t = inter.sum(0), sum_p.sum(0), sum_t.sum(0)
+    return alpha * wce - (1 - alpha) * ((2 * inter + 1) / (sum_p + sum_t + 1)).mean()
+
+
+COMBO_VARIANTS = [("flattened", False), ("flattened", True), ("per_class", False), ("per_class", True)]
+
+
+@pytest.mark.parametrize("ignore_label", [None, 4])
+@pytest.mark.parametrize("dice,batch_dice", COMBO_VARIANTS)
+def test_combo_hand_written_backward_gradcheck(dice, batch_dice, ignore_label):
+    """The loss's hand-written backward (SoftmaxForegroundSums) against finite differences, in float64."""
+    g = torch.Generator().manual_seed(31)
+    x = (torch.randn(2, 4, 5, 3, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    with torch.no_grad():
+        x[0, :, 0, 0] = torch.tensor([1.0, 2.0, 2.0, -1.0], dtype=torch.float64)  # a tie at the top
+        x[1, :, 0, 0] = torch.tensor([0.0, 40.0, -3.0, 1.0], dtype=torch.float64)  # a top with p ~ 1 - 1e-17
+    target = torch.randint(0, 4, (2, 1, 5, 3), generator=g)
+    target[1, 0, 0, 0] = 2  # the near-certain top is a false positive
+    if ignore_label is not None:
+        target[:, :, 4] = ignore_label
+    loss = ComboLoss(0.4, 0.7, dice=dice, batch_dice=batch_dice, ignore_label=ignore_label)
+    unwrapped = type(loss).forward.__wrapped__  # the float32 wrapper would round the float64 input
+    assert torch.autograd.gradcheck(lambda logits: unwrapped(loss, logits, target), (x,))
+
+
+@pytest.mark.parametrize("ignore_label", [None, 4])
+@pytest.mark.parametrize("dice,batch_dice", COMBO_VARIANTS)
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_combo_value_and_gradient_match_a_float64_reference(dice, batch_dice, ignore_label, scale):
+    """The float32 loss and its hand-written gradient against autograd of the plain formula in float64, from
+    ordinary logits to gaps of 1e4 (p_c rounds to 1 in float32, ln(1 - p_c) ~ -1e4) and ties (rounded logits)."""
+    g = torch.Generator().manual_seed(32)
+    x64 = (torch.randn(3, 4, 6, 5, generator=g, dtype=torch.float64) * scale)
+    if scale == 30.0:
+        x64 = x64.round()  # many ties
+    target = torch.randint(0, 4, (3, 1, 6, 5), generator=g)
+    if ignore_label is not None:
+        target[:, :, :2] = ignore_label
+    x64.requires_grad_(True)
+    expected = _combo_reference64(x64, target, 0.5, 0.3, dice, batch_dice, ignore_label)
+    (expected_grad,) = torch.autograd.grad(expected, x64)
+    x = x64.detach().float().requires_grad_(True)
+    value = ComboLoss(0.5, 0.3, dice=dice, batch_dice=batch_dice, ignore_label=ignore_label)(x, target)
+    value.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+    scale_grad = expected_grad.abs().max().item()
+    torch.testing.assert_close(x.grad.double(), expected_grad, rtol=1e-4, atol=1e-5 * scale_grad)
 
 
 # ---------------------------------------------------------------------------------------------------- IoU_xy

@@ -21,15 +21,15 @@ from torch import nn
 class DecodedTarget:
     """A target turned into what the losses compute with."""
 
-    onehot: torch.Tensor  # float32 (B, C, *spatial), 0 at ignored voxels
+    onehot: Optional[torch.Tensor]  # float32 (B, C, *spatial), 0 at ignored voxels; None if not asked for
     mask: Optional[torch.Tensor]  # float32 (B, 1, *spatial), 1 = voxel counts; None = all count
     labels: Optional[torch.Tensor]  # int64 (B, *spatial) in label mode (ignored voxels set to 0), else None
 
     def valid_count(self) -> torch.Tensor:
         """Number of voxels that count (per batch, summed), as float32."""
         if self.mask is None:  # known from the shape: a fill on the device, no host-to-device copy
-            shape = self.onehot.shape
-            return torch.full((), float(shape[0] * _numel(shape[2:])), device=self.onehot.device)
+            ref = self.onehot if self.onehot is not None else self.labels.unsqueeze(1)
+            return torch.full((), float(ref.shape[0] * _numel(ref.shape[2:])), device=ref.device)
         return self.mask.sum(dtype=torch.float32)
 
 
@@ -57,8 +57,10 @@ def float32_forward(forward):
 
 
 def decode_target(logits: torch.Tensor, target: torch.Tensor, *, regions: bool,
-                  ignore_label: Optional[int], name: str = "loss") -> DecodedTarget:
-    """Turn an nnU-Net target into a float one-hot (B, C, *spatial) plus an optional validity mask."""
+                  ignore_label: Optional[int], name: str = "loss", onehot: bool = True) -> DecodedTarget:
+    """Turn an nnU-Net target into a float one-hot (B, C, *spatial) plus an optional validity mask.
+
+    ``onehot=False`` (label mode) skips the one-hot, for a loss that works from ``labels`` directly."""
     num_channels = logits.shape[1]
     spatial = tuple(logits.shape[2:])
     if regions:
@@ -92,6 +94,8 @@ def decode_target(logits: torch.Tensor, target: torch.Tensor, *, regions: bool,
     else:
         mask = None
     check_labels(labels, num_channels, ignore_label, name)
+    if not onehot:
+        return DecodedTarget(onehot=None, mask=mask, labels=labels)
     onehot = torch.zeros_like(logits, dtype=torch.float32)
     onehot.scatter_(1, labels.unsqueeze(1), 1.0)
     if mask is not None:

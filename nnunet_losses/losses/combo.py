@@ -17,34 +17,101 @@ from torch import nn
 from ._common import check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked
 
 
-def foreground_log_probs(logits: torch.Tensor, regions: bool):
-    """ln p and ln(1 - p) of the foreground channels, computed stably from the logits.
+class SoftmaxForegroundSums(torch.autograd.Function):
+    """The sums Combo loss needs from a softmax, with a hand-written backward (label mode).
 
-    Region mode: every channel is a sigmoid foreground channel. Label mode: softmax over all channels, foreground =
-    channels 1..C-1, and ``ln(1 - p_c) = ln sum_{j != c} exp(x_j) - logsumexp(x)``. The sum over the other channels
-    is taken relative to their own maximum (the overall maximum, or the runner-up for the winning channel), so it is
-    >= 1 and never cancels: the result stays exact and finite where p_c rounds to 1 in float32, and
-    ``(1 - t) ln(1 - p)`` never becomes 0 * inf.
+    ``apply(logits (B, C, *spatial), labels (B, 1, *spatial) int64, mask (B, 1, *spatial) or None)`` returns, with
+    ``p = softmax(logits)``, ``t`` the one-hot labels and ``m`` the mask, sums over the foreground channels c >= 1:
+
+    * ``pos = sum m t_c ln p_c`` and ``neg = sum m (1 - t_c) ln(1 - p_c)`` (scalars: the two terms of the WCE of
+      Taghanaki et al. 2019, eq. 5 of 000 / eq. 3 of 002);
+    * ``inter[b, c-1] = sum_i m p_c t_c`` and ``sum_p[b, c-1] = sum_i m p_c`` (the Dice sums per sample and class).
+
+    ``ln(1 - p_c)`` is exact and finite where ``p_c`` rounds to 1: only the maximum channel, when it is unique, can
+    have ``p > 1/2``; its ``1 - p = sum_{k != top} e^{x_k} / sum_k e^{x_k}`` is summed relative to the runner-up
+    logit r (>= 1, no cancellation, no underflow). Every other channel has ``p < 1/2`` and takes ``ln(1 - p)``.
+
+    Backward, per voxel, with ``a_j = g_pos t_j``, ``b_j = g_neg (1 - t_j)`` (both 0 for the background),
+    ``rho_j = p_j / (1 - p_j)`` and ``gamma_j = g_inter t_j + g_sum_p`` (the upstream gradients of the sums)::
+
+        d/dx_j = m [a_j - p_j A - b_j rho_j + p_j sum_{c != j} b_c rho_c + p_j (gamma_j - sum_c p_c gamma_c)]
+
+    with ``A = sum_c a_c``. For the unique top d, ``rho_d`` may overflow: its terms are rewritten as ``b_d p_d``
+    (j = d) and ``p_j rho_d = p_d e^{x_j - r} / sum_{k != d} e^{x_k - r}`` (j != d), both bounded.
+    Memory passes matter more than flops here: three full-size buffers forward, two backward.
     """
-    if regions:
-        return nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    if logits.shape[1] < 2:
-        raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
-    top, top_idx = logits.max(1, keepdim=True)
-    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top_idx, True)
-    without_top = logits.masked_fill(is_top, float("-inf"))
-    runner_up = without_top.amax(1, keepdim=True)
-    e = torch.exp(logits - top)
-    total = e.sum(1, keepdim=True)  # >= 1
-    log_total = torch.log(total)
-    log_p = logits - top - log_total
-    # channels that are not the maximum: the others include the maximum, so total - e_c >= 1 - (rounding)
-    log_1mp_rest = torch.log((total - e).clamp_min(1e-30)) - log_total
-    # the maximum channel: sum of the others relative to the runner-up (the runner-up's own term is 1)
-    others = torch.exp(without_top - runner_up).sum(1, keepdim=True)
-    log_1mp_top = runner_up + torch.log(others) - top - log_total
-    log_1mp = torch.where(is_top, log_1mp_top, log_1mp_rest)
-    return log_p[:, 1:], log_1mp[:, 1:]
+
+    @staticmethod
+    def forward(ctx, logits, labels, mask):
+        x = logits
+        top = x.amax(1, keepdim=True)
+        at_top = torch.eq(x, top, out=torch.empty_like(x))  # 1.0 at the maximum (at each of them on a tie)
+        n_top = at_top.sum(1, keepdim=True)
+        unique = torch.eq(n_top, 1, out=torch.empty_like(n_top))
+        # the largest logit below the top where the top is unique; the top itself on a tie
+        others = torch.add(x, at_top, alpha=-torch.finfo(x.dtype).max)
+        runner_up = torch.lerp(top, others.amax(1, keepdim=True), unique)
+        # e^{x_k - r}, 0 at a unique top (e^{x - r} clamped to 1 there, then 1 subtracted: exact)
+        torch.sub(x, runner_up, out=others).clamp_max_(0.0).exp_().addcmul_(at_top, unique, value=-1.0)
+        w = others.sum(1, keepdim=True)  # >= 1 where the top is unique (the runner-up's own term)
+        gap = runner_up - top
+        e_r = gap.exp()
+        total = torch.addcmul(unique, e_r, w)  # sum_k e^{x_k - top}
+        inv_total = total.reciprocal()
+        rest_scale = e_r * inv_total  # p = others * rest_scale, except at a unique top
+        one_minus = torch.addcmul(x.new_ones(()), others, rest_scale, value=-1.0)  # 1 - p; 1 at a unique top
+
+        fg = labels.to(x.dtype).clamp_max_(1.0)  # labels >= 0
+        x_l = x.gather(1, labels)
+        label_top = torch.eq(x_l, top, out=torch.empty_like(x_l))
+        # 1 where the top is unique and is a foreground class other than the label (its ln(1 - p) counts)
+        top_is_negative = torch.addcmul(unique, unique, torch.addcmul(at_top[:, :1], fg, label_top), value=-1.0)
+        p = at_top.mul_(unique * inv_total).addcmul_(others, rest_scale)  # e^{x - top} / total
+        p_l, v_l = p.gather(1, labels), one_minus.gather(1, labels)
+        log_total = total.log()
+        log_1mp_top = w.log().add_(gap).sub_(log_total)  # ln(sum_{k != top} e^{x_k} / sum_k e^{x_k})
+
+        m = None if mask is None else mask.to(x.dtype)
+        fg_m = fg if m is None else fg * m
+        pos = _dot(fg_m, x_l) - _dot(fg_m, top + log_total)
+        neg = (_dot(one_minus[:, 1:].prod(1, keepdim=True).log_(), m) - _dot(fg_m, v_l.log())
+               + _dot(top_is_negative if m is None else top_is_negative * m, log_1mp_top))
+        batch, channels = x.shape[:2]
+        inter = torch.zeros(batch, channels, dtype=x.dtype, device=x.device).scatter_add_(
+            1, labels.reshape(batch, -1), (p_l if m is None else m * p_l).reshape(batch, -1))[:, 1:]
+        spatial = tuple(range(2, x.ndim))
+        if m is None:
+            sum_p = p[:, 1:].sum(spatial)
+        else:  # sum_i m p_c per (sample, class): one batched matrix-vector product
+            sum_p = torch.bmm(p.reshape(batch, channels, -1), m.reshape(batch, -1, 1))[:, 1:, 0]
+        ctx.save_for_backward(p, one_minus, others, labels, m, fg, p_l, v_l, top_is_negative, inv_total, w)
+        return pos, neg, inter, sum_p
+
+    @staticmethod
+    def backward(ctx, g_pos, g_neg, g_inter, g_sum_p):
+        p, one_minus, others, labels, m, fg, p_l, v_l, top_is_negative, inv_total, w = ctx.saved_tensors
+        batch, channels = p.shape[:2]
+        rho = p / one_minus  # p / (1 - p); p at the unique top
+        rho_l = p_l / v_l
+        g_inter_l = nn.functional.pad(g_inter, (1, 0)).gather(1, labels.reshape(batch, -1)).view_as(fg)
+        g_sum_p_all = nn.functional.pad(g_sum_p, (1, 0))  # (B, C), 0 for the background
+        # per voxel: sum_{c != top} b_c rho_c - A - sum_c p_c gamma_c
+        b_rho = rho[:, 1:].sum(1, keepdim=True).sub_(top_is_negative * inv_total).sub_(fg * rho_l).mul_(g_neg)
+        p_gamma = torch.bmm(g_sum_p_all.unsqueeze(1), p.reshape(batch, channels, -1)).view_as(fg)
+        phi = b_rho.sub_(p_gamma).sub_(fg * (g_pos + p_l * g_inter_l))
+        grad = p * phi
+        grad.addcmul_(p, g_sum_p_all.reshape((batch, channels) + (1,) * (p.ndim - 2)))
+        grad[:, 1:].addcmul_(rho[:, 1:], g_neg, value=-1.0)
+        grad.addcmul_(others, (top_is_negative * inv_total / w).mul_(g_neg))  # b_d p_d p_j / (1 - p_d), j != top
+        grad.scatter_add_(1, labels, rho_l.mul_(g_neg).add_(g_pos).addcmul_(p_l, g_inter_l).mul_(fg))  # a_l, t_l gamma_l
+        if m is not None:
+            grad.mul_(m)
+        return grad, None, None
+
+
+def _dot(a: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    """sum(a * b) without the product tensor; sum(a) when b is None."""
+    return a.sum() if b is None else torch.dot(a.reshape(-1), b.reshape(-1))
 
 
 class ComboLoss(nn.Module):
@@ -97,29 +164,45 @@ class ComboLoss(nn.Module):
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="ComboLoss")
-        log_p, log_1mp = foreground_log_probs(logits, self.regions)
-        t = tgt.onehot if self.regions else tgt.onehot[:, 1:]
-        mask = tgt.mask
-        num_fg = t.shape[1]
-
-        n_valid = tgt.valid_count() * num_fg
-        # where t = 1 the (1 - t) factor is exactly 0 and ln(1-p) finite, so no 0 * inf can arise
-        bce = self.beta * t * log_p + (1.0 - self.beta) * (1.0 - t) * log_1mp
-        wce = -masked(bce, mask).sum() / n_valid.clamp_min(1.0)
-
-        p = masked(log_p.exp(), mask)
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="ComboLoss",
+                            onehot=self.regions)
         spatial = tuple(range(2, logits.ndim))
-        if self.dice == "flattened":
-            axes = (1,) + spatial
+        if self.regions:
+            pos, neg, intersect, sum_p = sigmoid_sums(logits, tgt.onehot, tgt.mask)
+            sum_t = tgt.onehot.sum(spatial)
         else:
-            axes = spatial
-        intersect = (p * t).sum(axes)
-        sum_p = p.sum(axes)
-        sum_t = t.sum(axes)
+            if logits.shape[1] < 2:
+                raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
+            labels = tgt.labels.unsqueeze(1)
+            pos, neg, intersect, sum_p = SoftmaxForegroundSums.apply(logits, labels, tgt.mask)
+            sum_t = class_counts(labels, tgt.mask, logits.shape[1])[:, 1:]
+        n_valid = tgt.valid_count() * intersect.shape[1]
+        wce = -(self.beta * pos + (1.0 - self.beta) * neg) / n_valid.clamp_min(1.0)
+
+        if self.dice == "flattened":  # (B, C) sums -> (B,)
+            intersect, sum_p, sum_t = intersect.sum(1), sum_p.sum(1), sum_t.sum(1)
         if self.batch_dice:
             intersect = ddp_sum(intersect.sum(0), self.ddp)
             sum_p = ddp_sum(sum_p.sum(0), self.ddp)
             sum_t = ddp_sum(sum_t.sum(0), self.ddp)
         dice_term = ((2.0 * intersect + self.smooth) / (sum_p + sum_t + self.smooth).clamp_min(1e-8)).mean()
         return empty_batch_is_zero(self.alpha * wce - (1.0 - self.alpha) * dice_term, n_valid, logits)
+
+
+def sigmoid_sums(logits: torch.Tensor, t: torch.Tensor, mask: Optional[torch.Tensor]):
+    """Region mode: the sums of ``SoftmaxForegroundSums`` for sigmoid channels (all foreground), by autograd."""
+    log_p, log_1mp = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+    # where t = 1 the (1 - t) factor is exactly 0 and ln(1-p) finite, so no 0 * inf can arise
+    pos = masked(t * log_p, mask).sum()
+    neg = masked((1.0 - t) * log_1mp, mask).sum()
+    p = masked(log_p.exp(), mask)
+    spatial = tuple(range(2, logits.ndim))
+    return pos, neg, (p * t).sum(spatial), p.sum(spatial)
+
+
+def class_counts(labels: torch.Tensor, mask: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """(B, num_classes) number of valid voxels of each label per sample (float32, no gradient)."""
+    batch = labels.shape[0]
+    ones = torch.ones(labels.shape, dtype=torch.float32, device=labels.device) if mask is None else mask.float()
+    return torch.zeros(batch, num_classes, device=labels.device).scatter_add_(
+        1, labels.reshape(batch, -1), ones.reshape(batch, -1))
