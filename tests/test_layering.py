@@ -60,3 +60,32 @@ def test_core_source_never_imports_nnunetv2():
                     if any(n.split(".")[0] == "nnunetv2" for n in names):
                         offenders.append(f"{os.path.relpath(path, root)}:{node.lineno}")
     assert not offenders
+
+
+def _imported_modules(tree, package):
+    """(module, line) of every ``import`` / ``from ... import`` in ``tree``, relative ones resolved in ``package``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = (node.module or "") if node.level == 0 else ".".join(
+                parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            names = [base] if node.module else [f"{base}.{alias.name}" for alias in node.names]
+            for name in names:
+                yield name, node.lineno
+
+
+def test_nnunet_glue_never_imports_above_it():
+    """Not even lazily: no import of cli, demo, report or experiment anywhere in nnunet/'s source."""
+    root = os.path.dirname(nnunet_losses.__file__)
+    offenders = []
+    for name in sorted(os.listdir(os.path.join(root, "nnunet"))):
+        if name.endswith(".py"):
+            with open(os.path.join(root, "nnunet", name)) as f:
+                tree = ast.parse(f.read())
+            offenders += [f"nnunet/{name}:{line} imports {module}"
+                          for module, line in _imported_modules(tree, "nnunet_losses.nnunet")
+                          if module.startswith(ABOVE_NNUNET)]
+    assert not offenders

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
-from ..maps import MAP_FUNCTIONS, MAP_KINDS, PRECOMPUTED_KINDS, MapFormat, map_format
+from ..maps import MAP_FUNCTIONS, MAP_KINDS, PRECOMPUTED_KINDS, MapFormat, MapKind, map_format
 from ..maps.formats import dequantise
 from .precompute import map_file, maps_folder
 
@@ -57,10 +57,10 @@ def _read_error(path: str, command: str, reason) -> MapReadError:
 class _ImageWithMaps:
     """Read-only lazy concatenation of image channels and map channels; slicing reads only the slice."""
 
-    def __init__(self, image, maps, kind: str, path: str, command: str):
+    def __init__(self, image, maps, stored_kind: str, path: str, command: str):
         if tuple(image.shape[1:]) != tuple(maps.shape[1:]):
             raise _read_error(path, command, f"map shape {tuple(maps.shape)}, image shape {tuple(image.shape)}")
-        self.image, self.maps, self.kind, self.path, self.command = image, maps, kind, path, command
+        self.image, self.maps, self.stored_kind, self.path, self.command = image, maps, stored_kind, path, command
         self.shape = (image.shape[0] + maps.shape[0],) + tuple(image.shape[1:])
         self.ndim = len(self.shape)
         self.dtype = np.dtype(np.float32)
@@ -73,21 +73,21 @@ class _ImageWithMaps:
             stored = np.asarray(self.maps[index])
         except Exception as err:  # blosc2 raises RuntimeError/ValueError on damaged chunks
             raise _read_error(self.path, self.command, err) from None
-        return np.concatenate([image, dequantise(stored, self.kind)], 0)
+        return np.concatenate([image, dequantise(stored, self.stored_kind)], 0)
 
 
 class MapDataset:
-    """nnU-Net dataset whose cases carry the stored ``kind`` maps (``rrw`` | ``boundary``) as extra image channels;
-    ``command``: what to run when a map cannot be read."""
+    """nnU-Net dataset whose cases carry the ``stored_kind`` maps (``rrw`` | ``boundary``, the files
+    ``precompute-maps`` writes) as extra image channels; ``command``: what to run when a map cannot be read."""
 
-    def __init__(self, dataset, kind: str, command: str = "nnunet-losses precompute-maps"):
+    def __init__(self, dataset, stored_kind: str, command: str = "nnunet-losses precompute-maps"):
         self.dataset = dataset
-        self.kind = kind
+        self.stored_kind = stored_kind
         self.command = command
         self.folder = maps_folder(dataset.source_folder)
 
     def __getattr__(self, name):  # identifiers, source_folder, ... of the wrapped dataset
-        if name in ("dataset", "kind", "folder", "command"):
+        if name in ("dataset", "stored_kind", "folder", "command"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -98,13 +98,13 @@ class MapDataset:
         import blosc2
 
         data, seg, seg_prev, properties = self.dataset.load_case(identifier)
-        path = map_file(self.folder, identifier, self.kind)
+        path = map_file(self.folder, identifier, self.stored_kind)
         kwargs = {} if os.name == "nt" else {"mmap_mode": "r"}
         try:
             maps = blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **kwargs)
         except Exception as err:
             raise _read_error(path, self.command, err) from None
-        return _ImageWithMaps(data, maps, self.kind, path, self.command), seg, seg_prev, properties
+        return _ImageWithMaps(data, maps, self.stored_kind, path, self.command), seg, seg_prev, properties
 
 
 # ------------------------------------------------------------------------------------ precomputed: transforms
@@ -140,7 +140,7 @@ class PrecomputedMapsToTargetTransform(BasicTransform):
     code, inside ``-d``: the stored eq. 3 map minus Y).
     """
 
-    def __init__(self, kind: str, num_classes: int):
+    def __init__(self, kind: MapKind, num_classes: int):
         super().__init__()
         map_format(kind)  # ValueError for a kind that is not precomputed
         self.kind = kind
@@ -170,7 +170,7 @@ class AttachMapsTransform(BasicTransform):
     augmented labels to its segmentation: a float32 tensor ``[labels; map]`` of shape (1 + K, *spatial), which
     nnU-Net's loader collates like any segmentation (after the deep-supervision downsampling)."""
 
-    def __init__(self, kind: str, num_classes: int):
+    def __init__(self, kind: MapKind, num_classes: int):
         super().__init__()
         if kind not in MAP_FUNCTIONS:
             raise ValueError(f"unknown map kind {kind!r}; one of {sorted(MAP_FUNCTIONS)}")
@@ -218,7 +218,7 @@ class MapPipeline:
     ``precomputed``: read the maps ``precompute-maps`` stored (rrw | boundary | boundary_authors), else compute them
     after augmentation."""
 
-    def __init__(self, kind: Optional[str], num_classes: int, precomputed: bool):
+    def __init__(self, kind: Optional[MapKind], num_classes: int, precomputed: bool):
         if kind is not None and kind not in MAP_KINDS:
             raise ValueError(f"unknown map kind {kind!r}; one of {', '.join(MAP_KINDS)}")
         if precomputed and kind not in PRECOMPUTED_KINDS:
