@@ -19,6 +19,11 @@ from . import losses as L
 from .maps import MapKind
 
 
+class LossParameterError(TypeError, ValueError):
+    """A loss parameter that does not exist or has the wrong type: a TypeError, as Python raises for a bad keyword
+    argument, and a ValueError, so that command lines report it in one line like every other bad value."""
+
+
 @dataclass(frozen=True)
 class Param:
     """One loss hyper-parameter: name, type, default, meaning, and allowed values."""
@@ -41,7 +46,7 @@ class Param:
         elif self.type is int and isinstance(value, int) and not isinstance(value, bool):
             pass
         elif not isinstance(value, self.type):
-            raise TypeError(f"loss {loss!r}: parameter {self.name!r} must be {self.type.__name__}, "
+            raise LossParameterError(f"loss {loss!r}: parameter {self.name!r} must be {self.type.__name__}, "
                             f"got {type(value).__name__} {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"loss {loss!r}: parameter {self.name!r} must be one of {list(self.choices)}, "
@@ -94,7 +99,7 @@ class LossSpec:
         known = {p.name: p for p in self.params}
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise TypeError(f"loss {self.name!r} has no parameter(s) {unknown}; its parameters: "
+            raise LossParameterError(f"loss {self.name!r} has no parameter(s) {unknown}; its parameters: "
                             f"{sorted(known) or 'none'}")
         values = self.defaults()
         for name, value in params.items():
