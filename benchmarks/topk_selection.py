@@ -1,10 +1,11 @@
-"""TopK Dice's selection (``TopKDiceLoss.keep_mask``): the two paths the loss takes, timed in one run.
+"""TopK Dice's selection (``TopKDiceLoss.keep_mask``): the loss's batched path against a per-row loop, in one run.
 
     python benchmarks/topk_selection.py [--device cpu|cuda] [--k 30]
 
-``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (the eager-CPU path: it reads the row
-counts from host memory). ``batched``: one ``topk`` over all rows (the path on accelerators and under
-``torch.compile``: no host sync). Both keep the same voxels (checked here and in tests/test_compile.py). Inputs:
+``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (the loss's eager-CPU path until issue
+11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``batched``:
+one ``topk`` over all rows, what the loss does on every device (no host sync). Both keep the same voxels (checked
+here and in tests/test_compile.py). Inputs:
 softmax probabilities of 4 channels (background dropped) and random labels, 2D (12, 3, 256, 256) and 3D
 (2, 3, 96, 96, 96). Best of 5 calls after a warm-up.
 """
@@ -16,7 +17,16 @@ import time
 
 import torch
 
-from nnunet_losses.losses.topk import TopKDiceLoss, _thresholds_per_row
+from nnunet_losses.losses.topk import TopKDiceLoss
+
+
+def per_row_thresholds(tp, fg, n_keep):
+    """(rows, 1): the ``n_keep``-th smallest ``tp`` of each row's foreground, +inf where the row keeps all of it."""
+    threshold = torch.full((tp.shape[0], 1), float("inf"), dtype=tp.dtype, device=tp.device)
+    for row, (n, k) in enumerate(zip(fg.sum(-1).tolist(), n_keep.tolist())):
+        if k < n:
+            threshold[row] = tp[row][fg[row]].kthvalue(k).values
+    return threshold
 
 
 def batched_thresholds(tp, fg, n_keep, k):
@@ -59,10 +69,10 @@ def main(argv=None):
         fg = (y > 0.5).reshape(shape[0] * shape[1], -1)
         tp = probs.reshape(shape[0] * shape[1], -1) + eps
         n_keep = torch.ceil(args.k / 100.0 * fg.sum(-1, dtype=torch.float64) - 1e-9).clamp_min(1.0).long()
-        per_row = _thresholds_per_row(tp.cpu(), fg.cpu(), n_keep.cpu())
+        per_row = per_row_thresholds(tp.cpu(), fg.cpu(), n_keep.cpu())
         batched = batched_thresholds(tp, fg, n_keep, args.k)
         assert torch.equal(per_row, batched.cpu()), "the two paths disagree"
-        t_row = best_of(lambda: _thresholds_per_row(tp, fg, n_keep), device)
+        t_row = best_of(lambda: per_row_thresholds(tp, fg, n_keep), device)
         t_batched = best_of(lambda: batched_thresholds(tp, fg, n_keep, args.k), device)
         print(f"| {shape} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_batched / t_row:.1f}x |")
 

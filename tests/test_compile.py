@@ -6,6 +6,8 @@ inductor would receive them, without spending minutes on C++ code generation on 
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -138,8 +140,8 @@ def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
 
 @pytest.mark.parametrize("k", [50.0, 30.0, 1.0])
 def test_topk_dice_selection_is_the_same_eager_and_compiled(k):
-    """TopK Dice picks its thresholds by a per-row kthvalue in eager CPU code and by one batched topk when compiled
-    (as on a GPU): both keep exactly the same voxels, ties included."""
+    """TopK Dice's batched topk selection keeps the same voxels eager and compiled, ties included, and exactly the
+    set of its definition: per row, the foreground voxels up to the n_keep-th smallest TP (a per-row kthvalue)."""
     from nnunet_losses.losses import TopKDiceLoss
 
     torch._dynamo.reset()
@@ -152,3 +154,12 @@ def test_topk_dice_selection_is_the_same_eager_and_compiled(k):
     compiled = torch.compile(loss.keep_mask, fullgraph=True, backend="aot_eager")(probs, y)
     assert torch.equal(eager, compiled)
     assert torch.all(eager[y == 0] == 1)
+    eps = loss.perturbation(probs.shape[2:], probs.device).reshape(-1)
+    for b in range(y.shape[0]):  # the definition, one row at a time
+        for c in range(y.shape[1]):
+            fg = y[b, c].reshape(-1) > 0.5
+            tp = probs[b, c].reshape(-1) + eps
+            n_keep = max(1, math.ceil(k / 100.0 * int(fg.sum()) - 1e-9))
+            threshold = tp[fg].kthvalue(n_keep).values if n_keep < int(fg.sum()) else float("inf")
+            expected = ~(fg & (tp > threshold))
+            assert torch.equal(eager[b, c].reshape(-1) > 0.5, expected), (b, c)

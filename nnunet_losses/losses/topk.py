@@ -31,8 +31,8 @@ class TopKDiceLoss(nn.Module):
     * eps: uniform in [0, ``eps_scale``) from a seeded counter-based hash of the voxel index (``perturbation``),
       the same for every class, sample and device (the paper: "generated once, not changed during training, the
       same for all classes"); the selection is done without gradient.
-    * selection: a batched ``topk`` over all (sample, class) rows on an accelerator or when compiled (no host
-      sync), a per-row ``kthvalue`` in eager CPU code (faster there); the same kept set (see ``keep_mask``).
+    * selection: one batched ``topk`` over all (sample, class) rows, on every device (no host sync, no Python loop;
+      see ``keep_mask``).
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -81,10 +81,10 @@ class TopKDiceLoss(nn.Module):
         """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background.
 
         Each (sample, class) row drops its foreground voxels above the row's threshold, the ``n_keep``-th smallest
-        TP^c of its foreground (ties at the threshold are all kept). Two ways to the same thresholds (tested equal):
-        on an accelerator or under ``torch.compile``, one batched ``topk`` over all rows with the other voxels at
-        +inf (``ceil(K/100 * voxels)`` candidates suffice: no row keeps more), no host sync; in eager CPU code, where
-        the values already are in host memory, one ``kthvalue`` per row, 4-7x faster there (BENCHMARKS.md).
+        TP^c of its foreground (ties at the threshold are all kept). One batched ``topk`` over all rows, the other
+        voxels at +inf, gives the thresholds: ``ceil(K/100 * voxels)`` candidates suffice (no row keeps more). No
+        host sync and no Python loop on any device; on the CPU about 2x slower than a per-row ``kthvalue`` on the
+        gathered foreground, which needs the row counts on the host (BENCHMARKS.md).
         """
         if self.k >= 100.0:
             return torch.ones_like(y, dtype=probs.dtype)
@@ -93,12 +93,9 @@ class TopKDiceLoss(nn.Module):
         fg = (y > 0.5).reshape(batch * channels, -1)
         tp = probs.reshape(batch * channels, -1) + eps  # TP^c = Y^c (P^c + eps) on the class's voxels
         n_keep = torch.ceil(self.k / 100.0 * fg.sum(-1, dtype=torch.float64) - 1e-9).clamp_min(1.0).long()
-        if probs.device.type == "cpu" and not torch.compiler.is_compiling():
-            threshold = _thresholds_per_row(tp, fg, n_keep)
-        else:
-            candidates = math.ceil(self.k / 100.0 * fg.shape[-1] - 1e-9)
-            lowest = torch.where(fg, tp, torch.full_like(tp, float("inf"))).topk(candidates, -1, largest=False)
-            threshold = lowest.values.gather(-1, (n_keep.clamp_max(candidates) - 1).unsqueeze(-1))
+        candidates = math.ceil(self.k / 100.0 * fg.shape[-1] - 1e-9)
+        lowest = torch.where(fg, tp, torch.full_like(tp, float("inf"))).topk(candidates, -1, largest=False)
+        threshold = lowest.values.gather(-1, (n_keep.clamp_max(candidates) - 1).unsqueeze(-1))
         keep = ~(fg & (tp > threshold))
         return keep.reshape(y.shape).to(probs.dtype)
 
@@ -123,16 +120,6 @@ class TopKDiceLoss(nn.Module):
         per_sample = 1.0 - dice.sum(1) / n_present.clamp_min(1.0)
         # mean over the samples with a present class; 0 (still in the graph) when none has one
         return (per_sample * has_class).sum() / has_class.sum().clamp_min(1.0)
-
-
-def _thresholds_per_row(tp: torch.Tensor, fg: torch.Tensor, n_keep: torch.Tensor) -> torch.Tensor:
-    """(rows, 1) thresholds on host tensors: the ``n_keep``-th smallest ``tp`` of each row's foreground, +inf
-    where the row keeps all of it (or has none)."""
-    threshold = torch.full((tp.shape[0], 1), float("inf"), dtype=tp.dtype)
-    for row, (n, k) in enumerate(zip(fg.sum(-1).tolist(), n_keep.tolist())):
-        if k < n:
-            threshold[row] = tp[row][fg[row]].kthvalue(k).values
-    return threshold
 
 
 class CEAndTopKDiceLoss(nn.Module):
