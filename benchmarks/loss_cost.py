@@ -3,6 +3,7 @@
     python benchmarks/loss_cost.py            # 2D (12, 4, 256, 256) and 3D (2, 4, 128, 128, 128), 5 scales
     python benchmarks/loss_cost.py --quick    # smaller shapes, a smoke run
     python benchmarks/loss_cost.py --compile  # nnU-Net's loss and ours both under torch.compile (goal 1.1x)
+    python benchmarks/loss_cost.py --threads 1  # one torch thread: steadier on a machine shared with other work
 
 Both the baseline and each loss run on the same tensors in the same process; the ratio is median time / median
 baseline time. Goals (issue 2): every loss <= 1.25x, TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given
@@ -98,7 +99,10 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     parser.add_argument("--compile", action="store_true", help="torch.compile nnU-Net's loss and ours (goal 1.1x)")
     parser.add_argument("--losses", default=",".join(LOSSES), help="comma-separated registry names")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shapes = {"2d": (12, 4, 256, 256), "3d": (2, 4, 128, 128, 128)}
     if args.quick:
