@@ -69,7 +69,7 @@ def add_trainers_path(sub) -> None:
 
 def run_trainers(args) -> int:
     from .nnunet.naming import GRAMMAR
-    from .nnunet.trainers import FAMILIES, MAP_FAMILIES
+    from .catalogue import FAMILIES, MAP_FAMILIES
     from .registry import get_spec
 
     print("nnU-Net trainers (export nnUNet_extTrainer=$(nnunet-losses trainers-path)):")

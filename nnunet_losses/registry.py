@@ -90,6 +90,7 @@ class LossSpec:
     supports_regions: bool = True
     needs_class_weights: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)
+    rule: Optional[Callable[[Dict[str, Any]], None]] = None  # a rule between parameters; raises ValueError
 
     def defaults(self) -> Dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -104,6 +105,8 @@ class LossSpec:
         values = self.defaults()
         for name, value in params.items():
             values[name] = known[name].validate(value, self.name)
+        if self.rule is not None:
+            self.rule(values)
         return values
 
 
@@ -150,6 +153,14 @@ _TOPK_DICE_K = Param("k", float, 50.0, "percentage of the hardest foreground vox
 _TOPK_CE_K = Param("k", float, 10.0, "percentage of voxels with the highest CE kept (at least one voxel)",
                    interval="(0, 100]")
 
+def _weights_sum_to_two(p: Dict[str, Any]) -> None:
+    """IoU_xy's rule alpha + beta = 2 (Furtado, section 2.2), as IoUxyLoss checks it."""
+    if abs(p["alpha"] + p["beta"] - 2.0) > 1e-6:
+        raise ValueError(f"loss 'iou_xy': alpha + beta must equal 2 (Furtado, section 2.2); got alpha={p['alpha']}, "
+                         f"beta={p['beta']} (sum {p['alpha'] + p['beta']}). Examples: (1, 1) = soft IoU, "
+                         "(0.5, 1.5) = the paper's best")
+
+
 _RW = "Valverde & Tohka, Region-wise loss (001)"
 _SPECS = (
     LossSpec("combo", "Combo loss: alpha * weighted BCE - (1 - alpha) * Dice, foreground channels",
@@ -184,7 +195,8 @@ _SPECS = (
                                       regions=c.regions, ignore_label=c.ignore_label, ddp=c.ddp),
              (Param("alpha", float, 1.0, "weight of false positives", interval="[0, 2]"),
               Param("beta", float, 1.0, "weight of false negatives (alpha + beta = 2)", interval="[0, 2]"),
-              Param("include_background", bool, True, "average over the background class too (the paper)"))),
+              Param("include_background", bool, True, "average over the background class too (the paper)")),
+             rule=_weights_sum_to_two),
     LossSpec("wce", "cross-entropy weighted by inverse class frequency", "Furtado (003)", "section 2.2, crossE",
              _wce, supports_regions=False, needs_class_weights=True),
     LossSpec("topk_dice", "CE + TopK Dice (the paper's training loss)", "Hosseini, TopK Dice (004)",

@@ -89,3 +89,26 @@ def test_nnunet_glue_never_imports_above_it():
                           for module, line in _imported_modules(tree, "nnunet_losses.nnunet")
                           if module.startswith(ABOVE_NNUNET)]
     assert not offenders
+
+
+def test_specs_and_trainer_names_import_no_nnunetv2():
+    """Loading an experiment spec (which checks every trainer name), parsing a name and listing the trainers read
+    the pure catalogue: neither nnUNetTrainer nor anything else of nnunetv2 is imported."""
+    code = ("import contextlib, io, json, sys\n"
+            "from nnunet_losses.experiment.config import load_experiment\n"
+            "from nnunet_losses.nnunet.naming import check_name, parse_name\n"
+            "from nnunet_losses.catalogue import FAMILIES, MAP_FAMILIES\n"
+            "from nnunet_losses.cli import main\n"
+            "load_experiment('configs/demo.toml')\n"
+            "parse_name('RRWTrainer_online_ep5_adam_lr1em4_s1', FAMILIES, MAP_FAMILIES)\n"
+            "check_name('IoUxyTrainer_a0p5_b1p5')\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['trainers']) == 0\n"
+            "print(json.dumps(sorted(sys.modules)))\n")
+    root = os.path.dirname(os.path.dirname(nnunet_losses.__file__))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert not {m for m in loaded if m == "nnunetv2" or m.startswith("nnunetv2.")}
+    assert "nnunet_losses.nnunet.trainers" not in loaded

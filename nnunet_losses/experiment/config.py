@@ -93,8 +93,7 @@ def _value(path: str, exp: dict, key: str, kind: type, default=None, of: type = 
 def check_trainers(path: str, trainers: Dict[str, str]) -> None:
     """Each ``label = trainer`` names a trainer nnU-Net can import (the parser its import goes through), without a
     seed token, and no trainer is listed twice; else a ValueError naming ``path`` and the label."""
-    from ..nnunet.naming import TrainerNameError
-    from ..nnunet.trainers import trainer_class
+    from ..nnunet.naming import TrainerNameError, check_name
 
     seen: Dict[str, str] = {}
     for label, trainer in trainers.items():
@@ -107,7 +106,7 @@ def check_trainers(path: str, trainers: Dict[str, str]) -> None:
                         "two labels; list each trainer once")
         seen[trainer] = label
         try:
-            trainer_class(f"{trainer}_s1")
+            check_name(f"{trainer}_s1")
         except (TrainerNameError, ValueError, KeyError) as err:
             _fail(path, f"trainer {label} = {trainer!r}: {err}")
 

@@ -134,7 +134,7 @@ def _split_status(exp: Experiment, paths: Paths) -> str:
 
 def _map_kinds(exp: Experiment) -> List[str]:
     from ..nnunet.naming import parse_name
-    from ..nnunet.trainers import FAMILIES, MAP_FAMILIES
+    from ..catalogue import FAMILIES, MAP_FAMILIES
     from ..registry import get_spec
 
     kinds = set()

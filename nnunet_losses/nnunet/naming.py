@@ -15,8 +15,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..catalogue import FAMILIES, MAP_FAMILIES, Family, NameParam  # noqa: F401  (the families' pure table)
+from ..registry import get_spec
 
 
 class TrainerNameError(ValueError):
@@ -56,30 +59,6 @@ def parse_number(text: str) -> float:
     if canonical != text:
         raise TrainerNameError(f"{text!r} is not the canonical spelling of {value:g}; write {canonical!r}")
     return value
-
-
-@dataclass(frozen=True)
-class NameParam:
-    """A loss parameter spelled in the name: ``<code><value>`` (``a0p5``) or a bare flag word (``equal``)."""
-
-    code: str
-    loss_param: str
-    kind: str = "number"  # "number" | "int" | "flag"
-    flag_value: Any = None  # for kind="flag": the value the flag sets
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str  # e.g. "ComboTrainer"
-    loss: str  # registry name
-    doc: str
-    name_params: Tuple[NameParam, ...] = ()
-    fixed_params: Dict[str, Any] = field(default_factory=dict)  # loss params fixed by the family
-    example: str = ""
-    # the family's defaults where the name says nothing (docs/learning.md has the evidence for each one)
-    default_params: Dict[str, Any] = field(default_factory=dict)  # loss params; a name token overrides them
-    optimizer: Optional[str] = None  # "adam" | "sgd" when the name has no _adam/_sgd (None: nnU-Net's SGD)
-    lr: Optional[float] = None  # initial lr of that default optimizer when the name has no _lr
 
 
 @dataclass(frozen=True)
@@ -232,6 +211,18 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
         raise TrainerNameError("_lr must be > 0")
     parsed = ParsedName(family=family, loss_params=loss_params, **values)
     assert format_name(parsed) == name, (format_name(parsed), name)
+    return parsed
+
+
+def check_name(name: str, families: Dict[str, Family] = FAMILIES,
+               map_families: Tuple[str, ...] = MAP_FAMILIES) -> ParsedName:
+    """:func:`parse_name`, then the loss parameters' values checked by their registry spec (ranges, IoU_xy's
+    alpha + beta = 2), the one place each is validated; raises TrainerNameError. Imports no nnU-Net."""
+    parsed = parse_name(name, families, map_families)
+    try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
+        get_spec(parsed.family.loss).resolve(**parsed.loss_kwargs())
+    except (ValueError, TypeError) as err:
+        raise TrainerNameError(str(err)) from None
     return parsed
 
 

@@ -22,57 +22,14 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from .._files import atomic_file, atomic_write_json, remove_partial_files
+from ..catalogue import FAMILIES, MAP_FAMILIES
 from ..losses import compile_loss
-from ..registry import build_loss, get_spec
 from ..maps import PRECOMPUTED_KINDS
+from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
 from .precompute import check_maps, describe_units, maps_folder, units_flag
-from .naming import Family, NameParam, ParsedName, TrainerNameError, explain, parse_name
+from .naming import ParsedName, TrainerNameError, check_name, explain
 
-_A = NameParam("a", "alpha")
-_B = NameParam("b", "beta")
-_K = NameParam("k", "k")
-_EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
-# the RW authors' code's boundary map (inside -d) instead of eq. 3's (inside -(d - 1))
-_AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
-
-FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta; per-class mean Dice by default "
-           "(docs/learning.md), flat = the paper's one Dice over all foreground channels, pc = per-class (explicit)",
-           (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
-            NameParam("flat", "dice", kind="flag", flag_value="flattened")),
-           example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
-    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-4 (the RW authors' code) "
-           "unless the name says otherwise: _sgd = nnU-Net's SGD, _adam_lr1em5 = the paper (docs/learning.md)",
-           example="RRWTrainer_online", optimizer="adam", lr=1e-4),
-    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
-           "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
-    Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
-    Family("DiceBoundaryTrainer", "dice_boundary",
-           "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary; "
-           "authors = the RW authors' boundary map", (_EQUAL, _AUTHORS), example="DiceBoundaryTrainer_equal_online"),
-    Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
-           (_EQUAL, _AUTHORS)),
-    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background",
-           (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
-           example="IoUxyTrainer_a0p5_b1p5"),
-    Family("DiceNoBGTrainer", "dice_nobg", "soft Dice without background (003 diceBK)"),
-    Family("WCETrainer", "wce", "CE weighted by inverse class frequency of the training cases (003)"),
-    Family("TopKDiceTrainer", "topk_dice", "CE + TopK Dice (004); k = percentage kept", (_K,),
-           example="TopKDiceTrainer_k50"),
-    Family("TopKCETrainer", "topk_ce", "nnU-Net's TopK cross-entropy; k = percentage kept", (_K,),
-           example="TopKCETrainer_k10"),
-    Family("FocalTrainer", "focal", "focal loss; g = gamma, a = alpha (default: none)",
-           (NameParam("g", "gamma"), _A), example="FocalTrainer_g2"),
-    Family("FocalDiceTrainer", "focal_dice", "soft Dice + focal loss (004's DiceFocal); g = gamma, a = alpha",
-           (NameParam("g", "gamma"), _A), example="FocalDiceTrainer_g2"),
-    Family("DiceTopKCETrainer", "dice_topk_ce", "nnU-Net's TopK CE + Dice (004's DiceTopK); k = percentage kept",
-           (_K,), example="DiceTopKCETrainer_k10"),
-    Family("DiceTrainer", "dice", "baseline: soft Dice with background (nnU-Net's class)"),
-    Family("DiceCETrainer", "dice_ce", "baseline: nnU-Net's default Dice + CE", example="DiceCETrainer_ep300"),
-    Family("CETrainer", "ce", "baseline: cross-entropy (nnU-Net's class)"),
-)}
-MAP_FAMILIES = tuple(name for name, f in FAMILIES.items() if get_spec(f.loss).needs_map)
 
 
 class _MapFedLoss(nn.Module):
@@ -290,17 +247,6 @@ class LossTrainer(nnUNetTrainer):
 
 
 _CACHE: Dict[str, type] = {}
-
-
-def check_name(name: str) -> ParsedName:
-    """Parse ``name`` and check its loss parameters' values (ranges, IoU_xy's alpha + beta = 2) by building the
-    loss once; raises TrainerNameError."""
-    parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
-    try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
-        build_loss(parsed.family.loss, class_weights=[1.0, 1.0], **parsed.loss_kwargs())
-    except (ValueError, TypeError) as err:
-        raise TrainerNameError(str(err)) from None
-    return parsed
 
 
 def trainer_class(name: str) -> type:

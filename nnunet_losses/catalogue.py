@@ -1,0 +1,83 @@
+"""The trainer families: which loss each nnU-Net trainer family trains and which loss parameters its name spells
+(the grammar is :mod:`nnunet_losses.nnunet.naming`). Pure data beside the loss registry, importable without nnU-Net:
+validating an experiment spec, planning its maps and ``nnunet-losses trainers`` read it without importing
+``nnUNetTrainer``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from .registry import get_spec
+
+
+@dataclass(frozen=True)
+class NameParam:
+    """A loss parameter spelled in the name: ``<code><value>`` (``a0p5``) or a bare flag word (``equal``)."""
+
+    code: str
+    loss_param: str
+    kind: str = "number"  # "number" | "int" | "flag"
+    flag_value: Any = None  # for kind="flag": the value the flag sets
+
+
+@dataclass(frozen=True)
+class Family:
+    """A trainer family: its class-name head, the registry loss it trains, and the parameters its name spells."""
+
+    name: str  # e.g. "ComboTrainer"
+    loss: str  # registry name
+    doc: str
+    name_params: Tuple[NameParam, ...] = ()
+    fixed_params: Dict[str, Any] = field(default_factory=dict)  # loss params fixed by the family
+    example: str = ""
+    # the family's defaults where the name says nothing (docs/learning.md has the evidence for each one)
+    default_params: Dict[str, Any] = field(default_factory=dict)  # loss params; a name token overrides them
+    optimizer: Optional[str] = None  # "adam" | "sgd" when the name has no _adam/_sgd (None: nnU-Net's SGD)
+    lr: Optional[float] = None  # initial lr of that default optimizer when the name has no _lr
+
+
+_A = NameParam("a", "alpha")
+_B = NameParam("b", "beta")
+_K = NameParam("k", "k")
+_EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
+# the RW authors' code's boundary map (inside -d) instead of eq. 3's (inside -(d - 1))
+_AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
+
+FAMILIES: Dict[str, Family] = {f.name: f for f in (
+    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta; per-class mean Dice by default "
+           "(docs/learning.md), flat = the paper's one Dice over all foreground channels, pc = per-class (explicit)",
+           (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
+            NameParam("flat", "dice", kind="flag", flag_value="flattened")),
+           example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
+    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-4 (the RW authors' code) "
+           "unless the name says otherwise: _sgd = nnU-Net's SGD, _adam_lr1em5 = the paper (docs/learning.md)",
+           example="RRWTrainer_online", optimizer="adam", lr=1e-4),
+    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
+           "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
+    Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
+    Family("DiceBoundaryTrainer", "dice_boundary",
+           "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary; "
+           "authors = the RW authors' boundary map", (_EQUAL, _AUTHORS), example="DiceBoundaryTrainer_equal_online"),
+    Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
+           (_EQUAL, _AUTHORS)),
+    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background",
+           (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
+           example="IoUxyTrainer_a0p5_b1p5"),
+    Family("DiceNoBGTrainer", "dice_nobg", "soft Dice without background (003 diceBK)"),
+    Family("WCETrainer", "wce", "CE weighted by inverse class frequency of the training cases (003)"),
+    Family("TopKDiceTrainer", "topk_dice", "CE + TopK Dice (004); k = percentage kept", (_K,),
+           example="TopKDiceTrainer_k50"),
+    Family("TopKCETrainer", "topk_ce", "nnU-Net's TopK cross-entropy; k = percentage kept", (_K,),
+           example="TopKCETrainer_k10"),
+    Family("FocalTrainer", "focal", "focal loss; g = gamma, a = alpha (default: none)",
+           (NameParam("g", "gamma"), _A), example="FocalTrainer_g2"),
+    Family("FocalDiceTrainer", "focal_dice", "soft Dice + focal loss (004's DiceFocal); g = gamma, a = alpha",
+           (NameParam("g", "gamma"), _A), example="FocalDiceTrainer_g2"),
+    Family("DiceTopKCETrainer", "dice_topk_ce", "nnU-Net's TopK CE + Dice (004's DiceTopK); k = percentage kept",
+           (_K,), example="DiceTopKCETrainer_k10"),
+    Family("DiceTrainer", "dice", "baseline: soft Dice with background (nnU-Net's class)"),
+    Family("DiceCETrainer", "dice_ce", "baseline: nnU-Net's default Dice + CE", example="DiceCETrainer_ep300"),
+    Family("CETrainer", "ce", "baseline: cross-entropy (nnU-Net's class)"),
+)}
+MAP_FAMILIES = tuple(name for name, f in FAMILIES.items() if get_spec(f.loss).needs_map)
