@@ -64,7 +64,7 @@ def run(loss_name: str, optimizer: str = "sgd", lr: float = None, steps: int = 5
     epochs = max(1, steps // 50)
     sched = PolyLRScheduler(opt, lr, epochs)
     start = time.perf_counter()
-    fn = M.rrw_map if spec.needs_map == "rrw" else M.boundary_map if spec.needs_map == "boundary" else M.ac_map
+    fn = M.MAP_FUNCTIONS.get(spec.needs_map)  # the full map of the loss's kind (maps.formats)
     for step in range(steps):
         if step % 50 == 0:
             sched.step(step // 50)

@@ -121,6 +121,8 @@ def run_precompute_maps(args) -> int:
 
 
 def add_precompute_maps(sub) -> None:
+    from .maps import STORED_KINDS
+
     p = sub.add_parser("precompute-maps", help="write RRW/boundary maps beside nnU-Net's preprocessed data",
                        description="Computes the maps of the map-based trainers (RRWTrainer: rrw; RWBoundaryTrainer, "
                                    "DiceBoundaryTrainer, CEBoundaryTrainer: boundary) for every preprocessed case "
@@ -131,7 +133,8 @@ def add_precompute_maps(sub) -> None:
     p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     p.add_argument("-np", type=positive_int, default=1, help="number of processes (default 1)")
-    p.add_argument("--kinds", default="rrw,boundary", help="comma-separated map kinds (default rrw,boundary)")
+    p.add_argument("--kinds", default=",".join(STORED_KINDS),
+                   help=f"comma-separated map kinds (default {','.join(STORED_KINDS)})")
     p.add_argument("--voxel-units", action="store_true",
                    help="distances in voxels (as the RW paper's code) instead of the configuration's spacing "
                         "(the default; 2D configurations use the in-plane spacing)")

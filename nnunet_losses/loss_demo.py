@@ -20,7 +20,6 @@ from .registry import REGISTRY, build_loss
 DEFAULT_LOSSES = ("dice_ce", "combo", "rrw", "rw_boundary", "rw_ac", "dice_boundary", "iou_xy", "dice_nobg", "wce",
                   "topk_dice", "topk_ce", "focal")
 CLASS_NAMES = ("background", "large", "medium", "small")
-MAP_FUNCTIONS = {"rrw": M.rrw_map, "boundary": M.boundary_map, "ac": M.ac_map}
 
 
 def make_dataset(num_images: int, size: int = 64, seed: int = 0):
@@ -104,7 +103,7 @@ def train_one(loss_name: str, images, labels, test_images, test_labels, steps: i
         if len(outputs) != num_scales:  # DeepSupervisionWrapper would silently truncate
             raise RuntimeError(f"network returned {len(outputs)} outputs, expected {num_scales}")
         if spec.needs_map:
-            fn = MAP_FUNCTIONS[spec.needs_map]
+            fn = M.MAP_FUNCTIONS[spec.needs_map]
             maps = [torch.from_numpy(np.stack([fn(lab, num_classes) for lab in t])) for t in pyramid]
             value = ds_loss(outputs, targets, maps)
         else:
