@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -26,20 +25,20 @@ ALL_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer
                 "RWBoundaryTrainer", "RWACTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5", "WCETrainer",
                 "TopKDiceTrainer_k50", "TopKCETrainer_k10", "FocalTrainer_g2", "FocalDiceTrainer_g2",
                 "DiceTopKCETrainer_k10", "CETrainer")
-_LENGTH = re.compile(r"_ep(\d+)_it(\d+)$")
 
 
 def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[int] = None,
                     iterations: Optional[int] = None, full_plans: bool = False, spec: str = SPEC):
     """``configs/demo.toml``, with other trainers (labels = names), another training length or nnU-Net's plans."""
     from .experiment.config import check_trainers, load_experiment
+    from .nnunet.naming import check_name
 
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "
                                 "(pip install -e .), which holds configs/")
     exp = load_experiment(spec)
-    spec_epochs, spec_iterations = map(int, _LENGTH.search(exp.trainers[exp.reference]).groups())
-    epochs, iterations = epochs or spec_epochs, iterations or spec_iterations
+    spec_length = check_name(exp.trainers[exp.reference])  # the spec's epochs and iterations, as nnU-Net reads them
+    epochs, iterations = epochs or spec_length.epochs, iterations or spec_length.iterations
     labels = list(trainers) if trainers else list(exp.trainers)
     named = {label: f"{label}_ep{epochs}_it{iterations}" for label in labels}
     check_trainers(spec, named)
