@@ -1,4 +1,4 @@
-"""Does a loss learn every class? In-process training on the many-class generated dataset (issue 8, item 5).
+"""Does a loss learn every class? In-process training on a generated dataset (issue 8, item 5; default: many classes).
 
 nnU-Net's network of the small plans (``PlainConvUNet``, 5 stages, features 8-128, deep supervision with nnU-Net's
 weights through nnU-Net's ``DeepSupervisionWrapper``), nnU-Net's optimiser (SGD, Nesterov momentum 0.99, weight
@@ -30,18 +30,19 @@ def network(num_classes: int):
 
 
 def run(loss_name: str, optimizer: str = "sgd", lr: float = None, steps: int = 500, batch_size: int = 8,
-        seed: int = 0, ds: str = "nnunet", params: dict = None) -> dict:
+        seed: int = 0, ds: str = "nnunet", params: dict = None, data: str = "many", momentum: float = 0.99) -> dict:
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
     from nnunet_losses import maps as M
     from nnunet_losses.losses import inverse_frequency_weights
-    from nnunet_losses.nnunet.synthetic_many import LABELS, make_many_class_dataset
+    from nnunet_losses.synthetic_images import GENERATORS
     from nnunet_losses.registry import REGISTRY, build_loss
 
-    k = len(LABELS)
-    images, labels = make_many_class_dataset(96, seed=seed)
-    test_images, test_labels = make_many_class_dataset(24, seed=seed + 1000)
+    generator = GENERATORS[data]
+    k = len(generator.labels)
+    images, labels = generator.make(96, seed=seed)
+    test_images, test_labels = generator.make(24, seed=seed + 1000)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = network(k)
@@ -57,7 +58,7 @@ def run(loss_name: str, optimizer: str = "sgd", lr: float = None, steps: int = 5
     ds_loss = DeepSupervisionWrapper(loss, w / w.sum())
     if optimizer == "sgd":
         lr = 1e-2 if lr is None else lr
-        opt = torch.optim.SGD(net.parameters(), lr, weight_decay=3e-5, momentum=0.99, nesterov=True)
+        opt = torch.optim.SGD(net.parameters(), lr, weight_decay=3e-5, momentum=momentum, nesterov=True)
     else:
         lr = 1e-4 if lr is None else lr
         opt = torch.optim.Adam(net.parameters(), lr, weight_decay=3e-5)
@@ -93,7 +94,7 @@ def run(loss_name: str, optimizer: str = "sgd", lr: float = None, steps: int = 5
         p, r = pred == c, test_labels == c
         dice.append(round(float(2 * (p & r).sum() / max(p.sum() + r.sum(), 1)), 3))
     return {"loss": loss_name, "params": params or {}, "optimizer": optimizer, "lr": lr, "steps": steps,
-            "ds": ds, "seed": seed, "dice": dice, "mean": round(float(np.mean(dice)), 3),
+            "momentum": momentum if optimizer == "sgd" else None, "ds": ds, "seed": seed, "data": data, "dice": dice, "mean": round(float(np.mean(dice)), 3),
             "final_loss": round(value.item(), 5), "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -102,10 +103,13 @@ def main():
     parser.add_argument("loss")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", type=float, default=None, help="default: 1e-2 (SGD), 1e-4 (Adam)")
+    parser.add_argument("--momentum", type=float, default=0.99, help="SGD's (Nesterov) momentum, default nnU-Net's")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ds", choices=("nnunet", "fullres"), default="nnunet",
                         help="deep-supervision weights: nnU-Net's (1, 1/2, 1/4, 0) or the full resolution only")
+    parser.add_argument("--data", choices=("many", "discs", "phantom"), default="many",
+                        help="the generated images (nnunet_losses.synthetic_images.GENERATORS; default many)")
     parser.add_argument("--param", action="append", default=[], help="loss parameter NAME=VALUE (JSON value)")
     args = parser.parse_args()
     params = {}
@@ -117,7 +121,7 @@ def main():
             params[name] = value
     torch.set_num_threads(1)
     print(json.dumps(run(args.loss, args.optimizer, args.lr, args.steps, seed=args.seed, ds=args.ds,
-                         params=params)))
+                         params=params, data=args.data, momentum=args.momentum)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the map <= 1.1x.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
+from nnunet_losses._files import atomic_write_json
 from nnunet_losses.registry import build_loss
 
 GOALS = {"topk_dice": 1.5, "topk_dice_only": 1.5, "rrw": 1.1}
@@ -130,9 +130,8 @@ def main(argv=None):
         goal_text = "-" if goal is None else f"<= {goal}x"
         print(f"| {name} | " + " | ".join(cells) + f" | {goal_text} | {'-' if goal is None else ('yes' if met else 'NO')} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": str(device), "torch": torch.__version__, "compiled": args.compile,
-                       "results": results}, f, indent=2)
+        atomic_write_json(args.json, {"device": str(device), "torch": torch.__version__, "compiled": args.compile,
+                                      "results": results}, indent=2)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from nnunet_losses._files import atomic_write_json
+
 BASELINE = "nnUNetTrainer"
 TRAINERS = ("DiceCETrainer", "ComboTrainer_b0p7", "RRWTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5",
             "TopKDiceTrainer", "FocalTrainer", "WCETrainer")
@@ -129,8 +131,7 @@ def main(argv=None):
         print(f"| {row['trainer']} | {row['ms']:.1f} | {row['ratio']:.2f}x | {'-' if baseline else f'<= {GOAL}x'} "
               f"| {met} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        atomic_write_json(args.json, result, indent=2)
     return 0
 
 

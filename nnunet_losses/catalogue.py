@@ -50,20 +50,23 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
             NameParam("flat", "dice", kind="flag", flag_value="flattened")),
            example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
-    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-4 (the RW authors' code) "
-           "unless the name says otherwise: _sgd = nnU-Net's SGD, _adam_lr1em5 = the paper (docs/learning.md)",
-           example="RRWTrainer_online", optimizer="adam", lr=1e-4),
+    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-3 unless the name says "
+           "otherwise: _lr1em4 = the RW authors' code, _adam_lr1em5 = the paper, _sgd = nnU-Net's SGD "
+           "(docs/learning.md)", example="RRWTrainer_online", optimizer="adam", lr=1e-3),
     Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
            "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
     Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
     Family("DiceBoundaryTrainer", "dice_boundary",
            "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary; "
-           "authors = the RW authors' boundary map", (_EQUAL, _AUTHORS), example="DiceBoundaryTrainer_equal_online"),
+           "authors = the RW authors' boundary map; Adam 1e-3 unless the name says otherwise (_sgd = nnU-Net's "
+           "SGD, _adam_lr1em5 = the RW paper; docs/learning.md)", (_EQUAL, _AUTHORS),
+           example="DiceBoundaryTrainer_equal_online", optimizer="adam", lr=1e-3),
     Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
            (_EQUAL, _AUTHORS)),
-    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background",
+    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background; "
+           "Adam 1e-3 unless the name says otherwise (_sgd = nnU-Net's SGD; docs/learning.md)",
            (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
-           example="IoUxyTrainer_a0p5_b1p5"),
+           example="IoUxyTrainer_a0p5_b1p5", optimizer="adam", lr=1e-3),
     Family("DiceNoBGTrainer", "dice_nobg", "soft Dice without background (003 diceBK)"),
     Family("WCETrainer", "wce", "CE weighted by inverse class frequency of the training cases (003)"),
     Family("TopKDiceTrainer", "topk_dice", "CE + TopK Dice (004); k = percentage kept", (_K,),

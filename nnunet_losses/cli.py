@@ -15,6 +15,7 @@ import sys
 
 from ._args import positive_int
 from .report.catalogue import PLOTS, REPORT_METRICS
+from .synthetic_images import GENERATORS
 
 
 def run_losses(args) -> int:
@@ -176,7 +177,7 @@ def run_demo(args) -> int:
 
     trainers = demo.ALL_TRAINERS if args.trainers == "all" else args.trainers.split(",") if args.trainers else None
     demo.run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
-             full_plans=args.full_plans, dry_run=args.dry_run)
+                  full_plans=args.full_plans, dry_run=args.dry_run, jobs=args.jobs)
     return 0
 
 
@@ -187,8 +188,8 @@ def add_demo(sub) -> None:
                                    "folders under --root: generates a small imbalanced 2D dataset in nnU-Net raw "
                                    "format, runs nnUNetv2_plan_and_preprocess, nnunet-losses small-plans (8-128 "
                                    "features, batch 8, the same preprocessed data), precompute-maps, and per trainer "
-                                   "nnUNetv2_train -p (a short CPU run), nnUNetv2_predict on the test images and "
-                                   "nnunet-losses evaluate; then nnunet-losses report, and prints per-class Dice and "
+                                   "nnUNetv2_train -p (a short CPU run, whose final validation predicts fold 0's "
+                                   "held-out cases) and nnunet-losses evaluate; then nnunet-losses report, and prints per-class Dice and "
                                    "HD95 as a table. Every step resumes: rerun after an interruption.")
     p.add_argument("--root", default="nnunet_losses_demo",
                    help="working folder holding nnUNet_raw/preprocessed/results (default ./nnunet_losses_demo)")
@@ -201,6 +202,9 @@ def add_demo(sub) -> None:
                    help="iterations per epoch (default: the spec's, 100)")
     p.add_argument("--full-plans", action="store_true",
                    help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
+    p.add_argument("--jobs", "-j", type=positive_int, default=None,
+                   help="trainings side by side, each with cores/jobs torch threads (OMP_NUM_THREADS); default: 2 "
+                        "when the machine has 2 cores or more (measured faster than one at a time with every core)")
     p.add_argument("--json", default=None, help="results JSON (default ROOT/demo_results.json)")
     p.add_argument("--dry-run", action="store_true", help="print every command with its status [done]/[todo]")
     p.set_defaults(func=run_demo)
@@ -307,7 +311,7 @@ def run_synthetic_dataset(args) -> int:
         raise ValueError("give -o or set nnUNet_raw")
     others = [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
     print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
-                                  seed=args.seed, other_roots=others))
+                                  seed=args.seed, other_roots=others, kind=args.kind))
     return 0
 
 
@@ -319,6 +323,9 @@ def add_synthetic_dataset(sub) -> None:
     p.add_argument("--num-test", type=int, default=4, help="test cases (default 4)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--kind", choices=tuple(GENERATORS), default="discs",
+                   help="discs: a large disc, a medium ellipse and a small dot (default); phantom: abdomen-like "
+                        "slices (organ, kidney, lesion; the demo's); many: one large and five small classes")
     p.set_defaults(func=run_synthetic_dataset)
 
 

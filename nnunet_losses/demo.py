@@ -2,10 +2,11 @@
 generated dataset, on a CPU.
 
 The demo is the experiment spec ``configs/demo.toml`` run by the ``reproduce`` runner (:mod:`..experiment.runner`)
-with nnU-Net's folders under ROOT: generate the 3-class 2D dataset -> ``nnUNetv2_plan_and_preprocess`` ->
+with nnU-Net's folders under ROOT: generate the phantom 2D dataset -> ``nnUNetv2_plan_and_preprocess`` ->
 ``nnunet-losses small-plans`` (8-128 features, batch 8, the same preprocessed data; nnU-Net's own plans with
-``full_plans``) -> ``nnunet-losses precompute-maps`` -> per trainer ``nnUNetv2_train -p`` (short CPU run),
-``nnUNetv2_predict`` of the test images and ``nnunet-losses evaluate`` against their labels -> ``nnunet-losses
+``full_plans``) -> ``nnunet-losses precompute-maps`` -> per trainer ``nnUNetv2_train -p`` (short CPU run; its
+final validation predicts fold 0's held-out cases) and ``nnunet-losses evaluate`` of them, two trainings side by
+side on a 2-core machine -> ``nnunet-losses
 report`` (Dice and HD95 per class, each trainer tested against nnU-Net's default, box plots) in ROOT/report/, and
 ROOT/demo_results.json/.md. Every step is skipped when its result is there, so an interrupted demo resumes.
 """
@@ -50,22 +51,27 @@ def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[i
 
 def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]] = None,
              epochs: Optional[int] = None, iterations: Optional[int] = None, printer=print,
-             json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False) -> List[Dict]:
+             json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False,
+             jobs: Optional[int] = None) -> List[Dict]:
     from .experiment.plan import Paths, evaluation_file
     from .experiment.runner import command_env, describe, run_local
     from .nnunet.synthetic import nnunet_env
 
     exp = demo_experiment(trainers, epochs, iterations, full_plans)
     root = os.path.abspath(root)
+    cores = os.cpu_count() or 1
+    jobs = jobs or min(2, cores)
     env = command_env(nnunet_env(root))
+    env["OMP_NUM_THREADS"] = str(max(1, cores // jobs))  # torch threads per training (our trainers honour it)
     paths = Paths.from_env(root, env)
     if dry_run:
         printer(describe(exp, paths, "cpu", 1))
         return []
     printer(f"nnunet-losses demo in {root}: {exp.path} with the reproduce runner ({len(exp.matrix)} trainings: "
-            f"{exp.paper.split(': ', 1)[1]}; commands' output in {os.path.join(root, 'logs')})")
+            f"{exp.paper.split(': ', 1)[1]}; {jobs} at a time with {env['OMP_NUM_THREADS']} torch thread(s) each; "
+            f"commands' output in {os.path.join(root, 'logs')})")
     wall_start = time.perf_counter()
-    status = run_local(exp, paths, jobs=1, device="cpu", num_processes=1, env=env)
+    status = run_local(exp, paths, jobs=jobs, device="cpu", num_processes=1, env=env)
     if status:
         raise RuntimeError(f"the demo stopped: a training failed (logs in {os.path.join(root, 'logs')}); rerun the "
                            "same command to resume")
@@ -80,7 +86,7 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
                         "hd95": {c: summary[c]["hd95"]["mean"] for c in classes},
                         "mean_dice": summary["mean_foreground"]["dice"]["mean"]})
     table = format_table(results, classes)
-    printer("per-class Dice and HD95 on the test images (mean over them)")
+    printer(f"per-class Dice and HD95 on the {results[0]['cases']} held-out cases (mean over them; {exp.evaluate} set)")
     printer(table)
     out = json_out or os.path.join(root, "demo_results.json")
     atomic_write_text(out, json.dumps(results, indent=2))

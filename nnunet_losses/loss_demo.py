@@ -6,7 +6,6 @@ Maps for the region-wise losses are computed per scale from each batch's labels 
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -15,35 +14,13 @@ import torch
 from torch import nn
 
 from . import maps as M
+from ._files import atomic_write_json
 from .registry import REGISTRY, build_loss
+from .synthetic_images import make_discs as make_dataset  # noqa: F401 (the generated 3-class images)
 
 DEFAULT_LOSSES = ("dice_ce", "combo", "rrw", "rw_boundary", "rw_ac", "dice_boundary", "iou_xy", "dice_nobg", "wce",
                   "topk_dice", "topk_ce", "focal")
 CLASS_NAMES = ("background", "large", "medium", "small")
-
-
-def make_dataset(num_images: int, size: int = 64, seed: int = 0):
-    """Images (N, 1, size, size) float32 and labels (N, size, size) int64 with 3 foreground classes whose sizes
-    differ by orders of magnitude: a large disc (~15% of the image), a medium ellipse (~2%) and a small dot (~0.2%).
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    images = np.zeros((num_images, 1, size, size), np.float32)
-    labels = np.zeros((num_images, size, size), np.int64)
-    for n in range(num_images):
-        lab = np.zeros((size, size), np.int64)
-        cy, cx = rng.uniform(0.35, 0.65, 2) * size
-        r = size * rng.uniform(0.2, 0.24)
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2] = 1
-        cy, cx = rng.uniform(0.15, 0.85, 2) * size
-        a, b = size * rng.uniform(0.06, 0.09), size * rng.uniform(0.03, 0.05)
-        lab[((yy - cy) / a) ** 2 + ((xx - cx) / b) ** 2 < 1] = 2
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.025) ** 2 + 1] = 3
-        intensity = np.array([0.0, 1.0, 1.6, 2.2], np.float32)[lab]
-        images[n, 0] = intensity + rng.normal(0, 0.6, (size, size)).astype(np.float32)
-        labels[n] = lab
-    return images, labels
 
 
 def make_network(num_classes: int, deep_supervision: bool = True) -> nn.Module:
@@ -143,8 +120,7 @@ def run_demo(losses: Sequence[str] = DEFAULT_LOSSES, steps: int = 60, batch_size
     printer("")
     printer(format_table(results))
     if json_out:
-        with open(json_out, "w") as f:
-            json.dump(results, f, indent=2)
+        atomic_write_json(json_out, results, indent=2)
     return results
 
 

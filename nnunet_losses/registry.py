@@ -5,17 +5,21 @@
 
 Context that comes from the dataset and the nnU-Net plan rather than from the user (ignore label, region mode, batch
 Dice, DDP, class weights) is passed as keyword arguments of :func:`build_loss` too, and is not a loss parameter.
-Baselines are nnU-Net's own loss classes (see :mod:`nnunet_losses.nnunet.baselines`).
+Baselines are nnU-Net's own loss classes (see :mod:`nnunet_losses.nnunet.baselines`). Their specs name the factory
+by a path, "module:function", that :func:`build_loss` imports only when such a loss is built: this module imports no
+nnunetv2 and nothing of :mod:`nnunet_losses.nnunet` (which imports it), so the core never depends on the glue.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
 from . import losses as L
+from .losses.iou_xy import check_weights_sum_to_two
 from .maps import MapKind
 
 
@@ -78,13 +82,24 @@ class LossContext:
     class_weights: Optional[Sequence[float]] = None
 
 
+Factory = Callable[[Dict[str, Any], LossContext], nn.Module]  # (validated parameters, context) -> loss
+
+
+def resolve_factory(factory: Union[Factory, str]) -> Factory:
+    """``factory`` itself, or the function a "module:function" path names, importing its module now."""
+    if not isinstance(factory, str):
+        return factory
+    module, _, function = factory.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 @dataclass(frozen=True)
 class LossSpec:
     name: str
     summary: str
     paper: str
     equation: str
-    factory: Callable[[Dict[str, Any], LossContext], nn.Module]
+    factory: Union[Factory, str]  # a function, or a "module:function" path imported when the loss is built
     params: Tuple[Param, ...] = ()
     needs_map: Optional[MapKind] = None  # the kind of map passed as third argument (maps.formats)
     supports_regions: bool = True
@@ -110,21 +125,18 @@ class LossSpec:
         return values
 
 
-def _baselines():
-    from .nnunet import baselines  # imports nnunetv2; kept out of the pure-PyTorch path
-
-    return baselines
+_BASELINES = "nnunet_losses.nnunet.baselines"
 
 
-def _dice_partner(ctx: LossContext) -> nn.Module:
-    return _baselines().SoftDice(do_bg=False, batch_dice=ctx.batch_dice, ddp=ctx.ddp,
-                                 ignore_label=ctx.ignore_label, regions=False)
+def _baseline(function: str) -> str:
+    """The path of a factory of nnU-Net's baselines, imported (with nnunetv2) only when the loss is built."""
+    return f"{_BASELINES}:{function}"
 
 
-def _boundary(partner: str):
+def _boundary(partner: str) -> Factory:
+    """alpha * partner + (1 - alpha) * RW-Boundary, the partner (nnU-Net's Dice or CE) built by the path ``partner``."""
     def factory(p, ctx):
-        partner_loss = (_dice_partner(ctx) if partner == "dice"
-                        else _baselines().CrossEntropy(ignore_label=ctx.ignore_label, regions=False))
+        partner_loss = resolve_factory(partner)(p, ctx)
         schedule = L.AlphaSchedule(kind=p["schedule"], step=p["step"], minimum=p["minimum"])
         return L.DiceBoundaryLoss(partner_loss, schedule, ignore_label=ctx.ignore_label)
 
@@ -154,11 +166,8 @@ _TOPK_CE_K = Param("k", float, 10.0, "percentage of voxels with the highest CE k
                    interval="(0, 100]")
 
 def _weights_sum_to_two(p: Dict[str, Any]) -> None:
-    """IoU_xy's rule alpha + beta = 2 (Furtado, section 2.2), as IoUxyLoss checks it."""
-    if abs(p["alpha"] + p["beta"] - 2.0) > 1e-6:
-        raise ValueError(f"loss 'iou_xy': alpha + beta must equal 2 (Furtado, section 2.2); got alpha={p['alpha']}, "
-                         f"beta={p['beta']} (sum {p['alpha'] + p['beta']}). Examples: (1, 1) = soft IoU, "
-                         "(0.5, 1.5) = the paper's best")
+    """IoU_xy's rule alpha + beta = 2, the one IoUxyLoss checks."""
+    check_weights_sum_to_two(p["alpha"], p["beta"], owner="loss 'iou_xy'")
 
 
 _RW = "Valverde & Tohka, Region-wise loss (001)"
@@ -184,10 +193,11 @@ _SPECS = (
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
              needs_map="ac", supports_regions=False),
     LossSpec("dice_boundary", "alpha * Dice + (1 - alpha) * RW-Boundary (Boundary loss)", _RW,
-             "section 4.1 and 4.3", _boundary("dice"), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary",
-             supports_regions=False),
+             "section 4.1 and 4.3", _boundary(_baseline("build_boundary_dice_partner")),
+             _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary", supports_regions=False),
     LossSpec("ce_boundary", "alpha * CE + (1 - alpha) * RW-Boundary (the paper's CE variant)", _RW, "section 4.3",
-             _boundary("ce"), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary", supports_regions=False),
+             _boundary(_baseline("build_boundary_ce_partner")), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,),
+             needs_map="boundary", supports_regions=False),
     LossSpec("iou_xy", "1 - mean_c TP / (TP + alpha FP + beta FN), alpha + beta = 2",
              "Furtado, loss functions for abdominal MRI (003)", "section 2.2, IoU_xy",
              lambda p, c: L.IoUxyLoss(alpha=p["alpha"], beta=p["beta"],
@@ -215,28 +225,26 @@ _SPECS = (
                     interval="[0, 1]"))),
     LossSpec("focal_dice", "soft Dice + focal loss (baseline of 004, DiceFocal)", "Hosseini (004); Lin et al.",
              "nnU-Net soft Dice + FL",
-             lambda p, c: _baselines().DiceAndFocal(
-                 L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions, ignore_label=c.ignore_label),
-                 c.batch_dice, c.ddp, c.ignore_label, c.regions),
+             _baseline("build_focal_dice"),
              (Param("gamma", float, 2.0, "focusing parameter", interval="[0, inf)"),
               Param("alpha", float, None, "None: no balancing; 0.25 as Lin et al.", optional=True,
                     interval="[0, 1]"))),
     LossSpec("dice_ce", "nnU-Net's default Dice + CE (baseline)", "nnU-Net v2", "DC_and_CE_loss",
-             lambda p, c: _baselines().nnunet_dice_ce(c.batch_dice, c.ddp, c.ignore_label, c.regions)),
+             _baseline("build_dice_ce")),
     LossSpec("dice", "soft Dice with background (nnU-Net's class; Furtado's dice)", "nnU-Net v2 / 003",
              "MemoryEfficientSoftDiceLoss(do_bg=True)",
-             lambda p, c: _baselines().SoftDice(True, c.batch_dice, c.ddp, c.ignore_label, c.regions)),
+             _baseline("build_dice")),
     LossSpec("dice_nobg", "soft Dice without background (Furtado's diceBK)", "Furtado (003) / nnU-Net v2",
              "MemoryEfficientSoftDiceLoss(do_bg=False)",
-             lambda p, c: _baselines().SoftDice(False, c.batch_dice, c.ddp, c.ignore_label, c.regions)),
+             _baseline("build_dice_nobg")),
     LossSpec("ce", "cross-entropy (nnU-Net's class)", "nnU-Net v2", "RobustCrossEntropyLoss",
-             lambda p, c: _baselines().CrossEntropy(c.ignore_label, c.regions)),
+             _baseline("build_ce")),
     LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", "nnU-Net v2; baseline of 004", "TopKLoss",
-             lambda p, c: _baselines().nnunet_topk_ce(p["k"], c.ignore_label, c.regions),
+             _baseline("build_topk_ce"),
              (_TOPK_CE_K,), supports_regions=False),
     LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; baseline of 004, DiceTopK)",
              "nnU-Net v2; baseline of 004", "DC_and_topk_loss",
-             lambda p, c: _baselines().nnunet_dice_topk_ce(p["k"], c.batch_dice, c.ddp, c.ignore_label, c.regions),
+             _baseline("build_dice_topk_ce"),
              (_TOPK_CE_K,), supports_regions=False),
 )
 
@@ -263,7 +271,7 @@ def build_loss(name: str, *, ignore_label: Optional[int] = None, regions: bool =
     values = spec.resolve(**params)
     ctx = LossContext(ignore_label=ignore_label, regions=regions, batch_dice=batch_dice, ddp=ddp,
                       class_weights=class_weights)
-    return spec.factory(values, ctx)
+    return resolve_factory(spec.factory)(values, ctx)
 
 
 def describe() -> str:

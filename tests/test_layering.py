@@ -1,5 +1,6 @@
-"""The layering the package promises: the core (losses, maps, metrics, stats) imports no nnunetv2, and nnunet/
-(the glue) imports nothing above it. Each import runs in a fresh interpreter, so nothing is imported already."""
+"""The layering the package promises: the pure core (losses, maps, metrics, stats, the registry, the catalogue, the
+synthetic images) imports no nnunetv2 and nothing of nnunet/ (the glue), and nnunet/ imports nothing above it. Each
+import runs in a fresh interpreter, so nothing is imported already."""
 import ast
 import json
 import os
@@ -12,6 +13,8 @@ import pytest
 import nnunet_losses
 
 CORE = ["losses", "maps", "metrics", "stats"]
+PURE_MODULES = ["registry", "catalogue", "synthetic_images"]  # single-file modules of the pure core
+GLUE = ("nnunetv2", "nnunet_losses.nnunet")  # what the pure core may not import
 ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment")
 
 
@@ -38,27 +41,69 @@ def test_core_imports_no_nnunetv2(package):
     assert "batchgeneratorsv2" not in loaded and "dynamic_network_architectures" not in loaded
 
 
+def _is_glue(module):
+    return any(module == g or module.startswith(g + ".") for g in GLUE)
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_import_no_glue(module):
+    loaded = _modules_after_import([f"nnunet_losses.{module}"])
+    assert not sorted(m for m in loaded if _is_glue(m)), module
+
+
+def test_registry_imports_the_glue_only_to_build_a_baseline():
+    """Describing every loss and building a pure one import no glue; a baseline (nnU-Net's class) imports it."""
+    code = ("import json, sys\n"
+            "from nnunet_losses.registry import build_loss, describe\n"
+            "describe(); build_loss('combo'); build_loss('iou_xy', alpha=0.5, beta=1.5)\n"
+            "before = sorted(sys.modules)\n"
+            "build_loss('dice_ce')\n"
+            "print(json.dumps([before, sorted(sys.modules)]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    before, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not [m for m in before if _is_glue(m)]
+    assert "nnunet_losses.nnunet.baselines" in after and "nnunetv2" in after
+
+
 def test_nnunet_glue_imports_nothing_above_it():
     loaded = _modules_after_import(_submodules("nnunet"))
     above = sorted(m for m in loaded if m.startswith(ABOVE_NNUNET))
     assert not above
 
 
-def test_core_source_never_imports_nnunetv2():
-    """Not even lazily, inside a function: no import of nnunetv2 anywhere in the core's source."""
+def _pure_sources():
+    """(path relative to the package, package the file's relative imports resolve in) of every pure source file."""
     root = os.path.dirname(nnunet_losses.__file__)
-    offenders = []
+    for module in PURE_MODULES:
+        yield f"{module}.py", "nnunet_losses"
     for package in CORE:
         for dirpath, _, files in os.walk(os.path.join(root, package)):
-            for name in (f for f in files if f.endswith(".py")):
-                path = os.path.join(dirpath, name)
-                with open(path) as f:
-                    tree = ast.parse(f.read())
-                for node in ast.walk(tree):
-                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                        [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-                    if any(n.split(".")[0] == "nnunetv2" for n in names):
-                        offenders.append(f"{os.path.relpath(path, root)}:{node.lineno}")
+            rel = os.path.relpath(dirpath, root)
+            for name in sorted(f for f in files if f.endswith(".py")):
+                yield os.path.join(rel, name), "nnunet_losses." + rel.replace(os.sep, ".")
+
+
+def _dynamic_imports(tree):
+    """(module, line) of every ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                yield node.args[0].value, node.lineno
+
+
+def test_pure_source_never_imports_nnunetv2_or_the_glue():
+    """Not even lazily, inside a function: no import of nnunetv2 or nnunet_losses.nnunet (relative ones resolved)
+    anywhere in the pure core's source. The registry names the baselines' factories by path instead."""
+    root = os.path.dirname(nnunet_losses.__file__)
+    offenders = []
+    for path, package in _pure_sources():
+        with open(os.path.join(root, path)) as f:
+            tree = ast.parse(f.read())
+        for module, line in [*_imported_modules(tree, package), *_dynamic_imports(tree)]:
+            if _is_glue(module):
+                offenders.append(f"{path}:{line} imports {module}")
     assert not offenders
 
 

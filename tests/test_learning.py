@@ -11,7 +11,7 @@ from nnunet_losses.nnunet.synthetic_many import write_many_class_dataset
 from test_nnunet_e2e import _cli, _run
 
 PLANS = "nnUNetPlans_small_f8_b8"
-TRAINER = "RRWTrainer_ep4_it50_s1"  # the family default optimiser (Adam 1e-4); 200 iterations
+TRAINER = "RRWTrainer_ep4_it50_s1"  # the family default optimiser (Adam 1e-3); 200 iterations
 
 
 def test_rrw_default_learns_the_large_class(tmp_path):
@@ -72,16 +72,19 @@ def test_per_class_and_flattened_dice_agree_with_one_foreground_class():
     assert not torch.allclose(ComboLoss(dice="flattened")(logits, target), ComboLoss(dice="per_class")(logits, target))
 
 
-def test_rrw_family_default_optimiser_and_the_papers_settings_by_name():
+def test_family_default_optimisers_and_the_papers_settings_by_name():
     from nnunet_losses.nnunet.trainers import trainer_class
 
     def resolved(name):
         parsed = trainer_class(name).parsed
         return parsed.resolved_optimizer(), parsed.resolved_lr()
 
-    assert resolved("RRWTrainer") == resolved("RRWTrainer_online") == ("adam", 1e-4)  # the RW authors' code
-    assert resolved("RRWTrainer_adam_lr1em5") == ("adam", 1e-5)  # the RW paper
-    assert resolved("RRWTrainer_sgd") == ("sgd", None)  # nnU-Net's SGD and initial lr (1e-2)
-    assert resolved("RRWTrainer_lr1em3") == ("adam", 1e-3)
-    assert resolved("DiceCETrainer") == resolved("RWACTrainer") == ("sgd", None)
+    # losses without a log term train with Adam 1e-3 by default (docs/learning.md, section 6)
+    for family in ("RRWTrainer", "IoUxyTrainer", "DiceBoundaryTrainer"):
+        assert resolved(family) == ("adam", 1e-3), family
+        assert resolved(f"{family}_sgd") == ("sgd", None)  # nnU-Net's SGD and initial lr (1e-2)
+    assert resolved("RRWTrainer_online") == resolved("IoUxyTrainer_a0p5_b1p5") == ("adam", 1e-3)
+    assert resolved("RRWTrainer_lr1em4") == ("adam", 1e-4)  # the RW authors' code
+    assert resolved("RRWTrainer_adam_lr1em5") == resolved("DiceBoundaryTrainer_adam_lr1em5") == ("adam", 1e-5)  # paper
+    assert resolved("DiceCETrainer") == resolved("RWACTrainer") == resolved("ComboTrainer") == ("sgd", None)
     assert resolved("DiceCETrainer_adam") == ("adam", 1e-4)

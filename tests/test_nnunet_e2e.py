@@ -201,22 +201,6 @@ def test_malformed_trainer_name_shows_grammar(dataset):
     assert "nearest valid name: ComboTrainer_b0p7" in proc.stdout + proc.stderr
 
 
-def test_region_dataset(tmp_path):
-    ds = _prepare(str(tmp_path), 902, regions=True)
-    _train(ds, "ComboTrainer_ep1_it3")
-    assert "'regions': True" in _log(ds, "ComboTrainer_ep1_it3")
-    proc = _train(ds, "RRWTrainer_online_ep1_it3", check=False)
-    assert proc.returncode != 0 and "does not support region-based" in proc.stdout + proc.stderr
-
-
-def test_ignore_label_dataset(tmp_path):
-    ds = _prepare(str(tmp_path), 903, ignore_label=True)
-    _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "--kinds", "rrw"], ds["env"])
-    for trainer in ("RRWTrainer_ep1_it3", "TopKDiceTrainer_ep1_it3"):
-        _train(ds, trainer)
-        assert "'ignore_label': 4" in _log(ds, trainer)
-
-
 def _pipeline_batch(dataset, kind, training, seed=0):
     """One batch of nnU-Net's own loader and transforms with our precomputed-map transforms added."""
     import torch
@@ -268,22 +252,3 @@ def test_precomputed_maps_through_nnunet_pipeline(dataset):
         assert np.all(zn[~onehot] == 1.0)
         assert np.all((zn[onehot] <= 0) & (zn[onehot] >= -1.0 - 1e-6))
     assert maps[0].min() < -0.5  # the distances survived the augmentation
-
-
-def test_demo_command_runs_and_resumes(tmp_path):
-    root = tmp_path / "demo"
-    cmd = [_cli("nnunet-losses"), "demo", "--root", str(root), "--trainers", "RRWTrainer,TopKDiceTrainer_k30",
-           "--epochs", "1", "--iterations", "2"]
-    proc = _run(cmd, dict(os.environ))
-    assert "| RRWTrainer_ep1_it2_s1 |" in proc.stdout and "| TopKDiceTrainer_k30_ep1_it2_s1 |" in proc.stdout
-    results = json.load(open(root / "demo_results.json"))
-    assert [r["trainer"] for r in results] == ["RRWTrainer_ep1_it2_s1", "TopKDiceTrainer_k30_ep1_it2_s1"]
-    assert all(set(r["dice"]) == {"large", "medium", "small"} and r["cases"] == 8 for r in results)
-    again = _run(cmd, dict(os.environ))  # everything is there: no step runs again
-    assert "[run ] plan and preprocess" not in again.stdout and "[skip] plan and preprocess: done" in again.stdout
-    assert "train " not in again.stdout.replace("trainings", "") and "done before" in again.stdout
-    assert "| RRWTrainer_ep1_it2_s1 |" in again.stdout
-    report = (root / "report" / "report.md").read_text()
-    assert "| RRWTrainer (ref.) |" in report and "| TopKDiceTrainer_k30 |" in report and "HD95" in report
-    assert (root / "report" / "box_dice.png").stat().st_size > 5000
-    assert (root / "evaluation" / "RRWTrainer" / "RRWTrainer_ep1_it2_s1" / "fold_0.csv").is_file()

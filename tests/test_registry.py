@@ -89,6 +89,20 @@ def test_baselines_are_nnunets_own_classes():
     assert isinstance(topk_dice, DC_and_topk_loss) and topk_dice.ce.k == 20.0
 
 
+def test_baselines_are_built_by_path_from_the_glue():
+    """The registry names nnU-Net's baselines by "module:function" path; each resolves to a function of baselines."""
+    from nnunet_losses.nnunet import baselines
+    from nnunet_losses.registry import resolve_factory
+
+    paths = {name: spec.factory for name, spec in REGISTRY.items() if isinstance(spec.factory, str)}
+    assert sorted(paths) == ["ce", "dice", "dice_ce", "dice_nobg", "dice_topk_ce", "focal_dice", "topk_ce"]
+    for name, path in paths.items():
+        assert resolve_factory(path) is getattr(baselines, f"build_{name}"), path
+    assert type(build_loss("dice_boundary", ignore_label=2).partner) is baselines.SoftDice
+    assert type(build_loss("ce_boundary").partner) is baselines.CrossEntropy
+    assert type(build_loss("focal_dice")) is baselines.DiceAndFocal
+
+
 def test_focal_dice_is_dice_plus_focal():
     torch.manual_seed(0)
     logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 1, 8, 8))

@@ -48,6 +48,8 @@ BASE = 'name = "t"\ndataset = 901\nconfiguration = "2d"\n'
     ('evaluate = "train"\n', 'RRW = "RRWTrainer"\n', "evaluate"),
     ('synthetic_test = 10\n', 'RRW = "RRWTrainer"\n', "need convert"),
     ('convert = "synthetic"\nsynthetic_train = 1\n', 'RRW = "RRWTrainer"\n', "synthetic_train must be"),
+    ('synthetic_kind = "phantom"\n', 'RRW = "RRWTrainer"\n', "need convert"),
+    ('convert = "synthetic"\nsynthetic_kind = "mri"\n', 'RRW = "RRWTrainer"\n', "synthetic_kind = 'mri'.*phantom"),
 ])
 def test_spec_errors_are_clear(tmp_path, extra, trainers, message):
     with pytest.raises(ValueError, match=message):
@@ -186,7 +188,8 @@ def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
     from nnunet_losses.demo import SPEC, demo_experiment
 
     spec = load_experiment(SPEC)
-    assert spec.evaluate == "test" and spec.plans == "nnUNetPlans_small_f8_b8" and spec.synthetic_cases == (24, 8)
+    assert spec.evaluate == "validation" and spec.plans == "nnUNetPlans_small_f8_b8"
+    assert spec.synthetic_cases == (40, 8) and spec.synthetic_kind == "phantom"
     assert demo_experiment().trainers == spec.trainers
     short = demo_experiment(["RRWTrainer", "DiceCETrainer"], epochs=2, full_plans=True)
     assert short.trainers == {"RRWTrainer": "RRWTrainer_ep2_it100", "DiceCETrainer": "DiceCETrainer_ep2_it100"}
@@ -194,10 +197,10 @@ def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
     with pytest.raises(ValueError, match="demo.toml: trainer NoSuchTrainer"):
         demo_experiment(["NoSuchTrainer"])
     out = _cli("demo", "--root", str(tmp_path / "d"), "--dry-run", "--trainers", "RRWTrainer", "--iterations", "3").stdout
-    assert "[todo] nnunet-losses synthetic-dataset -d 901 --num-train 24 --num-test 8" in out
+    assert "[todo] nnunet-losses synthetic-dataset -d 901 --num-train 40 --num-test 8 --kind phantom" in out
     assert "[todo] nnunet-losses small-plans -d 901 -c 2d -p nnUNetPlans --features 8 --batch-size 8" in out
     assert "--kinds rrw" in out and "-tr RRWTrainer_ep8_it3_s1 -p nnUNetPlans_small_f8_b8 --c -device cpu" in out
-    assert "[todo] nnUNetv2_predict -i" in out and "imagesTs" in out and "report" in out
+    assert "fold_0/validation" in out and "--split" in out and "report" in out  # nnU-Net's held-out cases
     assert not os.path.exists(tmp_path / "d" / "logs")  # a dry run runs nothing
 
 

@@ -2,7 +2,8 @@
 and writing the dataset folder atomically.
 
 The folder ``<nnUNet_raw>/DatasetXXX_Name`` is built in a hidden temporary sibling (dataset.json by nnU-Net's own
-``generate_dataset_json``) and renamed into place, so an interrupted conversion leaves no half-written dataset.
+``generate_dataset_json``) and renamed into place (``_files.atomic_folder``), so an interrupted conversion leaves no
+half-written dataset.
 Re-running with the same source and options finds an identical folder and leaves it alone; a different dataset
 under the same id is refused unless ``overwrite``.
 """
@@ -22,6 +23,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from .._args import positive_int
+from .._files import atomic_folder
 
 
 class ConversionError(ValueError):
@@ -86,6 +88,19 @@ def same_files(a: str, b: str) -> bool:
     return names(a) == names(b) and all(same_bytes(os.path.join(a, n), os.path.join(b, n)) for n in names(a))
 
 
+class _UpToDate(Exception):
+    """The dataset just built equals the one in place: the new folder is discarded."""
+
+
+def _move_aside(paths: Sequence[str], root: str) -> str:
+    """Move the existing ``paths`` into a hidden folder under ``root`` (removed once the new dataset is in place)."""
+    old = tempfile.mkdtemp(prefix=".replaced.", dir=root)
+    for path in paths:
+        if os.path.exists(path):
+            os.rename(path, os.path.join(old, os.path.basename(path)))
+    return old
+
+
 def write_dataset(nnunet_raw: Optional[str], dataset_id: int, name: str, dataset_json: Dict,
                   build: Callable[[str], None], overwrite: bool = False) -> str:
     """Write ``DatasetXXX_name`` under ``nnunet_raw`` (default ``$nnUNet_raw``) and return its path: dataset.json
@@ -100,28 +115,24 @@ def write_dataset(nnunet_raw: Optional[str], dataset_id: int, name: str, dataset
     others = [os.path.join(root, d) for d in sorted(os.listdir(root)) if d.startswith(prefix) and d != prefix + name]
     if others and not overwrite:
         raise ConversionError(f"dataset id {dataset_id} is taken by {others[0]}: choose another -d or pass --overwrite")
-    tmp = tempfile.mkdtemp(prefix=f".{prefix}{name}.", dir=root)
     refusal = f"{target} exists with different content: pass --overwrite to replace it"
     try:
-        generate_dataset_json(tmp, **dataset_json)
-        if os.path.exists(target) and not overwrite and not same_bytes(os.path.join(tmp, "dataset.json"),
-                                                                       os.path.join(target, "dataset.json")):
-            raise ConversionError(refusal)
-        build(tmp)
-        if os.path.isdir(target) and same_files(tmp, target):
-            print(f"{target} is already up to date")
-            return target
-        if os.path.exists(target) and not overwrite:
-            raise ConversionError(refusal)
-        old = tempfile.mkdtemp(prefix=".replaced.", dir=root)
-        for path in [*others, target]:
-            if os.path.exists(path):
-                os.rename(path, os.path.join(old, os.path.basename(path)))
-        os.rename(tmp, target)
-        shutil.rmtree(old)
+        with atomic_folder(target) as tmp:  # renamed to target when the block ends, removed on any error
+            generate_dataset_json(tmp, **dataset_json)
+            if os.path.exists(target) and not overwrite and not same_bytes(os.path.join(tmp, "dataset.json"),
+                                                                           os.path.join(target, "dataset.json")):
+                raise ConversionError(refusal)
+            build(tmp)
+            if os.path.isdir(target) and same_files(tmp, target):
+                raise _UpToDate
+            if os.path.exists(target) and not overwrite:
+                raise ConversionError(refusal)
+            replaced = _move_aside([*others, target], root)  # the rename needs target gone: last step of the block
+    except _UpToDate:
+        print(f"{target} is already up to date")
         return target
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(replaced)
+    return target
 
 
 def make_parser(prog: str, doc: str, default_id: int) -> argparse.ArgumentParser:

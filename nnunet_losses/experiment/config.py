@@ -14,6 +14,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..report.catalogue import PLOTS, REPORT_METRICS
+from ..synthetic_images import GENERATORS
 
 CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
 SPLITS = ("half", "alternate", "nnunet")
@@ -21,7 +22,7 @@ EVALUATE = ("validation", "test")
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
 _KNOWN = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
           "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
-          "trainers", "evaluate", "synthetic_train", "synthetic_test"}
+          "trainers", "evaluate", "synthetic_train", "synthetic_test", "synthetic_kind"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Experiment:
     trainers: Dict[str, str]
     evaluate: str = "validation"  # or "test": the held-out imagesTs/labelsTs of the raw dataset
     synthetic_cases: Tuple[int, int] = (12, 4)  # convert = "synthetic": training and test images generated
+    synthetic_kind: str = "discs"  # convert = "synthetic": the generator (synthetic_images.GENERATORS)
 
     @property
     def matrix(self) -> List[Run]:
@@ -168,9 +170,11 @@ def _check_numbers(path: str, exp: dict, texts: dict, numbers: dict, folds: tupl
         _fail(path, "runs and permutations must be >= 1 and folds non-empty")
     if texts["split"] != "nnunet" and folds != (0,):
         _fail(path, f"split = {texts['split']!r} has one fold (0), got folds = {list(folds)}")
-    if texts["convert"] != "synthetic" and {"synthetic_train", "synthetic_test"} & set(exp):
-        _fail(path, "synthetic_train and synthetic_test size the generated dataset: they need "
+    if texts["convert"] != "synthetic" and {"synthetic_train", "synthetic_test", "synthetic_kind"} & set(exp):
+        _fail(path, "synthetic_train, synthetic_test and synthetic_kind describe the generated dataset: they need "
                     "convert = \"synthetic\"")
+    if texts["synthetic_kind"] not in GENERATORS:
+        _fail(path, f"synthetic_kind = {texts['synthetic_kind']!r}: choose from {', '.join(GENERATORS)}")
     if numbers["synthetic_train"] < 2 or numbers["synthetic_test"] < 1:
         _fail(path, "synthetic_train must be >= 2 and synthetic_test >= 1")
     if numbers["split_offset"] not in (0, 1):
@@ -186,7 +190,7 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
     texts = {key: _value(path, exp, key, str, default) for key, default in (
         ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
-        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"))}
+        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"), ("synthetic_kind", "discs"))}
     numbers = {key: _value(path, exp, key, int, default) for key, default in (
         ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0),
         ("synthetic_train", 12), ("synthetic_test", 4))}
@@ -205,4 +209,5 @@ def load_experiment(path: str) -> Experiment:
                       split_seed=numbers["split_seed"], split_offset=numbers["split_offset"], runs=numbers["runs"],
                       reference=reference, metrics=metrics, plots=plots, permutations=numbers["permutations"],
                       trainers=dict(trainers), evaluate=texts["evaluate"],
-                      synthetic_cases=(numbers["synthetic_train"], numbers["synthetic_test"]))
+                      synthetic_cases=(numbers["synthetic_train"], numbers["synthetic_test"]),
+                      synthetic_kind=texts["synthetic_kind"])

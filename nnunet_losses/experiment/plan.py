@@ -154,7 +154,8 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
     if exp.convert == "synthetic":
         steps.append(Step("prepare", "generate the synthetic dataset",
                           ["nnunet-losses", "synthetic-dataset", "-d", did, "--num-train",
-                           str(exp.synthetic_cases[0]), "--num-test", str(exp.synthetic_cases[1])],
+                           str(exp.synthetic_cases[0]), "--num-test", str(exp.synthetic_cases[1]),
+                           "--kind", exp.synthetic_kind],
                           lambda: bool(_raw_datasets(exp, paths, generated=True)),
                           refused=lambda: next((f"dataset id {exp.dataset} is taken by {other}, not the generated "
                                                 f"dataset: choose another dataset id in {exp.path}"

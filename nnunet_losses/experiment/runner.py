@@ -106,10 +106,14 @@ def run_report(exp: Experiment, paths: Paths, env: Optional[Dict[str, str]] = No
 def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda", num_processes: int = 1,
               env: Optional[Dict[str, str]] = None) -> int:
     """The whole experiment here: prepare, the trainings on ``jobs`` workers, the report. Returns an exit status.
-    ``env``: the steps' environment (default :func:`command_env`)."""
+    ``env``: the steps' environment (default :func:`command_env`); on the CPU with ``jobs`` > 1 it gets
+    ``OMP_NUM_THREADS`` = cores / jobs unless it has one."""
     from tqdm import tqdm
 
-    env = env or command_env()
+    env = dict(env or command_env())
+    if device == "cpu" and jobs > 1 and "OMP_NUM_THREADS" not in env:
+        # nnUNetv2_train gives torch every core; our trainers honour OMP_NUM_THREADS, so side by side they share them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     run_prepare(exp, paths, num_processes, env)
     failures: List[str] = []
     matrix = exp.matrix

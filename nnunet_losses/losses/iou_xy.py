@@ -16,6 +16,15 @@ from torch import nn
 from ._common import ddp_sum, decode_target, float32_forward, masked
 
 
+def check_weights_sum_to_two(alpha: float, beta: float, owner: str = "IoUxyLoss") -> None:
+    """IoU_xy's rule: alpha + beta = 2 with alpha, beta >= 0 (Furtado, section 2.2); raises ValueError naming
+    ``owner``. The one place the rule is written: IoUxyLoss and the registry both call it."""
+    if alpha < 0 or beta < 0 or abs(alpha + beta - 2.0) > 1e-6:
+        raise ValueError(f"{owner}: alpha + beta must equal 2 with alpha, beta >= 0 (Furtado, section 2.2); "
+                         f"got alpha={alpha}, beta={beta} (sum {alpha + beta}). Examples: (1, 1) = soft IoU, "
+                         f"(0.5, 1.5) = the paper's best")
+
+
 class IoUxyLoss(nn.Module):
     """IoU_xy (Furtado, 003): soft IoU with false positives weighted by ``alpha`` and false negatives by ``beta``.
 
@@ -34,10 +43,7 @@ class IoUxyLoss(nn.Module):
                  ignore_label: Optional[int] = None, ddp: bool = True):
         super().__init__()
         alpha, beta = float(alpha), float(beta)
-        if alpha < 0 or beta < 0 or abs(alpha + beta - 2.0) > 1e-6:
-            raise ValueError(f"IoUxyLoss: alpha + beta must equal 2 with alpha, beta >= 0 (Furtado, section 2.2); "
-                             f"got alpha={alpha}, beta={beta} (sum {alpha + beta}). Examples: (1, 1) = soft IoU, "
-                             f"(0.5, 1.5) = the paper's best")
+        check_weights_sum_to_two(alpha, beta)
         self.alpha, self.beta = alpha, beta
         self.include_background = bool(include_background)
         self.batch_dice = bool(batch_dice)

@@ -278,22 +278,12 @@ def _report(problems: Sequence[str]) -> None:
               "JSON's 'warnings')", file=sys.stderr)
 
 
-def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[EvalClass]] = None,
-                    dataset_json: Optional[str] = None, num_processes: int = 1, output: Optional[str] = None,
-                    progress: bool = True, both_empty: str = "exclude",
-                    nsd_tolerance: Union[float, Mapping[str, float]] = DEFAULT_NSD_TOLERANCE,
-                    strict: bool = False, expected_cases: Optional[Sequence[str]] = None,
-                    reader: Optional[Reader] = None) -> dict:
-    """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``, both read by
-    ``reader`` (required; :func:`nnunet_losses.nnunet.evaluation.evaluate_folder` passes nnU-Net's).
+def _listed(names: Sequence[str]) -> str:
+    """The first five names, "..." when there are more."""
+    return f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
 
-    ``both_empty``: ``"exclude"`` (nnU-Net's evaluator, default) or ``"one"`` (``metrics.case``).
-    ``nsd_tolerance``: mm, one for every class or ``{class name: mm}`` (others: 1 mm). A prediction without a
-    reference is an error. References without a prediction (among ``expected_cases`` when given, e.g. a fold's
-    validation cases; else every reference) and ``label_problems`` are warnings, errors with ``strict``.
-    """
-    from tqdm import tqdm
 
+def _check_arguments(pred_dir: str, ref_dir: str, both_empty: str, reader: Optional[Reader]) -> None:
     if reader is None:
         raise TypeError("evaluate_folder needs reader=path -> (labels, spacing); nnU-Net's reader: "
                         "nnunet_losses.nnunet.evaluation.evaluate_folder")
@@ -302,39 +292,44 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     for folder in (pred_dir, ref_dir):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"no such folder: {folder}")
-    dataset_json = dataset_json or find_dataset_json(ref_dir)
-    ds = None
-    if dataset_json:
-        with open(dataset_json) as f:
-            ds = json.load(f)
-    ending = ds["file_ending"] if ds and "file_ending" in ds else detect_file_ending(ref_dir)
-    ignore_label = classes_from_dataset_json(ds)[1] if ds else None
-    if classes is None:
-        classes = classes_from_dataset_json(ds)[0] if ds else None
+
+
+def _load_json(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _predictions(pred_dir: str, ref_dir: str, ending: str) -> List[str]:
+    """File names of the predictions; an error when there are none or one has no reference."""
     preds = sorted(n for n in os.listdir(pred_dir) if n.endswith(ending))
     if not preds:
         raise ValueError(f"no predictions ending in {ending} in {pred_dir}")
     missing = [n for n in preds if not os.path.isfile(os.path.join(ref_dir, n))]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} predictions have no reference in {ref_dir}: "
-                                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        raise FileNotFoundError(f"{len(missing)} predictions have no reference in {ref_dir}: {_listed(missing)}")
+    return preds
+
+
+def _cases_without_prediction(preds: Sequence[str], ref_dir: str, ending: str,
+                              expected_cases: Optional[Sequence[str]]) -> List[str]:
+    """The expected cases (default: every reference) that have no prediction."""
     refs = sorted(n[:-len(ending)] for n in os.listdir(ref_dir) if n.endswith(ending))
     predicted = {n[:-len(ending)] for n in preds}
-    without_prediction = [c for c in (refs if expected_cases is None else sorted(expected_cases))
-                          if c not in predicted]
-    problems = []
-    if without_prediction:
-        problems.append(f"{len(without_prediction)} reference(s) without a prediction in {pred_dir}: "
-                        f"{', '.join(without_prediction[:5])}{' ...' if len(without_prediction) > 5 else ''}")
-        if strict:
-            raise ValueError(f"{problems[0]} (--strict)")
-    if classes is None:
-        found = sorted({int(v) for n in preds for v in np.unique(reader(os.path.join(ref_dir, n))[0])
-                        if np.isfinite(v)} - {0, *(() if ignore_label is None else (ignore_label,))})
-        classes = [EvalClass(str(v), (v,)) for v in found]
-    if not classes:
-        raise ValueError("no foreground class to evaluate (pass -l)")
-    names = [c.name for c in classes]
+    return [c for c in (refs if expected_cases is None else sorted(expected_cases)) if c not in predicted]
+
+
+def _classes_in_references(preds: Sequence[str], ref_dir: str, reader: Reader,
+                           ignore_label: Optional[int]) -> List[EvalClass]:
+    """One class per label found in the predicted cases' references, background and ignore label excepted."""
+    found = sorted({int(v) for n in preds for v in np.unique(reader(os.path.join(ref_dir, n))[0])
+                    if np.isfinite(v)} - {0, *(() if ignore_label is None else (ignore_label,))})
+    return [EvalClass(str(v), (v,)) for v in found]
+
+
+def _nsd_tolerances(nsd_tolerance: Union[float, Mapping[str, float]], names: Sequence[str]) -> Dict[str, float]:
+    """The NSD tolerance in mm of each class, checked: one for all, or per class name (others: 1 mm)."""
     if isinstance(nsd_tolerance, Mapping):
         unknown = sorted(set(nsd_tolerance) - set(names))
         if unknown:
@@ -345,11 +340,17 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     for name, tau in tolerances.items():
         if not (math.isfinite(tau) and tau >= 0):
             raise ValueError(f"--nsd-tolerance: {name}: {tau} is not a distance in mm (>= 0)")
-    kwargs = dict(classes=tuple(classes), reader=reader, ignore_label=ignore_label, both_empty=both_empty,
-                  nsd_tolerances=tolerances, known_labels=_known_labels(ds, classes, ignore_label), strict=strict)
-    jobs = [(n[:-len(ending)], os.path.join(pred_dir, n), os.path.join(ref_dir, n), kwargs) for n in preds]
+    return tolerances
+
+
+def _evaluate_cases(jobs: Sequence[tuple], num_processes: int,
+                    progress: bool) -> Tuple[List[Dict[str, object]], List[str]]:
+    """Every job through :func:`_evaluate_one`, in ``num_processes`` processes: the rows and the problems found."""
+    from tqdm import tqdm
+
     bar = tqdm(total=len(jobs), desc="evaluate", unit="case", disable=not progress)
     rows: List[Dict[str, object]] = []
+    problems: List[str] = []
 
     def collect(outcome):
         rows.extend(outcome[0])
@@ -364,6 +365,48 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
         for job in jobs:
             collect(_evaluate_one(job))
     bar.close()
+    return rows, problems
+
+
+def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[EvalClass]] = None,
+                    dataset_json: Optional[str] = None, num_processes: int = 1, output: Optional[str] = None,
+                    progress: bool = True, both_empty: str = "exclude",
+                    nsd_tolerance: Union[float, Mapping[str, float]] = DEFAULT_NSD_TOLERANCE,
+                    strict: bool = False, expected_cases: Optional[Sequence[str]] = None,
+                    reader: Optional[Reader] = None) -> dict:
+    """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``, both read by
+    ``reader`` (required; :func:`nnunet_losses.nnunet.evaluation.evaluate_folder` passes nnU-Net's).
+
+    ``both_empty``: ``"exclude"`` (nnU-Net's evaluator, default) or ``"one"`` (``metrics.case``).
+    ``nsd_tolerance``: mm, one for every class or ``{class name: mm}`` (others: 1 mm). A prediction without a
+    reference is an error. References without a prediction (among ``expected_cases`` when given, e.g. a fold's
+    validation cases; else every reference) and ``label_problems`` are warnings, errors with ``strict``.
+    """
+    _check_arguments(pred_dir, ref_dir, both_empty, reader)
+    dataset_json = dataset_json or find_dataset_json(ref_dir)
+    ds = _load_json(dataset_json)
+    ending = ds["file_ending"] if ds and "file_ending" in ds else detect_file_ending(ref_dir)
+    ignore_label = classes_from_dataset_json(ds)[1] if ds else None
+    if classes is None:
+        classes = classes_from_dataset_json(ds)[0] if ds else None
+    preds = _predictions(pred_dir, ref_dir, ending)
+    without_prediction = _cases_without_prediction(preds, ref_dir, ending, expected_cases)
+    problems = []
+    if without_prediction:
+        problems.append(f"{len(without_prediction)} reference(s) without a prediction in {pred_dir}: "
+                        f"{_listed(without_prediction)}")
+        if strict:
+            raise ValueError(f"{problems[0]} (--strict)")
+    if classes is None:
+        classes = _classes_in_references(preds, ref_dir, reader, ignore_label)
+    if not classes:
+        raise ValueError("no foreground class to evaluate (pass -l)")
+    tolerances = _nsd_tolerances(nsd_tolerance, [c.name for c in classes])
+    kwargs = dict(classes=tuple(classes), reader=reader, ignore_label=ignore_label, both_empty=both_empty,
+                  nsd_tolerances=tolerances, known_labels=_known_labels(ds, classes, ignore_label), strict=strict)
+    jobs = [(n[:-len(ending)], os.path.join(pred_dir, n), os.path.join(ref_dir, n), kwargs) for n in preds]
+    rows, case_problems = _evaluate_cases(jobs, num_processes, progress)
+    problems += case_problems
     _report(problems)
     result = {"pred_dir": os.path.abspath(pred_dir), "ref_dir": os.path.abspath(ref_dir),
               "dataset_json": os.path.abspath(dataset_json) if dataset_json else None,

@@ -9,10 +9,13 @@
 * ``focal_dice``: nnU-Net's soft Dice (as in ``DC_and_CE_loss``) + our focal loss (the DiceFocal baseline of 004).
 
 nnU-Net's soft Dice returns ``-Dice`` (not ``1 - Dice``): same gradients, values offset by 1. We keep it.
+
+The ``build_*`` factories at the end are the ones the registry names by path ("nnunet_losses.nnunet.baselines:
+build_dice_ce"): the registry stays free of nnunetv2, and this module is imported only when a baseline is built.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss, DC_and_topk_loss
@@ -20,6 +23,9 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss, TopKLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
+
+from ..losses import FocalLoss
+from ..registry import LossContext
 
 
 def nnunet_dice_ce(batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool) -> nn.Module:
@@ -127,3 +133,45 @@ class DiceAndFocal(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.dice(logits, target) + self.focal(logits, target)
+
+
+# The registry's factories, (validated parameters, dataset context) -> loss, named in its specs by path.
+
+def build_dice_ce(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return nnunet_dice_ce(ctx.batch_dice, ctx.ddp, ctx.ignore_label, ctx.regions)
+
+
+def build_dice(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return SoftDice(True, ctx.batch_dice, ctx.ddp, ctx.ignore_label, ctx.regions)
+
+
+def build_dice_nobg(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return SoftDice(False, ctx.batch_dice, ctx.ddp, ctx.ignore_label, ctx.regions)
+
+
+def build_ce(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return CrossEntropy(ctx.ignore_label, ctx.regions)
+
+
+def build_topk_ce(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return nnunet_topk_ce(p["k"], ctx.ignore_label, ctx.regions)
+
+
+def build_dice_topk_ce(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    return nnunet_dice_topk_ce(p["k"], ctx.batch_dice, ctx.ddp, ctx.ignore_label, ctx.regions)
+
+
+def build_focal_dice(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    focal = FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=ctx.regions, ignore_label=ctx.ignore_label)
+    return DiceAndFocal(focal, ctx.batch_dice, ctx.ddp, ctx.ignore_label, ctx.regions)
+
+
+def build_boundary_dice_partner(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    """The Dice of dice_boundary: soft Dice without background, labels only."""
+    return SoftDice(do_bg=False, batch_dice=ctx.batch_dice, ddp=ctx.ddp, ignore_label=ctx.ignore_label,
+                    regions=False)
+
+
+def build_boundary_ce_partner(p: Dict[str, Any], ctx: LossContext) -> nn.Module:
+    """The CE of ce_boundary, labels only."""
+    return CrossEntropy(ignore_label=ctx.ignore_label, regions=False)

@@ -143,6 +143,66 @@ def _parse_int(text: str, what: str) -> int:
     return int(text)
 
 
+# The run options after the loss parameters, in the grammar's order; ParsedName has one field of each name.
+_RUN_OPTIONS = ("online", "epochs", "iterations", "optimizer", "lr", "seed")
+
+
+def _family_named(head: str, families: Dict[str, Family]) -> Family:
+    """The family a name's first token names; nnU-Net's reserved prefixes and unknown families are errors."""
+    if head.startswith(RESERVED_PREFIXES):
+        raise TrainerNameError(f"names starting with {' or '.join(RESERVED_PREFIXES)} are nnU-Net's own trainers")
+    if head not in families:
+        close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
+        raise TrainerNameError(f"unknown trainer family {head!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return families[head]
+
+
+def _read_loss_token(token: str, param: NameParam, loss_params: Dict[str, Any]) -> bool:
+    """Whether ``token`` spells the loss parameter ``param``; if so, its value is put in ``loss_params``."""
+    if param.kind == "flag":
+        if token != param.code:
+            return False
+        if param.loss_param in loss_params:  # e.g. Combo's _pc and _flat
+            raise TrainerNameError(f"'{token}' contradicts an earlier token: both set {param.loss_param}")
+        loss_params[param.loss_param] = param.flag_value
+        return True
+    text = token[len(param.code):]
+    if not (token.startswith(param.code) and text[:1].isdigit()):
+        return False
+    loss_params[param.loss_param] = _parse_int(text, param.code) if param.kind == "int" else parse_number(text)
+    return True
+
+
+def _read_run_token(token: str, option: str, values: Dict[str, Any], head: str,
+                    map_families: Tuple[str, ...]) -> bool:
+    """Whether ``token`` spells the run option ``option`` (one of ``_RUN_OPTIONS``); if so, its value is put in
+    ``values``. ``_online`` is an error outside the map-based families."""
+    if option == "online" and token == "online":
+        if head not in map_families:
+            raise TrainerNameError(f"'_online' applies to map-based families only ({', '.join(map_families)})")
+        values["online"] = True
+    elif option == "epochs" and re.fullmatch(r"ep\d+", token):
+        values["epochs"] = _parse_int(token[2:], "ep")
+    elif option == "iterations" and re.fullmatch(r"it\d+", token):
+        values["iterations"] = _parse_int(token[2:], "it")
+    elif option == "optimizer" and token in ("adam", "sgd"):
+        values["optimizer"] = token
+    elif option == "lr" and token.startswith("lr") and token[2:3].isdigit():
+        values["lr"] = parse_number(token[2:])
+    elif option == "seed" and re.fullmatch(r"s\d+", token):
+        values["seed"] = _parse_int(token[1:], "s")
+    else:
+        return False
+    return True
+
+
+def _check_run_values(values: Dict[str, Any]) -> None:
+    if values["epochs"] == 0 or values["iterations"] == 0:
+        raise TrainerNameError("_ep and _it must be at least 1")
+    if values["lr"] is not None and values["lr"] <= 0:
+        raise TrainerNameError("_lr must be > 0")
+
+
 def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> ParsedName:
     """Parse ``name`` against ``families``; raises TrainerNameError (with the grammar) if malformed.
 
@@ -151,64 +211,25 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
     if "__" in name:
         raise TrainerNameError("a trainer name may not contain '__' (nnU-Net splits folder names on it)")
     head, *tokens = name.split("_")
-    if head.startswith(RESERVED_PREFIXES):
-        raise TrainerNameError(f"names starting with {' or '.join(RESERVED_PREFIXES)} are nnU-Net's own trainers")
-    if head not in families:
-        close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
-        raise TrainerNameError(f"unknown trainer family {head!r}" + (f" (did you mean {close[0]}?)" if close else ""))
-    family = families[head]
+    family = _family_named(head, families)
     loss_params: Dict[str, Any] = {}
     values: Dict[str, Any] = {"online": False, "epochs": None, "iterations": None, "optimizer": None,
                               "lr": None, "seed": None}
-    stages = [("param", p) for p in family.name_params] + [
-        ("online", None), ("epochs", None), ("iterations", None), ("optimizer", None), ("lr", None), ("seed", None)]
+    # each token is the next stage it spells, in order: a loss parameter (a NameParam) or a run option (its name)
+    stages = [*family.name_params, *_RUN_OPTIONS]
     position = 0
     for token in tokens:
         if not token:
             raise TrainerNameError("empty token (two '_' in a row or a trailing '_')")
         matched = False
         while position < len(stages) and not matched:
-            stage, param = stages[position]
+            stage = stages[position]
             position += 1
-            if stage == "param":
-                if param.kind == "flag":
-                    if token == param.code:
-                        if param.loss_param in loss_params:  # e.g. Combo's _pc and _flat
-                            raise TrainerNameError(f"'{token}' contradicts an earlier token: both set "
-                                                   f"{param.loss_param}")
-                        loss_params[param.loss_param] = param.flag_value
-                        matched = True
-                elif token.startswith(param.code) and token[len(param.code):][:1].isdigit():
-                    text = token[len(param.code):]
-                    value = _parse_int(text, param.code) if param.kind == "int" else parse_number(text)
-                    loss_params[param.loss_param] = value
-                    matched = True
-            elif stage == "online" and token == "online":
-                if head not in map_families:
-                    raise TrainerNameError(f"'_online' applies to map-based families only ({', '.join(map_families)})")
-                values["online"] = True
-                matched = True
-            elif stage == "epochs" and re.fullmatch(r"ep\d+", token):
-                values["epochs"] = _parse_int(token[2:], "ep")
-                matched = True
-            elif stage == "iterations" and re.fullmatch(r"it\d+", token):
-                values["iterations"] = _parse_int(token[2:], "it")
-                matched = True
-            elif stage == "optimizer" and token in ("adam", "sgd"):
-                values["optimizer"] = token
-                matched = True
-            elif stage == "lr" and token.startswith("lr") and token[2:3].isdigit():
-                values["lr"] = parse_number(token[2:])
-                matched = True
-            elif stage == "seed" and re.fullmatch(r"s\d+", token):
-                values["seed"] = _parse_int(token[1:], "s")
-                matched = True
+            matched = (_read_run_token(token, stage, values, head, map_families) if isinstance(stage, str)
+                       else _read_loss_token(token, stage, loss_params))
         if not matched:
             raise TrainerNameError(f"unexpected or out-of-order token {token!r}")
-    if values["epochs"] == 0 or values["iterations"] == 0:
-        raise TrainerNameError("_ep and _it must be at least 1")
-    if values["lr"] is not None and values["lr"] <= 0:
-        raise TrainerNameError("_lr must be > 0")
+    _check_run_values(values)
     parsed = ParsedName(family=family, loss_params=loss_params, **values)
     assert format_name(parsed) == name, (format_name(parsed), name)
     return parsed

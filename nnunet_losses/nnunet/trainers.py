@@ -52,6 +52,18 @@ class _MapFedLoss(nn.Module):
         return self.loss(output, target, maps)
 
 
+def _honour_omp_num_threads(device: torch.device) -> Optional[int]:
+    """On the CPU, nnUNetv2_train gives torch every core (``torch.set_num_threads(cpu_count())``), overriding an
+    ``OMP_NUM_THREADS`` the user set; two trainings side by side then fight over the cores. Our trainers give that
+    variable back its meaning (``reproduce -j 2``, the demo). Returns the threads torch uses on the CPU, else None."""
+    if device.type != "cpu":
+        return None
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        torch.set_num_threads(int(wanted))
+    return torch.get_num_threads()
+
+
 class LossTrainer(nnUNetTrainer):
     """nnU-Net's trainer with the loss (and optimizer/epochs/seed) chosen by the class name."""
 
@@ -69,6 +81,7 @@ class LossTrainer(nnUNetTrainer):
         # nnunetv2 >= 2.7 pops this key, which only nnUNetv2_train sets: code that builds a trainer itself works too
         plans.setdefault("continue_training", False)
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.cpu_threads = _honour_omp_num_threads(self.device)
         p = self.parsed
         if p.epochs is not None:
             self.num_epochs = p.epochs
@@ -141,7 +154,7 @@ class LossTrainer(nnUNetTrainer):
         return {"epochs": self.num_epochs, "iterations_per_epoch": self.num_iterations_per_epoch,
                 "val_iterations_per_epoch": self.num_val_iterations_per_epoch,
                 "optimizer": self.parsed.resolved_optimizer(), "initial_lr": self.initial_lr,
-                "seed": self.parsed.seed,
+                "seed": self.parsed.seed, "cpu_threads": self.cpu_threads,
                 "maps": self.map_kind and ("precomputed" if self.precomputed_maps else "online")}
 
     def write_settings(self) -> str:
