@@ -6,9 +6,8 @@ with nnU-Net's folders under ROOT: generate the phantom 2D dataset -> ``nnUNetv2
 ``nnunet-losses small-plans`` (8-128 features, batch 8, the same preprocessed data; nnU-Net's own plans with
 ``full_plans``) -> ``nnunet-losses precompute-maps`` -> per trainer ``nnUNetv2_train -p`` (short CPU run; its
 final validation predicts fold 0's held-out cases) and ``nnunet-losses evaluate`` of them, two trainings side by
-side on a 2-core machine -> ``nnunet-losses
-report`` (Dice and HD95 per class, each trainer tested against nnU-Net's default, box plots) in ROOT/report/, and
-ROOT/demo_results.json/.md. Every step is skipped when its result is there, so an interrupted demo resumes.
+side on a 2-core machine -> ``nnunet-losses report`` (Dice and HD95 per class, each trainer tested against
+nnU-Net's default, box plots) in ROOT/report/, and ROOT/demo_results.json/.md. Every step is skipped when its result is there, so an interrupted demo resumes.
 """
 from __future__ import annotations
 
@@ -54,15 +53,14 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
              json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False,
              jobs: Optional[int] = None) -> List[Dict]:
     from .experiment.plan import Paths, evaluation_file
-    from .experiment.runner import command_env, describe, run_local
+    from .experiment.runner import command_env, describe, run_local, threads_per_job
     from .nnunet.synthetic import nnunet_env
 
     exp = demo_experiment(trainers, epochs, iterations, full_plans)
     root = os.path.abspath(root)
-    cores = os.cpu_count() or 1
-    jobs = jobs or min(2, cores)
+    jobs = jobs or min(2, os.cpu_count() or 1)
     env = command_env(nnunet_env(root))
-    env["OMP_NUM_THREADS"] = str(max(1, cores // jobs))  # torch threads per training (our trainers honour it)
+    env["OMP_NUM_THREADS"] = str(threads_per_job(jobs))  # torch threads per training (our trainers honour it)
     paths = Paths.from_env(root, env)
     if dry_run:
         printer(describe(exp, paths, "cpu", 1))

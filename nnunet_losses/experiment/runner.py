@@ -103,6 +103,11 @@ def run_report(exp: Experiment, paths: Paths, env: Optional[Dict[str, str]] = No
     print(f"report: {os.path.join(paths.work, 'report', 'report.md')}", flush=True)
 
 
+def threads_per_job(jobs: int) -> int:
+    """The CPU threads each of ``jobs`` trainings running side by side gets: an equal share of the cores."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda", num_processes: int = 1,
               env: Optional[Dict[str, str]] = None) -> int:
     """The whole experiment here: prepare, the trainings on ``jobs`` workers, the report. Returns an exit status.
@@ -113,7 +118,7 @@ def run_local(exp: Experiment, paths: Paths, jobs: int = 1, device: str = "cuda"
     env = dict(env or command_env())
     if device == "cpu" and jobs > 1 and "OMP_NUM_THREADS" not in env:
         # nnUNetv2_train gives torch every core; our trainers honour OMP_NUM_THREADS, so side by side they share them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+        env["OMP_NUM_THREADS"] = str(threads_per_job(jobs))
     run_prepare(exp, paths, num_processes, env)
     failures: List[str] = []
     matrix = exp.matrix
