@@ -12,6 +12,7 @@ images (N, 1, size, size) float32 and labels (N, size, size) int64:
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Dict, NamedTuple, Tuple
 
 import numpy as np
@@ -22,9 +23,10 @@ MANY_LABELS = {"background": 0, "large": 1, "medium": 2, "square": 3, "disc": 4,
 MANY_INTENSITY = np.array([0.0, 1.0, 1.6, 2.2, -1.0, -1.6, 2.8], np.float32)
 
 
-def make_discs(num_images: int, size: int = 64, seed: int = 0):
-    """A large disc (~15% of the image), a medium ellipse (~1.5%) and a small dot (~0.3%), flat intensities 1.0,
-    1.6 and 2.2 on a background of 0 under Gaussian noise (sd 0.6)."""
+def _flat_classes(num_images: int, size: int, seed: int, disc_radius: Tuple[float, float], draw_small: Callable,
+                  intensity: np.ndarray, noise: float):
+    """Images of flat-intensity classes under Gaussian noise: a large disc (label 1, radius ``disc_radius`` of the
+    side), a medium ellipse (2), then ``draw_small(rng, lab, yy, xx, size)`` adds the small classes."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     images = np.zeros((num_images, 1, size, size), np.float32)
@@ -32,45 +34,45 @@ def make_discs(num_images: int, size: int = 64, seed: int = 0):
     for n in range(num_images):
         lab = np.zeros((size, size), np.int64)
         cy, cx = rng.uniform(0.35, 0.65, 2) * size
-        r = size * rng.uniform(0.2, 0.24)
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2] = 1
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * rng.uniform(*disc_radius)) ** 2] = 1
         cy, cx = rng.uniform(0.15, 0.85, 2) * size
         a, b = size * rng.uniform(0.06, 0.09), size * rng.uniform(0.03, 0.05)
         lab[((yy - cy) / a) ** 2 + ((xx - cx) / b) ** 2 < 1] = 2
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.025) ** 2 + 1] = 3
-        intensity = np.array([0.0, 1.0, 1.6, 2.2], np.float32)[lab]
-        images[n, 0] = intensity + rng.normal(0, 0.6, (size, size)).astype(np.float32)
+        draw_small(rng, lab, yy, xx, size)
+        images[n, 0] = intensity[lab] + rng.normal(0, noise, (size, size)).astype(np.float32)
         labels[n] = lab
     return images, labels
+
+
+def _dot(rng, lab, yy, xx, size, label):
+    """A dot of about 11 pixels (radius sqrt((0.025 size)^2 + 1)) at a random position."""
+    cy, cx = rng.uniform(0.1, 0.9, 2) * size
+    lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.025) ** 2 + 1] = label
+
+
+def make_discs(num_images: int, size: int = 64, seed: int = 0):
+    """A large disc (~15% of the image), a medium ellipse (~1.5%) and a small dot (~0.3%), flat intensities 1.0,
+    1.6 and 2.2 on a background of 0 under Gaussian noise (sd 0.6)."""
+    return _flat_classes(num_images, size, seed, (0.2, 0.24), partial(_dot, label=3),
+                         np.array([0.0, 1.0, 1.6, 2.2], np.float32), 0.6)
+
+
+def _many_small(rng, lab, yy, xx, size):
+    """A square (3), a disc (4), a dot (5) and a short bar (6)."""
+    cy, cx = rng.uniform(0.1, 0.9, 2) * size
+    half = size * 0.045
+    lab[(np.abs(yy - cy) < half) & (np.abs(xx - cx) < half)] = 3
+    cy, cx = rng.uniform(0.1, 0.9, 2) * size
+    lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.05) ** 2] = 4
+    _dot(rng, lab, yy, xx, size, label=5)
+    cy, cx = rng.uniform(0.15, 0.85, 2) * size
+    lab[(np.abs(yy - cy) < size * 0.02) & (np.abs(xx - cx) < size * 0.1)] = 6
 
 
 def make_many_classes(num_images: int, size: int = 64, seed: int = 0, noise: float = 0.6):
     """One large disc (~12%), a medium ellipse (~1%) and four small structures (a square, a disc, a dot, a short
     bar; 0.3-0.8% each), each class with its own flat intensity under Gaussian noise, at random positions."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    images = np.zeros((num_images, 1, size, size), np.float32)
-    labels = np.zeros((num_images, size, size), np.int64)
-    for n in range(num_images):
-        lab = np.zeros((size, size), np.int64)
-        cy, cx = rng.uniform(0.35, 0.65, 2) * size
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * rng.uniform(0.18, 0.22)) ** 2] = 1
-        cy, cx = rng.uniform(0.15, 0.85, 2) * size
-        a, b = size * rng.uniform(0.06, 0.09), size * rng.uniform(0.03, 0.05)
-        lab[((yy - cy) / a) ** 2 + ((xx - cx) / b) ** 2 < 1] = 2
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        half = size * 0.045
-        lab[(np.abs(yy - cy) < half) & (np.abs(xx - cx) < half)] = 3
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.05) ** 2] = 4
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.025) ** 2 + 1] = 5
-        cy, cx = rng.uniform(0.15, 0.85, 2) * size
-        lab[(np.abs(yy - cy) < size * 0.02) & (np.abs(xx - cx) < size * 0.1)] = 6
-        images[n, 0] = MANY_INTENSITY[lab] + rng.normal(0, noise, (size, size)).astype(np.float32)
-        labels[n] = lab
-    return images, labels
+    return _flat_classes(num_images, size, seed, (0.18, 0.22), _many_small, MANY_INTENSITY, noise)
 
 
 # phantom intensities: air, body (soft tissue, label 0 too), organ, kidney, lesion
