@@ -59,14 +59,13 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
     exp = demo_experiment(trainers, epochs, iterations, full_plans)
     root = os.path.abspath(root)
     jobs = jobs or min(2, os.cpu_count() or 1)
-    env = command_env(nnunet_env(root))
-    env["OMP_NUM_THREADS"] = str(threads_per_job(jobs))  # torch threads per training (our trainers honour it)
+    env = command_env(nnunet_env(root))  # run_local shares the cores out between side-by-side trainings
     paths = Paths.from_env(root, env)
     if dry_run:
         printer(describe(exp, paths, "cpu", 1))
         return []
     printer(f"nnunet-losses demo in {root}: {exp.path} with the reproduce runner ({len(exp.matrix)} trainings: "
-            f"{exp.paper.split(': ', 1)[1]}; {jobs} at a time with {env['OMP_NUM_THREADS']} torch thread(s) each; "
+            f"{exp.paper.split(': ', 1)[1]}; {jobs} at a time with {env.get('OMP_NUM_THREADS') or threads_per_job(jobs)} torch thread(s) each; "
             f"commands' output in {os.path.join(root, 'logs')})")
     wall_start = time.perf_counter()
     status = run_local(exp, paths, jobs=jobs, device="cpu", num_processes=1, env=env)
