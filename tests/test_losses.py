@@ -444,7 +444,7 @@ def test_every_loss_nan_propagates_and_bad_targets():
         if isinstance(loss, tuple):
             continue
         logits, _ = _t(x, labels)
-        with pytest.raises(ValueError, match="labels must lie in"):
+        with pytest.raises(RuntimeError, match="labels must lie in"):  # torch._assert_async: no host read
             loss(logits, torch.full((2, 1, 4, 4), 5))
         with pytest.raises(ValueError):
             loss(logits, torch.zeros(2, 1, 3, 4, dtype=torch.long))

@@ -104,20 +104,15 @@ def decode_target(logits: torch.Tensor, target: torch.Tensor, *, regions: bool,
 
 
 def check_labels(labels: torch.Tensor, num_channels: int, ignore_label: Optional[int], name: str) -> None:
-    """Refuse labels outside [0, num_channels - 1] without a host sync on an accelerator.
+    """Refuse labels outside [0, num_channels - 1] without reading the device from Python.
 
-    On the CPU outside ``torch.compile`` the values are on the host already: a ``ValueError`` names the range found.
-    Elsewhere (CUDA, or while compiling) ``torch._assert_async`` checks on the device, so the training step never
-    waits for the GPU; a failure there is a device-side assert carrying the same message.
+    ``torch._assert_async`` checks on the device, so a training step on a GPU never waits for it and
+    ``torch.compile(fullgraph=True)`` traces it. On the CPU it raises at once (a ``RuntimeError``); on CUDA a failure is
+    a device-side assert. Both carry the message below, which names the allowed range.
     """
     allowed = f"[0, {num_channels - 1}] (the logits have {num_channels} channels)" + (
         "" if ignore_label is None else f" or equal the ignore label {ignore_label}")
     in_range = ((labels >= 0) & (labels < num_channels)).all()
-    if labels.device.type == "cpu" and not torch.compiler.is_compiling():
-        if labels.numel() and not in_range:
-            raise ValueError(f"{name}: target labels must lie in {allowed}; found "
-                             f"{int(labels.min())}..{int(labels.max())}")
-        return
     torch._assert_async(in_range, f"{name}: target labels must lie in {allowed}")
 
 

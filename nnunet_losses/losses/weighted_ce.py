@@ -23,7 +23,7 @@ def inverse_frequency_weights(voxel_counts: Sequence[float]) -> list:
         raise ValueError(f"inverse_frequency_weights: need >= 2 finite non-negative counts, got {voxel_counts!r}")
     counts = np.maximum(counts, 1.0)
     inv = counts.sum() / counts
-    return (inv / inv.mean()).tolist()
+    return [float(w) for w in inv / inv.mean()]
 
 
 class WeightedCELoss(nn.Module):
@@ -38,14 +38,15 @@ class WeightedCELoss(nn.Module):
         if regions:
             raise ValueError("WeightedCELoss is defined for softmax label datasets; region-based datasets are not "
                              "supported")
-        weights = torch.as_tensor(list(class_weights), dtype=torch.float32)
-        if weights.ndim != 1 or not torch.all(torch.isfinite(weights)) or torch.any(weights < 0):
+        weights = np.asarray(list(class_weights), dtype=np.float64)  # checked on the host, before any tensor
+        if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError(f"WeightedCELoss: class_weights must be finite and >= 0, got {list(class_weights)}")
-        self.register_buffer("class_weights", weights)
+        self._weights_text = [round(float(w), 4) for w in weights]
+        self.register_buffer("class_weights", torch.as_tensor(weights, dtype=torch.float32))
         self.ignore_label = ignore_label
 
     def extra_repr(self) -> str:
-        return f"class_weights={[round(w, 4) for w in self.class_weights.tolist()]}, ignore_label={self.ignore_label}"
+        return f"class_weights={self._weights_text}, ignore_label={self.ignore_label}"
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
