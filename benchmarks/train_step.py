@@ -28,8 +28,12 @@ import time
 from nnunet_losses._files import atomic_write_json
 
 BASELINE = "nnUNetTrainer"
-TRAINERS = ("DiceCETrainer", "ComboTrainer_b0p7", "RRWTrainer", "DiceBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5",
-            "TopKDiceTrainer", "FocalTrainer", "WCETrainer")
+# every paper family at its default; the families whose default is Adam also with nnU-Net's SGD (_sgd), which
+# separates the loss's cost from the optimiser's
+TRAINERS = ("DiceCETrainer", "ComboTrainer_b0p7", "RRWTrainer", "RRWTrainer_sgd", "RWBoundaryTrainer", "RWACTrainer",
+            "DiceBoundaryTrainer", "DiceBoundaryTrainer_sgd", "CEBoundaryTrainer", "IoUxyTrainer_a0p5_b1p5",
+            "IoUxyTrainer_a0p5_b1p5_sgd", "DiceNoBGTrainer", "WCETrainer", "TopKDiceTrainer", "FocalTrainer",
+            "FocalDiceTrainer")
 QUICK_TRAINERS = ("ComboTrainer_b0p7", "RRWTrainer", "TopKDiceTrainer")
 GOAL = 1.05
 

@@ -249,6 +249,29 @@ def test_topk_dice_matches_reference(shape, k):
     assert torch.equal(kept_fg, torch.where(n_fg > 0, torch.clamp(torch.ceil(k * n_fg / 100 - 1e-9), min=1), 0))
 
 
+@pytest.mark.parametrize("k", [50.0, 30.0, 1.0, 100.0])
+@pytest.mark.parametrize("include_background", [False, True])
+@pytest.mark.parametrize("ignore_label", [None, 3])
+def test_topk_dice_label_path_equals_the_multi_hot_path(k, include_background, ignore_label):
+    """Label mode sorts (class, TP) keys per sample instead of one topk per (sample, class) row: same kept set (ties
+    at the threshold included), same sums and the same gradient as the one-hot path on the same softmax."""
+    g = torch.Generator().manual_seed(int(k) + 7 * include_background)
+    x = (torch.randn(3, 4, 17, 13, generator=g) * 4).round() / 4  # coarse logits: many equal probabilities
+    labels = torch.randint(0, 4, (3, 1, 17, 13), generator=g)
+    labels[1][labels[1] == 2] = 0  # a class absent from one sample
+    if ignore_label is not None:
+        labels[:, :, :3] = ignore_label
+    loss = TopKDiceLoss(k=k, include_background=include_background, ignore_label=ignore_label)
+    grads = []
+    for sums in (loss._label_sums, loss._multi_hot_sums):
+        logits = x.clone().requires_grad_(True)
+        numerator, denominator, present = sums(logits, labels)
+        grads.append(torch.autograd.grad((numerator + 3 * denominator).sum(), logits)[0])
+        grads.append(torch.stack([numerator, denominator, present.float()]))
+    assert torch.allclose(grads[1], grads[3], atol=1e-5)
+    assert torch.allclose(grads[0], grads[2], atol=1e-6)
+
+
 def test_topk_dice_k100_is_squared_dice_over_present_classes():
     x, labels = _data((3, 4, 8, 8), 12)
     labels[1][labels[1] == 2] = 0  # class 2 absent from sample 1

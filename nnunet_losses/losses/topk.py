@@ -31,8 +31,9 @@ class TopKDiceLoss(nn.Module):
     * eps: uniform in [0, ``eps_scale``) from a seeded counter-based hash of the voxel index (``perturbation``),
       the same for every class, sample and device (the paper: "generated once, not changed during training, the
       same for all classes"); the selection is done without gradient.
-    * selection: one batched ``topk`` over all (sample, class) rows, on every device (no host sync, no Python loop;
-      see ``keep_mask``).
+    * selection, on every device with no host sync and no Python loop: in label mode one sort per sample of
+      (class, TP) keys (``dropped_by_label``: each voxel has one class); with multi-hot region targets one batched
+      ``topk`` over all (sample, class) rows (``keep_mask``). Both keep the same set.
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -99,8 +100,59 @@ class TopKDiceLoss(nn.Module):
         keep = ~(fg & (tp > threshold))
         return keep.reshape(y.shape).to(probs.dtype)
 
-    @float32_forward
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def dropped_by_label(self, tp: torch.Tensor, bucket: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Label mode: True for the foreground voxels eq. (3)-(4) drop, the same set as ``keep_mask`` (ties kept).
+
+        ``tp`` (B, N): ``P + eps`` of each voxel's own class; ``bucket`` (B, N): its class, or ``C`` where it counts
+        for no class (background without ``include_background``, ignored); ``counts`` (B, C + 1): voxels per bucket.
+        Each voxel belongs to one class, so one sort per sample of the int64 keys ``bucket << 32 | bits(tp)`` (the
+        bits of a float >= 0 order as its values; one key for all of bucket C) lays out every class's TP in order,
+        and the ``n_keep``-th smallest of class c sits at its offset ``sum_{c' < c} counts + n_keep - 1``: no
+        per-class rows, no host sync.
+        """
+        no_class = counts.shape[1] - 1
+        key = (bucket << 32) | tp.view(torch.int32).to(torch.int64)
+        key = torch.where(bucket < no_class, key, no_class << 32)  # one value for the rest: a much cheaper sort
+        ordered = torch.sort(key, dim=-1).values
+        n_keep = torch.ceil(self.k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
+        position = (counts.cumsum(1) - counts + n_keep - 1).clamp_max(key.shape[1] - 1)
+        threshold = ordered.gather(1, position)  # (B, C + 1); meaningless for an empty bucket, which has no voxel
+        return key > threshold.gather(1, bucket)  # False for the rest: their key is their bucket's threshold
+
+    def _label_sums(self, logits: torch.Tensor, target: torch.Tensor):
+        """Eq. (5)-(7)'s sums per (sample, class) from the labels, without a one-hot (softmax label datasets)."""
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="TopKDiceLoss",
+                            onehot=False)
+        batch, channels = logits.shape[:2]
+        p = masked(torch.softmax(logits, 1), tgt.mask).reshape(batch, channels, -1)
+        labels = tgt.labels.reshape(batch, -1)
+        p_own = p.gather(1, labels.unsqueeze(1))[:, 0]  # P^c at the voxels of class c
+        first = 0 if self.include_background else 1
+        counted = labels >= first
+        if tgt.mask is not None:
+            counted = counted & (tgt.mask.reshape(batch, -1) > 0)
+        bucket = torch.where(counted, labels, channels)
+        counts = torch.zeros(batch, channels + 1, dtype=torch.int64, device=labels.device).scatter_add_(
+            1, bucket, torch.ones_like(bucket))
+        if self.k >= 100.0:
+            dropped = torch.zeros_like(counted)
+        else:
+            eps = self.perturbation(logits.shape[2:], logits.device).reshape(1, -1)
+            dropped = self.dropped_by_label(p_own.detach() + eps, bucket, counts)
+        kept = (counted & ~dropped).to(p.dtype)
+
+        def per_class(values):  # sum over the voxels of each class, (B, C) without the non-class bucket
+            return torch.zeros(batch, channels + 1, dtype=p.dtype, device=p.device).scatter_add(
+                1, bucket, values)[:, first:channels]
+
+        numerator = 2.0 * per_class(kept * p_own)  # sum Yk Pk
+        # sum Yk^2 + sum Pk^2: Pk = P except at the dropped voxels of the class
+        denominator = per_class(kept) + (p * p).sum(-1)[:, first:] - per_class(dropped.to(p.dtype) * p_own * p_own)
+        return numerator, denominator, counts[:, first:channels] > 0
+
+    def _multi_hot_sums(self, logits: torch.Tensor, target: torch.Tensor):
+        """Eq. (5)-(7)'s sums from a one-hot or multi-hot target (region datasets: a voxel may be in several)."""
         tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label,
                             name="TopKDiceLoss")
         probs = torch.sigmoid(logits) if self.regions else torch.softmax(logits, 1)
@@ -113,10 +165,16 @@ class TopKDiceLoss(nn.Module):
         axes = tuple(range(2, logits.ndim))
         numerator = 2.0 * (yk * probs).sum(axes)  # Yk Pk = Y keep P (keep is 0/1)
         denominator = yk.sum(axes) + (pk * pk).sum(axes)  # Yk^2 = Yk (binary)
-        present = (y.sum(axes) > 0).to(probs.dtype)  # (B, C)
+        return numerator, denominator, y.sum(axes) > 0
+
+    @float32_forward
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        sums = self._multi_hot_sums if self.regions else self._label_sums
+        numerator, denominator, present = sums(logits, target)
+        present = present.to(numerator.dtype)  # (B, C)
         n_present = present.sum(1)
         dice = torch.where(present > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
-        has_class = (n_present > 0).to(probs.dtype)
+        has_class = (n_present > 0).to(numerator.dtype)
         per_sample = 1.0 - dice.sum(1) / n_present.clamp_min(1.0)
         # mean over the samples with a present class; 0 (still in the graph) when none has one
         return (per_sample * has_class).sum() / has_class.sum().clamp_min(1.0)
