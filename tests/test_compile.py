@@ -75,7 +75,7 @@ import torch
 compiled = []
 real_compile = torch.compile
 def recording_compile(module, **kwargs):  # aot_eager: the same graphs as inductor gets, without C++ codegen
-    compiled.append(type(module).__name__)
+    compiled.append(getattr(module, "__name__", type(module).__name__))  # a module's class, a function's name
     return real_compile(module, backend="aot_eager", **kwargs)
 torch.compile = recording_compile
 from nnunetv2.run.run_training import get_trainer_from_args
@@ -99,7 +99,14 @@ for name in sys.argv[2:]:
                                               **trainer.loss_params),
                                    (loss.loss if with_maps else loss).weight_factors)
     expected = float(eager(outputs, targets, maps) if with_maps else eager(outputs, targets))
-    print("RESULT " + json.dumps({"trainer": name, "compiled": list(compiled), "got": got, "expected": expected}))
+    pipeline = trainer.map_pipeline  # the map rebuilt on the device (RRW's one stored channel): compiled = eager
+    stored = torch.rand((2, 1, 64, 64), generator=g)
+    rebuilt_equal = None
+    if pipeline.format is not None and pipeline.format.rebuilt_on_device:
+        rebuilt = pipeline._rebuild_on_device(stored, targets[0])
+        rebuilt_equal = bool(torch.equal(rebuilt, pipeline._rebuild(stored, targets[0])))
+    print("RESULT " + json.dumps({"trainer": name, "compiled": list(compiled), "got": got, "expected": expected,
+                                  "rebuilt_equal": rebuilt_equal}))
 """
 
 
@@ -122,20 +129,24 @@ def preprocessed(tmp_path_factory):
 
 def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its parts, so the per-epoch
-    alpha does not recompile), logs it as nnU-Net does, and the compiled deep-supervised loss equals eager."""
+    alpha does not recompile) and RRW's map rebuilt on the device, logs it as nnU-Net does, and the compiled
+    deep-supervised loss and map equal eager."""
     import json
     import subprocess
     import sys
 
-    expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"], "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss"]}
+    expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"], "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss"],
+                      "RRWTrainer": ["RegionWiseLoss", "_rebuild"]}
     proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, "931", *expected_parts], env=preprocessed,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("nnunet-losses: Using torch.compile for the loss...") == 2
+    assert proc.stdout.count("nnunet-losses: Using torch.compile for the loss...") == 3
+    assert proc.stdout.count("nnunet-losses: Using torch.compile for the map rebuilt on the device...") == 1
     results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert {r["trainer"]: r["compiled"] for r in results} == expected_parts
     for r in results:
         assert r["got"] == pytest.approx(r["expected"], rel=1e-5, abs=1e-6), r
+        assert r["rebuilt_equal"] is (True if r["trainer"] == "RRWTrainer" else None), r
 
 
 @pytest.mark.parametrize("k", [50.0, 30.0, 1.0])

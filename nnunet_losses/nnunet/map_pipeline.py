@@ -226,6 +226,7 @@ class MapPipeline:
         self.kind = kind
         self.num_classes = int(num_classes)
         self.precomputed = bool(precomputed)
+        self._rebuild_on_device = self._rebuild  # compile_rebuild() swaps in the compiled function
 
     def __repr__(self):
         return f"MapPipeline({self.kind!r}, {self.num_classes}, precomputed={self.precomputed})"
@@ -268,6 +269,17 @@ class MapPipeline:
         maps = [m.to(device, non_blocking=True) for m in (maps if isinstance(maps, list) else [maps])]
         fmt = self.format
         if fmt is not None and fmt.rebuilt_on_device:
-            maps = [fmt.rebuild(m, onehot(t.to(device, non_blocking=True), self.num_classes, m.dtype))
-                    for t, m in zip(targets, maps)]
+            maps = [self._rebuild_on_device(m, t.to(device, non_blocking=True)) for t, m in zip(targets, maps)]
         return target, (maps if isinstance(target, list) else maps[0])
+
+    def _rebuild(self, stored: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The full K-channel map from a one-channel stored form and the labels of the same scale, on their device."""
+        return self.format.rebuild(stored, onehot(labels, self.num_classes, stored.dtype))
+
+    def compile_rebuild(self) -> bool:
+        """``torch.compile`` the rebuild on the device (one fused kernel for one-hot and map); True if there is one."""
+        fmt = self.format
+        if fmt is None or not fmt.rebuilt_on_device:
+            return False
+        self._rebuild_on_device = torch.compile(self._rebuild)
+        return True

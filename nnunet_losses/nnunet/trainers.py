@@ -136,6 +136,8 @@ class LossTrainer(nnUNetTrainer):
         if self._do_i_compile():  # nnU-Net's switch (nnUNet_compile, CUDA only); nnU-Net compiles only its own Dice
             self.print_to_log_file("nnunet-losses: Using torch.compile for the loss...")
             loss = compile_loss(loss)
+            if self.map_pipeline.compile_rebuild():
+                self.print_to_log_file("nnunet-losses: Using torch.compile for the map rebuilt on the device...")
         if self.enable_deep_supervision:
             scales = self._get_deep_supervision_scales()
             weights = np.array([1 / (2 ** i) for i in range(len(scales))])
