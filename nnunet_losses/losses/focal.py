@@ -63,7 +63,8 @@ class FocalLoss(nn.Module):
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="FocalLoss")
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="FocalLoss",
+                            onehot=self.regions)
         n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
         if self.regions:
             y = tgt.onehot

@@ -48,6 +48,7 @@ class RegionWiseLoss(nn.Module):
             return (probs * z).mean()
         if target is None:
             raise ValueError("RegionWiseLoss: a target is needed to apply the ignore label")
-        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss")
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss",
+                            onehot=False)
         n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
         return masked(probs * z, tgt.mask).sum() / (n_valid * num_channels)

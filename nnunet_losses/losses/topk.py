@@ -201,7 +201,8 @@ class CEAndTopKDiceLoss(nn.Module):
 
     @float32_forward
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="CE")
+        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="CE",
+                            onehot=self.regions)
         n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
         if self.regions:
             bce = nn.functional.binary_cross_entropy_with_logits(logits, tgt.onehot, reduction="none")

@@ -53,7 +53,8 @@ class WeightedCELoss(nn.Module):
         if logits.shape[1] != self.class_weights.numel():
             raise ValueError(f"WeightedCELoss: {self.class_weights.numel()} class weights for {logits.shape[1]} "
                              f"channels")
-        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="WeightedCELoss")
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="WeightedCELoss",
+                            onehot=False)
         weights = self.class_weights.to(logits.device)
         labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
         weighted = nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=-100, reduction="sum")
