@@ -6,7 +6,8 @@ Batches/s, single process (``generate_train_batch`` in a loop, torch with 1 thre
 workers): nnU-Net's stock ``nnUNetDataLoader`` + ``nnUNetTrainer.get_training_transforms`` (rotation, initial patch
 size and deep-supervision scales as ``nnUNetTrainer`` computes them) against the same with the trainer's
 ``MapPipeline`` (``nnunet_losses/nnunet/map_pipeline.py``) wrapping the dataset and adding its transforms,
-precomputed (RRW ships the 1-channel stored map, the trainer builds the K-channel map on its device) and online.
+precomputed (the stored form rides on the full-resolution target only; the trainer resamples it to each scale and
+rebuilds the full map on its device) and online.
 Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a
 warm-up batch. Goal: >= 0.9x of stock. The data: ``maps_data.py``.
 """
@@ -81,9 +82,13 @@ def _seed(seed):
 def check_batch(batch, variant, cfg):
     target = batch["target"]
     assert isinstance(target, list), "deep supervision targets expected"
-    # precomputed RRW ships [labels; m] (the trainer builds the K-channel map on its device)
-    channels = 1 if variant == "stock" else 1 + pipeline(variant).shipped_channels
-    assert all(t.shape[1] == channels for t in target), (variant, [tuple(t.shape) for t in target])
+    # precomputed: [labels; stored] at full resolution only (the trainer resamples and rebuilds on its device);
+    # online: [labels; full map] at every scale
+    maps = pipeline(variant)
+    channels = [1] * len(target) if variant == "stock" else [1 + maps.shipped_channels] * len(target)
+    if maps.precomputed:
+        channels[1:] = [1] * (len(target) - 1)
+    assert [t.shape[1] for t in target] == channels, (variant, [tuple(t.shape) for t in target])
     assert tuple(batch["data"].shape) == (cfg["batch"], 1, *cfg["patch"]), tuple(batch["data"].shape)
 
 

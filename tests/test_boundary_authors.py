@@ -5,7 +5,7 @@ import torch
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from nnunet_losses.maps import boundary_map, boundary_map_authors
-from nnunet_losses.nnunet.map_pipeline import AttachMapsTransform, PrecomputedMapsToTargetTransform
+from nnunet_losses.nnunet.map_pipeline import AttachMapsTransform, MapPipeline, PrecomputedMapsToTargetTransform
 from nnunet_losses.nnunet.naming import TrainerNameError
 from nnunet_losses.nnunet.trainers import trainer_class
 
@@ -56,13 +56,14 @@ def test_authors_variant_through_the_transforms():
     labels = _blobs((32, 32), 3, 4)
     seg = torch.from_numpy(labels[None]).to(torch.int16)
     half = seg[:, ::2, ::2]
-    out = PrecomputedMapsToTargetTransform("boundary_authors", 3).apply(
+    pipeline = MapPipeline("boundary_authors", 3, precomputed=True)
+    out = PrecomputedMapsToTargetTransform("boundary_authors").apply(
         {"segmentation": [seg, half], "regression_target": torch.from_numpy(boundary_map(labels, 3))})
-    full, small = out["segmentation"]
-    assert torch.equal(full[:1], seg.float())
-    assert np.allclose(full[1:].numpy(), boundary_map_authors(labels, 3), atol=1e-6)
+    (full_labels, _), (full, small) = pipeline.take({"target": [s[None] for s in out["segmentation"]]}, "cpu")
+    assert torch.equal(full_labels[0], seg)
+    assert np.allclose(full[0].numpy(), boundary_map_authors(labels, 3), atol=1e-6)
     onehot_half = np.stack([half[0].numpy() == k for k in range(3)])
-    assert np.all(small[1:].numpy()[onehot_half] < 0)  # -Y inside at every deep-supervision scale
+    assert np.all(small[0].numpy()[onehot_half] < 0)  # -Y inside at every deep-supervision scale
     online = AttachMapsTransform("boundary_authors", 3).apply({"segmentation": [seg]})["segmentation"][0]
     assert np.allclose(online[1:].numpy(), boundary_map_authors(labels, 3), atol=1e-6)
 

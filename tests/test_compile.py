@@ -99,12 +99,12 @@ for name in sys.argv[2:]:
                                               **trainer.loss_params),
                                    (loss.loss if with_maps else loss).weight_factors)
     expected = float(eager(outputs, targets, maps) if with_maps else eager(outputs, targets))
-    pipeline = trainer.map_pipeline  # the map rebuilt on the device (RRW's one stored channel): compiled = eager
-    stored = torch.rand((2, 1, 64, 64), generator=g)
+    pipeline = trainer.map_pipeline  # the precomputed map resampled and rebuilt on the device: compiled = eager
+    stored = torch.rand((2, pipeline.shipped_channels, 64, 64), generator=g)
     rebuilt_equal = None
-    if pipeline.format is not None and pipeline.format.rebuilt_on_device:
-        rebuilt = pipeline._rebuild_on_device(stored, targets[0])
-        rebuilt_equal = bool(torch.equal(rebuilt, pipeline._rebuild(stored, targets[0])))
+    if pipeline.precomputed:
+        rebuilt_equal = all(torch.equal(pipeline._rebuild_on_device(stored, t), pipeline._rebuild(stored, t))
+                            for t in targets[:2])  # full resolution and the first resampled scale
     print("RESULT " + json.dumps({"trainer": name, "compiled": list(compiled), "got": got, "expected": expected,
                                   "rebuilt_equal": rebuilt_equal}))
 """
@@ -129,24 +129,25 @@ def preprocessed(tmp_path_factory):
 
 def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its parts, so the per-epoch
-    alpha does not recompile) and RRW's map rebuilt on the device, logs it as nnU-Net does, and the compiled
-    deep-supervised loss and map equal eager."""
+    alpha does not recompile) and the precomputed maps' resampling and rebuild on the device, logs both as nnU-Net
+    does, and the compiled deep-supervised loss and maps equal eager."""
     import json
     import subprocess
     import sys
 
-    expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"], "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss"],
+    expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"],
+                      "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss", "_rebuild"],
                       "RRWTrainer": ["RegionWiseLoss", "_rebuild"]}
     proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, "931", *expected_parts], env=preprocessed,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("nnunet-losses: Using torch.compile for the loss...") == 3
-    assert proc.stdout.count("nnunet-losses: Using torch.compile for the map rebuilt on the device...") == 1
+    assert proc.stdout.count("nnunet-losses: Using torch.compile for the map rebuilt on the device...") == 2
     results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert {r["trainer"]: r["compiled"] for r in results} == expected_parts
     for r in results:
         assert r["got"] == pytest.approx(r["expected"], rel=1e-5, abs=1e-6), r
-        assert r["rebuilt_equal"] is (True if r["trainer"] == "RRWTrainer" else None), r
+        assert r["rebuilt_equal"] is (None if r["trainer"] == "ComboTrainer_b0p7" else True), r
 
 
 @pytest.mark.parametrize("k", [50.0, 30.0, 1.0])

@@ -44,16 +44,30 @@ def test_precomputed_take_gives_the_full_map(kind):
     fmt = map_format(kind)
     stored = np.stack([fmt.compute(lab, 4, None) for lab in labels])
     assert stored.shape[1] == pipeline.shipped_channels
-    # the worker side: the last transform attaches the stored form (rebuilt there for K-channel forms)
+    # the worker side: the last transform attaches the stored form to the full-resolution labels only
     transform = pipeline.add_to(type("Compose", (), {"transforms": []})()).transforms[-1]
-    shipped = np.stack([transform.apply({"segmentation": torch.from_numpy(lab[None]),
-                                         "regression_target": torch.from_numpy(m)})["segmentation"][1:].numpy()
-                        for lab, m in zip(labels, stored)])
-    target, maps = pipeline.take(_collated(labels, shipped), "cpu")
+    half = torch.from_numpy(labels[:, None, ::2, ::2].copy()).to(torch.int16)  # a deep-supervision scale
+    out = [transform.apply({"segmentation": [torch.from_numpy(lab[None]), h],
+                            "regression_target": torch.from_numpy(m)})["segmentation"]
+           for lab, m, h in zip(labels, stored, half)]
+    assert all(o[0].shape == (1 + pipeline.shipped_channels, 20, 18) and torch.equal(o[1], h)
+               for o, h in zip(out, half))
+    assert np.array_equal(np.stack([o[0][1:].numpy() for o in out]), stored)
+    batch = {"target": [torch.stack([o[0] for o in out]), half]}
+    (target, target_half), (maps, maps_half) = pipeline.take(batch, "cpu")
     assert target.dtype == torch.int16 and np.array_equal(target[:, 0].numpy(), labels)
+    assert target_half is half
     full = {"rrw": rrw_map, "boundary": boundary_map, "boundary_authors": boundary_map_authors}[kind]
     expected = np.stack([full(lab, 4) for lab in labels])
     assert maps.shape == (3, 4, 20, 18) and np.allclose(maps.numpy(), expected, atol=1e-5)
+    # the half scale: the stored form resampled as nnU-Net resamples images, rebuilt from that scale's labels
+    resampled = torch.nn.functional.interpolate(torch.from_numpy(stored), size=(10, 9), mode="bilinear",
+                                                align_corners=False)
+    y_half = torch.nn.functional.one_hot(half[:, 0].long(), 4).movedim(-1, 1).float()
+    rebuilt = resampled if fmt.rebuild is None else fmt.rebuild(resampled, y_half)
+    assert maps_half.shape == (3, 4, 10, 9) and torch.allclose(maps_half, rebuilt, atol=1e-6)
+    with pytest.raises(RuntimeError, match="does not match the segmentation"):
+        transform.apply({"segmentation": [half[0]], "regression_target": torch.from_numpy(stored[0])})
 
 
 def test_online_and_no_map():

@@ -51,8 +51,8 @@ class MapFormat:
     ``stored``: the file it is read from (``<case>_<stored>.b2nd``); ``compute(labels, num_classes, spacing)``: the
     stored form in float32 (C, *spatial); ``one_channel``: C = 1 (else C = K); stored integers are
     ``round(value * scale)`` of ``dtype``; ``rebuild(stored, onehot)``: the full K-channel map from the stored form
-    and the one-hot labels (None: the stored form is the map). A one-channel form travels through the data loader
-    as it is and is rebuilt on the trainer's device (a small batch); a K-channel form is rebuilt in the workers.
+    and the one-hot labels (None: the stored form is the map). The stored form travels through the data loader as
+    it is (full resolution only); the trainer resamples it to each deep-supervision scale and rebuilds it there.
     """
 
     kind: str
@@ -66,10 +66,6 @@ class MapFormat:
     def channels(self, num_classes: int) -> int:
         """Channels of the stored form."""
         return 1 if self.one_channel else int(num_classes)
-
-    @property
-    def rebuilt_on_device(self) -> bool:
-        return self.one_channel and self.rebuild is not None
 
     def quantise(self, array: np.ndarray) -> np.ndarray:
         info = np.iinfo(self.dtype)

@@ -9,12 +9,13 @@ deep supervision: :class:`MapPipeline` and the pieces it wires.
 * ``.add_to(transforms)``: precomputed maps: :class:`SplitMapChannelsTransform` first moves those channels to
   ``regression_target``, which batchgeneratorsv2 carries through the spatial transform (linear interpolation,
   zero padding) and mirroring while the intensity transforms leave it alone; :class:`PrecomputedMapsToTargetTransform`
-  last resamples it to every deep-supervision scale and attaches it to the segmentation as ``[labels; map]``.
+  last attaches it to the full-resolution segmentation as ``[labels; stored]``.
   Online maps (the ``_online`` trainers, the papers' code; RW-AC always): :class:`AttachMapsTransform` last computes
   the full map of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code).
 * ``.take(batch, device)``: in the main process, splits ``[labels; map]`` again (:func:`split_target`), moves the
-  maps to the device and rebuilds the full map where the stored form is one channel (RRW: ``z = (1 - Y) - m Y``,
-  :func:`~nnunet_losses.maps.rectified_map_from_inside`): (target, maps) per scale.
+  maps to the device and, for precomputed maps, resamples the stored form to every deep-supervision scale and
+  rebuilds the full map there (RRW: ``z = (1 - Y) - m Y``, :func:`~nnunet_losses.maps.rectified_map_from_inside`;
+  ``boundary_authors``: minus Y): (target, maps) per scale.
 
 What is stored, in how many channels and how the full map is rebuilt is the table
 :data:`nnunet_losses.maps.formats.FORMATS`. The classes live in the installed package so that they pickle under
@@ -124,43 +125,38 @@ class SplitMapChannelsTransform(BasicTransform):
 
 
 def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
-    if tuple(maps.shape[1:]) == tuple(shape):
+    """(B, C, *spatial) maps linearly resampled to ``shape`` (unchanged when they have it)."""
+    if tuple(maps.shape[2:]) == tuple(shape):
         return maps
     mode = "bilinear" if len(shape) == 2 else "trilinear"
-    return torch.nn.functional.interpolate(maps[None], size=tuple(shape), mode=mode, align_corners=False)[0]
+    return torch.nn.functional.interpolate(maps, size=tuple(shape), mode=mode, align_corners=False)
 
 
 class PrecomputedMapsToTargetTransform(BasicTransform):
-    """Last in the pipeline: ``regression_target`` resampled to every deep-supervision scale (the shapes of the
-    downsampled targets) and attached to the segmentation as ``[labels; map]``.
+    """Last in the pipeline: ``regression_target`` (the stored form, augmented with the image) attached to the
+    full-resolution segmentation as ``[labels; stored]``; the other deep-supervision scales stay nnU-Net's.
 
-    A one-channel stored form (RRW's ``m``) ships as it is and is rebuilt on the trainer's device
-    (:meth:`MapPipeline.take`), which keeps the workers' work and the collated batch small. K-channel forms are
-    rebuilt here from each scale's augmented labels (``boundary``: as stored; ``boundary_authors``, the RW authors'
-    code, inside ``-d``: the stored eq. 3 map minus Y).
+    The trainer resamples the stored form to every scale and rebuilds the full map on its device
+    (:meth:`MapPipeline.take`), so the workers neither resample nor rebuild and the collated batch carries one
+    copy of the stored channels.
     """
 
-    def __init__(self, kind: MapKind, num_classes: int):
+    def __init__(self, kind: MapKind):
         super().__init__()
         map_format(kind)  # ValueError for a kind that is not precomputed
         self.kind = kind
-        self.num_classes = int(num_classes)
-
-    def _map(self, stored: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        z = _resize(stored.float(), seg.shape[1:])
-        fmt = map_format(self.kind)
-        if fmt.rebuild is not None and not fmt.rebuilt_on_device:
-            z = fmt.rebuild(z, onehot(seg[None], self.num_classes)[0])
-        return z
 
     def apply(self, data_dict, **params):
         stored = data_dict.pop("regression_target", None)
         if stored is None:
             raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
         seg = data_dict["segmentation"]
-        segs: List[torch.Tensor] = seg if isinstance(seg, list) else [seg]
-        out = [torch.cat([s.float(), self._map(stored, s)], 0) for s in segs]
-        data_dict["segmentation"] = out if isinstance(seg, list) else out[0]
+        full = seg[0] if isinstance(seg, list) else seg
+        if tuple(full.shape[1:]) != tuple(stored.shape[1:]):
+            raise RuntimeError(f"the precomputed map {tuple(stored.shape)} does not match the segmentation "
+                               f"{tuple(full.shape)} after augmentation")
+        attached = torch.cat([full.float(), stored.float()], 0)
+        data_dict["segmentation"] = [attached] + list(seg[1:]) if isinstance(seg, list) else attached
         return data_dict
 
 
@@ -197,20 +193,13 @@ class AttachMapsTransform(BasicTransform):
 
 
 # ------------------------------------------------------------------------------------------- main process
-def split_target(target: Maps, num_map_channels: int) -> Tuple[Maps, Maps]:
-    """Undo the attaching: (labels (B, 1, ...) int16, maps (B, C_map, ...) float32), per scale."""
-
-    def split(t: torch.Tensor):
-        if t.shape[1] != 1 + num_map_channels:
-            raise RuntimeError(
-                f"the batch carries no {num_map_channels}-channel map (target has {t.shape[1]} channels): the data "
-                f"loader did not attach maps")
-        return t[:, :1].round().to(torch.int16), t[:, 1:].float()
-
-    if isinstance(target, list):
-        pairs = [split(t) for t in target]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-    return split(target)
+def split_target(target: torch.Tensor, num_map_channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Undo the attaching of one scale: (labels (B, 1, ...) int16, maps (B, C_map, ...) float32)."""
+    if target.shape[1] != 1 + num_map_channels:
+        raise RuntimeError(
+            f"the batch carries no {num_map_channels}-channel map (target has {target.shape[1]} channels): the data "
+            f"loader did not attach maps")
+    return target[:, :1].round().to(torch.int16), target[:, 1:].float()
 
 
 class MapPipeline:
@@ -255,31 +244,44 @@ class MapPipeline:
             return transforms
         if self.precomputed:
             transforms.transforms.insert(0, SplitMapChannelsTransform(self.shipped_channels))
-            transforms.transforms.append(PrecomputedMapsToTargetTransform(self.kind, self.num_classes))
+            transforms.transforms.append(PrecomputedMapsToTargetTransform(self.kind))
         else:
             transforms.transforms.append(AttachMapsTransform(self.kind, self.num_classes))
         return transforms
 
     def take(self, batch: dict, device) -> Tuple[Maps, Optional[Maps]]:
-        """(target without the maps, the full maps on ``device``), both per scale (lists under deep supervision)."""
+        """(target without the maps, the full maps on ``device``), both per scale (lists under deep supervision).
+
+        Precomputed: the stored form rides on the full-resolution target only; each scale's map is resampled from
+        it and rebuilt from that scale's labels on ``device``. Online: every scale carries its full map.
+        """
         if self.kind is None:
             return batch["target"], None
-        target, maps = split_target(batch["target"], self.shipped_channels)
-        targets = target if isinstance(target, list) else [target]
-        maps = [m.to(device, non_blocking=True) for m in (maps if isinstance(maps, list) else [maps])]
-        fmt = self.format
-        if fmt is not None and fmt.rebuilt_on_device:
-            maps = [self._rebuild_on_device(m, t.to(device, non_blocking=True)) for t, m in zip(targets, maps)]
-        return target, (maps if isinstance(target, list) else maps[0])
+        target = batch["target"]
+        scales = target if isinstance(target, list) else [target]
+        if self.precomputed:
+            labels, stored = split_target(scales[0], self.shipped_channels)
+            labels = [labels] + list(scales[1:])
+            stored = stored.to(device, non_blocking=True)
+            maps = [self._rebuild_on_device(stored, t.to(device, non_blocking=True)) for t in labels]
+        else:
+            pairs = [split_target(t, self.shipped_channels) for t in scales]
+            labels = [p[0] for p in pairs]
+            maps = [p[1].to(device, non_blocking=True) for p in pairs]
+        if isinstance(target, list):
+            return labels, maps
+        return labels[0], maps[0]
 
     def _rebuild(self, stored: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The full K-channel map from a one-channel stored form and the labels of the same scale, on their device."""
-        return self.format.rebuild(stored, onehot(labels, self.num_classes, stored.dtype))
+        """The full map at the scale of ``labels`` (B, 1, ...): the stored form (B, C, ...) resampled (linear,
+        as nnU-Net resamples images) and, where the format says so, rebuilt from the one-hot labels."""
+        z = _resize(stored, labels.shape[2:])
+        fmt = self.format
+        return z if fmt.rebuild is None else fmt.rebuild(z, onehot(labels, self.num_classes, z.dtype))
 
     def compile_rebuild(self) -> bool:
-        """``torch.compile`` the rebuild on the device (one fused kernel for one-hot and map); True if there is one."""
-        fmt = self.format
-        if fmt is None or not fmt.rebuilt_on_device:
+        """``torch.compile`` the resampling and rebuild on the device (precomputed maps); True if there is one."""
+        if not self.precomputed:
             return False
         self._rebuild_on_device = torch.compile(self._rebuild)
         return True
