@@ -1,12 +1,13 @@
-"""TopK Dice's selection (``TopKDiceLoss.keep_mask``): the loss's batched path against a per-row loop, in one run.
+"""TopK Dice's selection: the loss's two paths against a per-row loop, in one run.
 
     python benchmarks/topk_selection.py [--device cpu|cuda] [--k 30]
 
 ``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (the loss's eager-CPU path until issue
-11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``batched``:
-one ``topk`` over all rows, what the loss does on every device (no host sync). Both keep the same voxels (checked
-here and in tests/test_compile.py). Inputs:
-softmax probabilities of 4 channels (background dropped) and random labels, 2D (12, 3, 256, 256) and 3D
+11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``batched topk``:
+one ``topk`` over all (sample, class) rows (``TopKDiceLoss.keep_mask``, the region-mode path). ``label sort``: one
+sort per sample of (class, TP) keys (``TopKDiceLoss.dropped_by_label``, the label-mode path). All three keep the same
+voxels (checked here and in the tests). Inputs: softmax probabilities of 4 channels (background dropped) and random
+labels (``--background`` sets the background share; default: uniform, 25%), 2D (12, 3, 256, 256) and 3D
 (2, 3, 96, 96, 96). Best of 5 calls after a warm-up.
 """
 from __future__ import annotations
@@ -49,32 +50,54 @@ def best_of(fn, device, repeats=5):
     return min(times)
 
 
+def label_sort_dropped(loss, tp_own, bucket, counts):
+    return loss.dropped_by_label(tp_own, bucket, counts)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--k", type=float, default=30.0)
+    parser.add_argument("--background", type=float, default=None,
+                        help="share of background voxels (default: labels uniform over the 4 classes)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
-    print(f"| shape | per-row ms | batched ms | batched / per-row |  (device {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, K = {args.k})")
-    print("|---|---|---|---|")
+    print(f"| shape | background | per-row ms | batched topk ms | label sort ms | topk / per-row | sort / per-row |  "
+          f"(device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, K = {args.k})")
+    print("|---|---|---|---|---|---|---|")
     for shape in [(12, 3, 256, 256), (2, 3, 96, 96, 96)]:
-        probs = torch.softmax(torch.randn((shape[0], shape[1] + 1) + shape[2:], generator=g), 1)[:, 1:]
-        labels = torch.randint(0, shape[1] + 1, (shape[0],) + shape[2:], generator=g)
-        y = torch.nn.functional.one_hot(labels, shape[1] + 1).movedim(-1, 1)[:, 1:].float()
-        probs, y = probs.to(device), y.to(device)
+        batch, channels, spatial = shape[0], shape[1] + 1, shape[2:]
+        probs = torch.softmax(torch.randn((batch, channels) + spatial, generator=g), 1)
+        labels = torch.randint(0, channels, (batch,) + spatial, generator=g)
+        if args.background is not None:  # background with that probability, else a uniform foreground class
+            labels = torch.where(torch.rand(labels.shape, generator=g) < args.background, 0,
+                                 torch.randint(1, channels, labels.shape, generator=g))
+        y = torch.nn.functional.one_hot(labels, channels).movedim(-1, 1)[:, 1:].float()
+        probs, y, labels = probs.to(device), y.to(device), labels.to(device)
         loss = TopKDiceLoss(k=args.k)
-        eps = loss.perturbation(shape[2:], device).reshape(-1)
-        fg = (y > 0.5).reshape(shape[0] * shape[1], -1)
-        tp = probs.reshape(shape[0] * shape[1], -1) + eps
+        eps = loss.perturbation(spatial, device).reshape(-1)
+        fg = (y > 0.5).reshape(batch * shape[1], -1)
+        tp = probs[:, 1:].reshape(batch * shape[1], -1) + eps
         n_keep = torch.ceil(args.k / 100.0 * fg.sum(-1, dtype=torch.float64) - 1e-9).clamp_min(1.0).long()
+        # the label path's inputs: each voxel's own-class TP and its bucket (background -> C, no class)
+        flat = labels.reshape(batch, -1)
+        bucket = torch.where(flat > 0, flat, channels)
+        tp_own = probs.reshape(batch, channels, -1).gather(1, flat.unsqueeze(1))[:, 0] + eps
+        counts = torch.zeros(batch, channels + 1, dtype=torch.int64, device=device).scatter_add_(
+            1, bucket, torch.ones_like(bucket))
         per_row = per_row_thresholds(tp.cpu(), fg.cpu(), n_keep.cpu())
         batched = batched_thresholds(tp, fg, n_keep, args.k)
-        assert torch.equal(per_row, batched.cpu()), "the two paths disagree"
+        assert torch.equal(per_row, batched.cpu()), "the batched topk disagrees with the per-row reference"
+        dropped_rows = (fg & (tp > batched)).reshape(batch, shape[1], -1)
+        dropped_sort = label_sort_dropped(loss, tp_own, bucket, counts)
+        assert torch.equal(dropped_rows.any(1), dropped_sort), "the label sort disagrees with the per-row reference"
         t_row = best_of(lambda: per_row_thresholds(tp, fg, n_keep), device)
         t_batched = best_of(lambda: batched_thresholds(tp, fg, n_keep, args.k), device)
-        print(f"| {shape} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_batched / t_row:.1f}x |")
+        t_sort = best_of(lambda: label_sort_dropped(loss, tp_own, bucket, counts), device)
+        share = float((labels == 0).float().mean())
+        print(f"| {shape} | {share:.0%} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_sort * 1e3:.1f} | "
+              f"{t_batched / t_row:.1f}x | {t_sort / t_row:.1f}x |")
 
 
 if __name__ == "__main__":
