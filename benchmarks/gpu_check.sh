@@ -22,7 +22,9 @@ quick=()
 
 "$PYTHON" benchmarks/loss_cost.py --device "$DEVICE" --repeats 5 "${quick[@]}" --json "$OUT_DIR/loss_eager.json" \
   | tee "$OUT_DIR/loss_eager.md"
+# compiled: the paper losses only (each compiles for 2D and 3D and again for dynamic shapes: minutes in all)
 "$PYTHON" benchmarks/loss_cost.py --device "$DEVICE" --repeats 5 --compile "${quick[@]}" \
+  --losses combo,rrw,dice_boundary,iou_xy,topk_dice_only,topk_dice \
   --json "$OUT_DIR/loss_compiled.json" | tee "$OUT_DIR/loss_compiled.md"
 "$PYTHON" benchmarks/train_step.py --device "$DEVICE" "${quick[@]}" --json "$OUT_DIR/train_step.json" \
   | tee "$OUT_DIR/train_step.md"

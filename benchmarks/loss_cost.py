@@ -26,14 +26,20 @@ GOALS = {"topk_dice": 1.5, "topk_dice_only": 1.5, "rrw": 1.1}
 LOSSES = ("combo", "rrw", "dice_boundary", "iou_xy", "focal", "topk_dice_only", "topk_dice", "wce", "topk_ce")
 
 
-def make_inputs(shape, scales, device, seed=0):
+def make_inputs(shape, scales, device, seed=0, background=None):
+    """Random logits, labels and maps per scale; ``background``: the share of background labels (default: labels
+    uniform over the channels)."""
     g = torch.Generator().manual_seed(seed)
     batch, channels, *spatial = shape
     outputs, targets, maps = [], [], []
     for s in range(scales):
         sp = [max(1, d // 2 ** s) for d in spatial]
         outputs.append(torch.randn(batch, channels, *sp, generator=g).to(device).requires_grad_(True))
-        targets.append(torch.randint(0, channels, (batch, 1, *sp), generator=g).to(device))
+        labels = torch.randint(0, channels, (batch, 1, *sp), generator=g)
+        if background is not None:
+            labels = torch.where(torch.rand(labels.shape, generator=g) < background, 0,
+                                 torch.randint(1, channels, labels.shape, generator=g))
+        targets.append(labels.to(device))
         maps.append((torch.rand(batch, channels, *sp, generator=g) * 2 - 1).to(device))
     return outputs, targets, maps
 
@@ -56,7 +62,7 @@ def time_loss(loss, outputs, targets, maps, needs_map, repeats, device, warmup=1
     return statistics.median(once() for _ in range(repeats))
 
 
-def run(shape, scales, repeats, device, losses=LOSSES, compile=False):
+def run(shape, scales, repeats, device, losses=LOSSES, compile=False, background=None):
     """Each loss is timed alternately with the baseline (same tensors), so drifts in machine load hit both.
 
     ``compile``: both nnU-Net's loss and ours under ``torch.compile`` (each per-scale loss compiled whole, the
@@ -69,7 +75,7 @@ def run(shape, scales, repeats, device, losses=LOSSES, compile=False):
 
     weights = np.array([1 / 2 ** i for i in range(scales)])
     weights = weights / weights.sum()
-    outputs, targets, maps = make_inputs(shape, scales, device)
+    outputs, targets, maps = make_inputs(shape, scales, device, background=background)
     base = DeepSupervisionWrapper(maybe_compiled(build_loss("dice_ce", batch_dice=True)), weights).to(device)
     rows, base_times = [], []
     for name in losses:
@@ -100,6 +106,8 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="torch.compile nnU-Net's loss and ours (goal 1.1x)")
     parser.add_argument("--losses", default=",".join(LOSSES), help="comma-separated registry names")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--background", type=float, default=None,
+                        help="share of background voxels in the labels (default: labels uniform over the classes)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,8 +120,10 @@ def main(argv=None):
         if args.only and dim != args.only:
             continue
         print(f"# {dim}: batch {shape}, 5 deep-supervision scales, device {device}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'}", flush=True)
-        results[dim] = run(shape, 5, args.repeats, device, tuple(args.losses.split(",")), args.compile)
+              f"{torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'}, background "
+              f"{'uniform' if args.background is None else args.background}", flush=True)
+        results[dim] = run(shape, 5, args.repeats, device, tuple(args.losses.split(",")), args.compile,
+                           args.background)
     names = [r["loss"] for r in next(iter(results.values()))]
     header = "| loss | " + " | ".join(f"{d} ms | {d} ratio" for d in results) + " | goal | met |"
     print(header)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as nn_f
 
 import reference as R
+from nnunet_losses.losses._common import decode_target
 from nnunet_losses.losses import (
     AlphaSchedule, CEAndTopKDiceLoss, ComboLoss, DiceBoundaryLoss, FocalLoss, IoUxyLoss, RegionWiseLoss,
     TopKDiceLoss, WeightedCELoss, inverse_frequency_weights, rectified_map_from_inside)
@@ -263,7 +264,11 @@ def test_topk_dice_label_path_equals_the_multi_hot_path(k, include_background, i
         labels[:, :, :3] = ignore_label
     loss = TopKDiceLoss(k=k, include_background=include_background, ignore_label=ignore_label)
     grads = []
-    for sums in (loss._label_sums, loss._multi_hot_sums):
+    def label_sums(logits, target):
+        tgt = decode_target(logits, target, regions=False, ignore_label=ignore_label, onehot=False)
+        return loss._label_sums(torch.softmax(logits, 1), tgt)
+
+    for sums in (label_sums, loss._multi_hot_sums):
         logits = x.clone().requires_grad_(True)
         numerator, denominator, present = sums(logits, labels)
         grads.append(torch.autograd.grad((numerator + 3 * denominator).sum(), logits)[0])

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ._common import _numel, decode_target, float32_forward, masked
+from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked
 
 
 class TopKDiceLoss(nn.Module):
@@ -120,12 +120,10 @@ class TopKDiceLoss(nn.Module):
         threshold = ordered.gather(1, position)  # (B, C + 1); meaningless for an empty bucket, which has no voxel
         return key > threshold.gather(1, bucket)  # False for the rest: their key is their bucket's threshold
 
-    def _label_sums(self, logits: torch.Tensor, target: torch.Tensor):
-        """Eq. (5)-(7)'s sums per (sample, class) from the labels, without a one-hot (softmax label datasets)."""
-        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="TopKDiceLoss",
-                            onehot=False)
-        batch, channels = logits.shape[:2]
-        p = masked(torch.softmax(logits, 1), tgt.mask).reshape(batch, channels, -1)
+    def _label_sums(self, probs: torch.Tensor, tgt: DecodedTarget):
+        """Eq. (5)-(7)'s sums per (sample, class) from the softmax and the labels, without a one-hot."""
+        batch, channels = probs.shape[:2]
+        p = masked(probs, tgt.mask).reshape(batch, channels, -1)
         labels = tgt.labels.reshape(batch, -1)
         p_own = p.gather(1, labels.unsqueeze(1))[:, 0]  # P^c at the voxels of class c
         first = 0 if self.include_background else 1
@@ -138,7 +136,7 @@ class TopKDiceLoss(nn.Module):
         if self.k >= 100.0:
             dropped = torch.zeros_like(counted)
         else:
-            eps = self.perturbation(logits.shape[2:], logits.device).reshape(1, -1)
+            eps = self.perturbation(probs.shape[2:], probs.device).reshape(1, -1)
             dropped = self.dropped_by_label(p_own.detach() + eps, bucket, counts)
         kept = (counted & ~dropped).to(p.dtype)
 
@@ -169,9 +167,16 @@ class TopKDiceLoss(nn.Module):
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        sums = self._multi_hot_sums if self.regions else self._label_sums
-        numerator, denominator, present = sums(logits, target)
-        present = present.to(numerator.dtype)  # (B, C)
+        if self.regions:
+            return self.from_sums(*self._multi_hot_sums(logits, target))
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="TopKDiceLoss",
+                            onehot=False)
+        return self.from_sums(*self._label_sums(torch.softmax(logits, 1), tgt))
+
+    @staticmethod
+    def from_sums(numerator: torch.Tensor, denominator: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Eq. (7) from the (B, C) sums: 1 - mean Dice over the present classes, averaged over the samples."""
+        present = present.to(numerator.dtype)
         n_present = present.sum(1)
         dice = torch.where(present > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
         has_class = (n_present > 0).to(numerator.dtype)
@@ -183,8 +188,8 @@ class TopKDiceLoss(nn.Module):
 class CEAndTopKDiceLoss(nn.Module):
     """The TopK Dice paper's training loss: ``weight_ce * CE + weight_dice * TopKDice`` (K = 50 or 30).
 
-    CE is softmax cross-entropy (``torch.nn.functional.cross_entropy``) in label mode, BCE-with-logits in region mode,
-    averaged over the valid voxels.
+    CE is softmax cross-entropy in label mode (computed with TopK Dice's softmax from one log-softmax), BCE-with-logits
+    in region mode, averaged over the valid voxels.
     """
 
     def __init__(self, k: float = 50.0, weight_ce: float = 1.0, weight_dice: float = 1.0,
@@ -211,4 +216,19 @@ class CEAndTopKDiceLoss(nn.Module):
         return nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum") / n_valid
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.weight_ce * self.cross_entropy(logits, target) + self.weight_dice * self.topk_dice(logits, target)
+        if self.regions:
+            return self.weight_ce * self.cross_entropy(logits, target) + self.weight_dice * self.topk_dice(logits,
+                                                                                                         target)
+        return self._label_forward(logits, target)
+
+    @float32_forward
+    def _label_forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Label mode: both terms from one decoding and one log-softmax (TopK Dice's P = exp(ln P))."""
+        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="CE + TopK Dice",
+                            onehot=False)
+        log_p = torch.log_softmax(logits, 1)
+        labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
+        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
+        ce = nn.functional.nll_loss(log_p, labels, ignore_index=-100, reduction="sum") / n_valid
+        dice = self.topk_dice.from_sums(*self.topk_dice._label_sums(log_p.exp(), tgt))
+        return self.weight_ce * ce + self.weight_dice * dice
