@@ -204,22 +204,17 @@ class CEAndTopKDiceLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}"
 
-    @float32_forward
-    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="CE",
-                            onehot=self.regions)
-        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
-        if self.regions:
-            bce = nn.functional.binary_cross_entropy_with_logits(logits, tgt.onehot, reduction="none")
-            return masked(bce, tgt.mask).sum() / (n_valid * logits.shape[1])
-        labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
-        return nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum") / n_valid
-
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.regions:
-            return self.weight_ce * self.cross_entropy(logits, target) + self.weight_dice * self.topk_dice(logits,
-                                                                                                         target)
-        return self._label_forward(logits, target)
+        return self._region_forward(logits, target) if self.regions else self._label_forward(logits, target)
+
+    @float32_forward
+    def _region_forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Region mode: BCE-with-logits over the valid voxels and channels, plus TopK Dice on the sigmoids."""
+        tgt = decode_target(logits, target, regions=True, ignore_label=self.ignore_label, name="CE")
+        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, tgt.onehot, reduction="none")
+        ce = masked(bce, tgt.mask).sum() / (n_valid * logits.shape[1])
+        return self.weight_ce * ce + self.weight_dice * self.topk_dice(logits, target)
 
     @float32_forward
     def _label_forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
