@@ -115,6 +115,8 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
     settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["trainer"] == trainer and settings["training"]["epochs"] == 1
     assert settings["training"]["iterations_per_epoch"] == 5
+    # the Adam defaults (RRW, Dice+Boundary) use torch's fused Adam on the CPU; the SGD ones keep nnU-Net's
+    assert settings["training"]["fused_adam"] is trainer.startswith(("RRW", "DiceBoundary")), settings["training"]
     if trainer.startswith("DiceBoundary"):
         assert settings["schedule"]["epochs_done"] == 1  # kept current, not the snapshot of the start
         _kill_during_checkpoint_save(dataset, trainer)
