@@ -50,10 +50,6 @@ def best_of(fn, device, repeats=5):
     return min(times)
 
 
-def label_sort_dropped(loss, tp_own, bucket, counts):
-    return loss.dropped_by_label(tp_own, bucket, counts)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -90,11 +86,11 @@ def main(argv=None):
         batched = batched_thresholds(tp, fg, n_keep, args.k)
         assert torch.equal(per_row, batched.cpu()), "the batched topk disagrees with the per-row reference"
         dropped_rows = (fg & (tp > batched)).reshape(batch, shape[1], -1)
-        dropped_sort = label_sort_dropped(loss, tp_own, bucket, counts)
+        dropped_sort = loss.dropped_by_label(tp_own, bucket, counts)
         assert torch.equal(dropped_rows.any(1), dropped_sort), "the label sort disagrees with the per-row reference"
         t_row = best_of(lambda: per_row_thresholds(tp, fg, n_keep), device)
         t_batched = best_of(lambda: batched_thresholds(tp, fg, n_keep, args.k), device)
-        t_sort = best_of(lambda: label_sort_dropped(loss, tp_own, bucket, counts), device)
+        t_sort = best_of(lambda: loss.dropped_by_label(tp_own, bucket, counts), device)
         share = float((labels == 0).float().mean())
         print(f"| {shape} | {share:.0%} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_sort * 1e3:.1f} | "
               f"{t_batched / t_row:.1f}x | {t_sort / t_row:.1f}x |")
