@@ -26,6 +26,16 @@ GOALS = {"topk_dice": 1.5, "topk_dice_only": 1.5, "rrw": 1.1}
 LOSSES = ("combo", "rrw", "dice_boundary", "iou_xy", "focal", "topk_dice_only", "topk_dice", "wce", "topk_ce")
 
 
+def random_labels(shape, channels, generator, background=None):
+    """Integer labels of ``shape``: uniform over the channels, or background with probability ``background`` and a
+    uniform foreground class otherwise."""
+    labels = torch.randint(0, channels, shape, generator=generator)
+    if background is None:
+        return labels
+    return torch.where(torch.rand(shape, generator=generator) < background, 0,
+                       torch.randint(1, channels, shape, generator=generator))
+
+
 def make_inputs(shape, scales, device, seed=0, background=None):
     """Random logits, labels and maps per scale; ``background``: the share of background labels (default: labels
     uniform over the channels)."""
@@ -35,11 +45,7 @@ def make_inputs(shape, scales, device, seed=0, background=None):
     for s in range(scales):
         sp = [max(1, d // 2 ** s) for d in spatial]
         outputs.append(torch.randn(batch, channels, *sp, generator=g).to(device).requires_grad_(True))
-        labels = torch.randint(0, channels, (batch, 1, *sp), generator=g)
-        if background is not None:
-            labels = torch.where(torch.rand(labels.shape, generator=g) < background, 0,
-                                 torch.randint(1, channels, labels.shape, generator=g))
-        targets.append(labels.to(device))
+        targets.append(random_labels((batch, 1, *sp), channels, g, background).to(device))
         maps.append((torch.rand(batch, channels, *sp, generator=g) * 2 - 1).to(device))
     return outputs, targets, maps
 

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from loss_cost import random_labels
 from nnunet_losses.losses.topk import TopKDiceLoss
 
 
@@ -65,10 +66,7 @@ def main(argv=None):
     for shape in [(12, 3, 256, 256), (2, 3, 96, 96, 96)]:
         batch, channels, spatial = shape[0], shape[1] + 1, shape[2:]
         probs = torch.softmax(torch.randn((batch, channels) + spatial, generator=g), 1)
-        labels = torch.randint(0, channels, (batch,) + spatial, generator=g)
-        if args.background is not None:  # background with that probability, else a uniform foreground class
-            labels = torch.where(torch.rand(labels.shape, generator=g) < args.background, 0,
-                                 torch.randint(1, channels, labels.shape, generator=g))
+        labels = random_labels((batch,) + spatial, channels, g, args.background)
         y = torch.nn.functional.one_hot(labels, channels).movedim(-1, 1)[:, 1:].float()
         probs, y, labels = probs.to(device), y.to(device), labels.to(device)
         loss = TopKDiceLoss(k=args.k)

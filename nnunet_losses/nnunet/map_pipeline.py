@@ -261,9 +261,10 @@ class MapPipeline:
         scales = target if isinstance(target, list) else [target]
         if self.precomputed:
             labels, stored = split_target(scales[0], self.shipped_channels)
-            labels = [labels] + list(scales[1:])
+            # on the device once: the rebuild needs them there, and nnU-Net's own .to() is then a no-op
+            labels = [t.to(device, non_blocking=True) for t in [labels] + list(scales[1:])]
             stored = stored.to(device, non_blocking=True)
-            maps = [self._rebuild_on_device(stored, t.to(device, non_blocking=True)) for t in labels]
+            maps = [self._rebuild_on_device(stored, t) for t in labels]
         else:
             pairs = [split_target(t, self.shipped_channels) for t in scales]
             labels = [p[0] for p in pairs]
