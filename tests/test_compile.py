@@ -128,7 +128,7 @@ def preprocessed(tmp_path_factory):
 
 
 def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
-    """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its parts, so the per-epoch
+    """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its weighted terms, so the per-epoch
     alpha does not recompile) and the precomputed maps' resampling and rebuild on the device, logs both as nnU-Net
     does, and the compiled deep-supervised loss and maps equal eager."""
     import json
@@ -136,7 +136,7 @@ def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     import sys
 
     expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"],
-                      "DiceBoundaryTrainer": ["SoftDice", "RegionWiseLoss", "_rebuild"],
+                      "DiceBoundaryTrainer": ["WeightedPartnerAndBoundary", "_rebuild"],
                       "RRWTrainer": ["RegionWiseLoss", "_rebuild"]}
     proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, "931", *expected_parts], env=preprocessed,
                           capture_output=True, text=True)
@@ -175,3 +175,32 @@ def test_topk_dice_selection_is_the_same_eager_and_compiled(k):
             threshold = tp[fg].kthvalue(n_keep).values if n_keep < int(fg.sum()) else float("inf")
             expected = ~(fg & (tp > threshold))
             assert torch.equal(eager[b, c].reshape(-1) > 0.5, expected), (b, c)
+
+
+def test_dice_boundary_compiles_once_across_epochs():
+    """Dice+Boundary compiles its two weighted terms as one graph whose weights are a tensor input: the epochs'
+    new alpha values give no recompilation, and the compiled loss follows the schedule as eager does."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from nnunet_losses.losses import compile_loss
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    real_compile = torch.compile
+    eager = build_loss("dice_boundary")
+    compiled = build_loss("dice_boundary")
+    try:
+        torch.compile = lambda module, **kw: real_compile(module, backend=counter, **kw)
+        compiled = compile_loss(compiled)
+    finally:
+        torch.compile = real_compile
+    logits, target, z = _inputs(None)
+    values = []
+    for epoch in range(3):
+        for loss in (eager, compiled):
+            loss.schedule.epochs_done = epoch * 40
+        got, expected = compiled(logits, target, z), eager(logits, target, z)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        values.append(got.item())
+    assert len(set(values)) == 3  # the weights moved (alpha 1.0, 0.6, 0.2)
+    assert counter.frame_count == 1

@@ -69,28 +69,55 @@ class AlphaSchedule:
                 f"minimum={self.minimum}, epochs_done={self.epochs_done}, alpha={self.alpha})")
 
 
+class WeightedPartnerAndBoundary(nn.Module):
+    """``w[0] * partner(logits, target) + w[1] * region_wise(logits, target, boundary)`` with the weights a tensor
+    ``w`` (2,): stateless, so it compiles into one graph (the two terms share their softmax there) and a new epoch's
+    weights are new values of an input, not a recompilation."""
+
+    def __init__(self, partner: nn.Module, region_wise: nn.Module):
+        super().__init__()
+        self.partner = partner
+        self.region_wise = region_wise
+
+    def forward(self, logits, target, boundary, weights):
+        return weights[0] * self.partner(logits, target) + weights[1] * self.region_wise(logits, target, boundary)
+
+
 class DiceBoundaryLoss(nn.Module):
     """``w_partner * partner(logits, target) + w_rw * RegionWiseLoss(logits, target, boundary_map)``.
 
     ``partner`` is any loss called as ``partner(logits, target)``: the registry passes nnU-Net's own soft Dice
-    (``dice_boundary``) or cross-entropy (``ce_boundary``). The weights come from ``schedule``.
+    (``dice_boundary``) or cross-entropy (``ce_boundary``). The weights come from ``schedule``; they enter
+    :class:`WeightedPartnerAndBoundary` as a tensor kept on the logits' device and replaced only when the schedule
+    moves (once per epoch), so no host-to-device copy per call. Both terms are always computed (a weight of 0
+    multiplies a finite loss).
     """
 
-    compiled_parts = ("partner", "region_wise")  # the weights (Python floats, new each epoch) stay eager
+    compiled_parts = ("terms",)  # the weights (Python floats, new each epoch) are made into a tensor outside
 
     def __init__(self, partner: nn.Module, schedule: Optional[AlphaSchedule] = None,
                  ignore_label: Optional[int] = None):
         super().__init__()
-        self.partner = partner
         self.schedule = schedule if schedule is not None else AlphaSchedule()
-        self.region_wise = RegionWiseLoss(ignore_label=ignore_label)
+        self.terms = WeightedPartnerAndBoundary(partner, RegionWiseLoss(ignore_label=ignore_label))
+        self._weights = None  # (values, tensor)
+
+    @property
+    def partner(self) -> nn.Module:
+        return self.terms.partner
+
+    @property
+    def region_wise(self) -> nn.Module:
+        return self.terms.region_wise
 
     def extra_repr(self) -> str:
         return repr(self.schedule)
 
+    def _weights_on(self, device) -> torch.Tensor:
+        values = tuple(float(w) for w in self.schedule.weights())
+        if self._weights is None or self._weights[0] != values or self._weights[1].device != device:
+            self._weights = (values, torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True))
+        return self._weights[1]
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor, boundary: torch.Tensor) -> torch.Tensor:
-        w_partner, w_rw = self.schedule.weights()
-        loss = self.region_wise(logits, target, boundary) * w_rw
-        if w_partner != 0:
-            loss = loss + w_partner * self.partner(logits, target)
-        return loss
+        return self.terms(logits, target, boundary, self._weights_on(logits.device))

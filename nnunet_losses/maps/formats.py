@@ -71,8 +71,9 @@ class MapFormat:
         info = np.iinfo(self.dtype)
         return np.clip(np.round(array * self.scale), info.min, info.max).astype(self.dtype)
 
-    def dequantise(self, stored: np.ndarray) -> np.ndarray:
-        return stored.astype(np.float32) / np.float32(self.scale)
+    def dequantise(self, stored: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 values of the stored integers (written into ``out`` when given)."""
+        return np.divide(stored, np.float32(self.scale), out=out, dtype=np.float32, casting="unsafe")
 
 
 _RRW = MapFormat("rrw", "rrw", _own_class_channel, True, np.uint8, 255.0, rectified_map_from_inside)
@@ -100,5 +101,5 @@ def quantise(array: np.ndarray, kind: str) -> np.ndarray:
     return map_format(kind).quantise(array)
 
 
-def dequantise(stored: np.ndarray, kind: str) -> np.ndarray:
-    return map_format(kind).dequantise(stored)
+def dequantise(stored: np.ndarray, kind: str, out: Optional[np.ndarray] = None) -> np.ndarray:
+    return map_format(kind).dequantise(stored, out)

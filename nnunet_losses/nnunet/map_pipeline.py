@@ -69,12 +69,16 @@ class _ImageWithMaps:
     def __getitem__(self, index):
         if not isinstance(index, tuple) or index[0] != slice(None):
             raise IndexError("_ImageWithMaps supports crops over all channels only")
-        image = np.asarray(self.image[index], dtype=np.float32)
+        image = self.image[index]
         try:
             stored = np.asarray(self.maps[index])
         except Exception as err:  # blosc2 raises RuntimeError/ValueError on damaged chunks
             raise _read_error(self.path, self.command, err) from None
-        return np.concatenate([image, dequantise(stored, self.stored_kind)], 0)
+        # one output written in place: no concatenated copy, no float32 temporary of the map
+        crop = np.empty((image.shape[0] + stored.shape[0],) + image.shape[1:], dtype=np.float32)
+        crop[:image.shape[0]] = image
+        dequantise(stored, self.stored_kind, out=crop[image.shape[0]:])
+        return crop
 
 
 class MapDataset:
