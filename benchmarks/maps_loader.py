@@ -17,6 +17,7 @@ from __future__ import annotations
 import cProfile
 import io
 import math
+import os
 import pstats
 import random
 import time
@@ -27,7 +28,11 @@ import numpy as np
 from maps_data import GOALS, NUM_CLASSES, main, ok
 
 NAME = "loader"
-LOADER_VARIANTS = ("stock", "precomputed-rrw", "precomputed-boundary", "online-rrw", "online-boundary")
+LOADER_VARIANTS = ("stock", "stock+1ch", f"stock+{NUM_CLASSES}ch", "precomputed-rrw", "precomputed-boundary",
+                   "online-rrw", "online-boundary")
+# the reference points: nnU-Net's stock loader on a copy of the data whose images carry 1 (RRW's stored channel) or
+# K (boundary's) more float32 channels, no map code: what one more image channel costs nnU-Net itself
+EXTRA_CHANNELS = {"stock+1ch": 1, f"stock+{NUM_CLASSES}ch": NUM_CLASSES}
 
 
 def add_arguments(parser):
@@ -40,11 +45,40 @@ def add_arguments(parser):
 
 
 def pipeline(variant):
-    """The trainer's map pipeline of a variant (``stock``: no map)."""
+    """The trainer's map pipeline of a variant (``stock``, ``stock+Nch``: no map)."""
     from nnunet_losses.nnunet.map_pipeline import MapPipeline
 
+    if variant.startswith("stock"):
+        return MapPipeline(None, NUM_CLASSES, precomputed=False)
     mode, _, kind = variant.partition("-")
     return MapPipeline(kind or None, NUM_CLASSES, precomputed=mode == "precomputed")
+
+
+def extra_channel_folder(folder, extra):
+    return f"{folder}_plus{extra}ch"
+
+
+def write_extra_channel_copies(folder, cases, cfg):
+    """The dataset again, each image with 1 and K more channels (copies of its own channel), written by nnU-Net's
+    ``save_case`` with its chunking for the new shape: the stock reference variants read these."""
+    import pickle
+
+    import blosc2
+    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+
+    for extra in sorted(set(EXTRA_CHANNELS.values())):
+        out = extra_channel_folder(folder, extra)
+        os.makedirs(out, exist_ok=True)
+        for case in cases:
+            image = blosc2.open(urlpath=os.path.join(folder, case + ".b2nd"), mode="r")[...]
+            seg = blosc2.open(urlpath=os.path.join(folder, case + "_seg.b2nd"), mode="r")[...]
+            with open(os.path.join(folder, case + ".pkl"), "rb") as f:
+                props = pickle.load(f)
+            image = np.concatenate([image] * (1 + extra), 0)
+            blocks, chunks = comp_blosc2_params(image.shape, tuple(cfg["patch"]), image.itemsize)
+            blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, tuple(cfg["patch"]), seg.itemsize)
+            nnUNetDatasetBlosc2.save_case(image, seg, props, os.path.join(out, case), chunks=chunks, blocks=blocks,
+                                          chunks_seg=chunks_seg, blocks_seg=blocks_seg)
 
 
 def make_loader(variant, folder, cases, cfg):
@@ -65,6 +99,8 @@ def make_loader(variant, folder, cases, cfg):
         patch, rotation, ds_scales, mirror_axes, dummy_2d, use_mask_for_norm=[False], is_cascaded=False,
         foreground_labels=label_manager.foreground_labels, regions=None, ignore_label=None)
     maps = pipeline(variant)  # as LossTrainer wires it
+    if variant in EXTRA_CHANNELS:
+        folder = extra_channel_folder(folder, EXTRA_CHANNELS[variant])
     dataset = maps.wrap(nnUNetDatasetBlosc2(folder, cases))
     maps.add_to(transforms)
     loader = nnUNetDataLoader(dataset, cfg["batch"], initial_patch, patch, label_manager,
@@ -87,11 +123,12 @@ def check_batch(batch, variant, cfg):
     # precomputed: [labels; stored] at full resolution only (the trainer resamples and rebuilds on its device);
     # online: [labels; full map] at every scale
     maps = pipeline(variant)
-    channels = [1] * len(target) if variant == "stock" else [1 + maps.shipped_channels] * len(target)
+    channels = [1] * len(target) if maps.kind is None else [1 + maps.shipped_channels] * len(target)
     if maps.precomputed:
         channels[1:] = [1] * (len(target) - 1)
     assert [t.shape[1] for t in target] == channels, (variant, [tuple(t.shape) for t in target])
-    assert tuple(batch["data"].shape) == (cfg["batch"], 1, *cfg["patch"]), tuple(batch["data"].shape)
+    image_channels = 1 + EXTRA_CHANNELS.get(variant, 0)
+    assert tuple(batch["data"].shape) == (cfg["batch"], image_channels, *cfg["patch"]), tuple(batch["data"].shape)
 
 
 def bench_loader(folder, cases, cfg, rounds, per_round):
@@ -140,6 +177,7 @@ def profile_loader(folder, cases, cfg, variant, batches, top=25):
 
 def run(dim, data, args):
     folder, cases, cfg = data["folder"], data["cases"], data["config"]
+    write_extra_channel_copies(folder, cases, cfg)
     rounds = args.rounds or cfg["rounds"]
     per_round = -(-args.batches // rounds) if args.batches else cfg["batches_per_round"]
     rows, info = bench_loader(folder, cases, cfg, rounds, per_round)
