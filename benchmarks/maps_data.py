@@ -68,7 +68,6 @@ def make_case(shape, seed):
 def write_dataset(folder, cfg, seed):
     """nnU-Net preprocessed folder (blosc2) with cfg['cases'] cases; returns the case identifiers."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
-    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
 
     os.makedirs(folder, exist_ok=True)
     cases = []
@@ -77,13 +76,21 @@ def write_dataset(folder, cfg, seed):
         props = {"spacing": list(cfg["spacing"]), "shape_before_cropping": list(cfg["shape"]),
                  "class_locations": DefaultPreprocessor._sample_foreground_locations(seg, list(range(1, NUM_CLASSES)))}
         # as DefaultPreprocessor.run_case_save
-        blocks, chunks = comp_blosc2_params(image.shape, tuple(cfg["patch"]), image.itemsize)
-        blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, tuple(cfg["patch"]), seg.itemsize)
         name = f"case_{i:03d}"
-        nnUNetDatasetBlosc2.save_case(image, seg, props, os.path.join(folder, name), chunks=chunks, blocks=blocks,
-                                      chunks_seg=chunks_seg, blocks_seg=blocks_seg)
+        save_case(os.path.join(folder, name), image, seg, props, cfg)
         cases.append(name)
     return cases
+
+
+def save_case(path, image, seg, props, cfg):
+    """nnU-Net's ``save_case`` with the chunks/blocks ``comp_blosc2_params`` gives for the patch size, as
+    ``DefaultPreprocessor.run_case_save`` writes a case."""
+    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+
+    blocks, chunks = comp_blosc2_params(image.shape, tuple(cfg["patch"]), image.itemsize)
+    blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, tuple(cfg["patch"]), seg.itemsize)
+    nnUNetDatasetBlosc2.save_case(image, seg, props, path, chunks=chunks, blocks=blocks, chunks_seg=chunks_seg,
+                                  blocks_seg=blocks_seg)
 
 
 def read_seg(folder, case):

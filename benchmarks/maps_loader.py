@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from maps_data import GOALS, NUM_CLASSES, main, ok
+from maps_data import GOALS, NUM_CLASSES, main, ok, save_case
 
 NAME = "loader"
 LOADER_VARIANTS = ("stock", "stock+1ch", f"stock+{NUM_CLASSES}ch", "precomputed-rrw", "precomputed-boundary",
@@ -64,7 +64,6 @@ def write_extra_channel_copies(folder, cases, cfg):
     import pickle
 
     import blosc2
-    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
 
     for extra in sorted(set(EXTRA_CHANNELS.values())):
         out = extra_channel_folder(folder, extra)
@@ -74,11 +73,7 @@ def write_extra_channel_copies(folder, cases, cfg):
             seg = blosc2.open(urlpath=os.path.join(folder, case + "_seg.b2nd"), mode="r")[...]
             with open(os.path.join(folder, case + ".pkl"), "rb") as f:
                 props = pickle.load(f)
-            image = np.concatenate([image] * (1 + extra), 0)
-            blocks, chunks = comp_blosc2_params(image.shape, tuple(cfg["patch"]), image.itemsize)
-            blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, tuple(cfg["patch"]), seg.itemsize)
-            nnUNetDatasetBlosc2.save_case(image, seg, props, os.path.join(out, case), chunks=chunks, blocks=blocks,
-                                          chunks_seg=chunks_seg, blocks_seg=blocks_seg)
+            save_case(os.path.join(out, case), np.concatenate([image] * (1 + extra), 0), seg, props, cfg)
 
 
 def make_loader(variant, folder, cases, cfg):
