@@ -74,21 +74,21 @@ def main(argv=None):
         fg = (y > 0.5).reshape(batch * shape[1], -1)
         tp = probs[:, 1:].reshape(batch * shape[1], -1) + eps
         n_keep = torch.ceil(args.k / 100.0 * fg.sum(-1, dtype=torch.float64) - 1e-9).clamp_min(1.0).long()
-        # the label path's inputs: each voxel's own-class TP and its bucket (background -> C, no class)
+        # the label path's inputs: each voxel's own-class TP, whether it counts (not the background), class counts
         flat = labels.reshape(batch, -1)
-        bucket = torch.where(flat > 0, flat, channels)
+        counted = flat > 0
         tp_own = probs.reshape(batch, channels, -1).gather(1, flat.unsqueeze(1))[:, 0] + eps
-        counts = torch.zeros(batch, channels + 1, dtype=torch.int64, device=device).scatter_add_(
-            1, bucket, torch.ones_like(bucket))
+        counts = torch.zeros(batch, channels, dtype=torch.int64, device=device).scatter_add_(
+            1, flat, counted.long())
         per_row = per_row_thresholds(tp.cpu(), fg.cpu(), n_keep.cpu())
         batched = batched_thresholds(tp, fg, n_keep, args.k)
         assert torch.equal(per_row, batched.cpu()), "the batched topk disagrees with the per-row reference"
         dropped_rows = (fg & (tp > batched)).reshape(batch, shape[1], -1)
-        dropped_sort = loss.dropped_by_label(tp_own, bucket, counts)
+        dropped_sort = loss.dropped_by_label(tp_own, flat, counted, counts)
         assert torch.equal(dropped_rows.any(1), dropped_sort), "the label sort disagrees with the per-row reference"
         t_row = best_of(lambda: per_row_thresholds(tp, fg, n_keep), device)
         t_batched = best_of(lambda: batched_thresholds(tp, fg, n_keep, args.k), device)
-        t_sort = best_of(lambda: loss.dropped_by_label(tp_own, bucket, counts), device)
+        t_sort = best_of(lambda: loss.dropped_by_label(tp_own, flat, counted, counts), device)
         share = float((labels == 0).float().mean())
         print(f"| {shape} | {share:.0%} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_sort * 1e3:.1f} | "
               f"{t_batched / t_row:.1f}x | {t_sort / t_row:.1f}x |")

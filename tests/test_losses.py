@@ -9,6 +9,7 @@ import torch.nn.functional as nn_f
 
 import reference as R
 from nnunet_losses.losses._common import decode_target
+from nnunet_losses.losses.topk import sorted_rows
 from nnunet_losses.losses import (
     AlphaSchedule, CEAndTopKDiceLoss, ComboLoss, DiceBoundaryLoss, FocalLoss, IoUxyLoss, RegionWiseLoss,
     TopKDiceLoss, WeightedCELoss, inverse_frequency_weights, rectified_map_from_inside)
@@ -254,8 +255,9 @@ def test_topk_dice_matches_reference(shape, k):
 @pytest.mark.parametrize("include_background", [False, True])
 @pytest.mark.parametrize("ignore_label", [None, 3])
 def test_topk_dice_label_path_equals_the_multi_hot_path(k, include_background, ignore_label):
-    """Label mode sorts (class, TP) keys per sample instead of one topk per (sample, class) row: same kept set (ties
-    at the threshold included), same sums and the same gradient as the one-hot path on the same softmax."""
+    """Label mode sorts (class, TP) keys per sample instead of one topk per (sample, class) row, and differentiates
+    by hand (``LabelTopKDiceSums``): same kept set (ties at the threshold included), same sums and the same gradient
+    as the one-hot path by autograd on the same softmax; CE + TopK Dice's shared CE as well."""
     g = torch.Generator().manual_seed(int(k) + 7 * include_background)
     x = (torch.randn(3, 4, 17, 13, generator=g) * 4).round() / 4  # coarse logits: many equal probabilities
     labels = torch.randint(0, 4, (3, 1, 17, 13), generator=g)
@@ -266,7 +268,7 @@ def test_topk_dice_label_path_equals_the_multi_hot_path(k, include_background, i
     grads = []
     def label_sums(logits, target):
         tgt = decode_target(logits, target, regions=False, ignore_label=ignore_label, onehot=False)
-        return loss._label_sums(torch.softmax(logits, 1), tgt)
+        return loss._label_sums(logits, tgt)
 
     for sums in (label_sums, loss._multi_hot_sums):
         logits = x.clone().requires_grad_(True)
@@ -276,6 +278,72 @@ def test_topk_dice_label_path_equals_the_multi_hot_path(k, include_background, i
     assert torch.allclose(grads[1], grads[3], atol=1e-5)
     assert torch.allclose(grads[0], grads[2], atol=1e-6)
 
+    compound = CEAndTopKDiceLoss(k=k, include_background=include_background, ignore_label=ignore_label)
+    weights = torch.tensor([0.7, 1.3, 0.4])  # a different weight per sample's Dice, so every sum's gradient counts
+    values, grads = [], []
+    for reference in (False, True):
+        logits = x.clone().requires_grad_(True)
+        if reference:
+            flat = labels[:, 0] if ignore_label is None else torch.where(labels[:, 0] == ignore_label, -100, labels[:, 0])
+            n_valid = (flat != -100).sum().clamp_min(1)
+            ce = nn_f.cross_entropy(logits, flat, ignore_index=-100, reduction="sum") / n_valid
+            numerator, denominator, present = loss._multi_hot_sums(logits, labels)
+        else:
+            tgt = decode_target(logits, labels, regions=False, ignore_label=ignore_label, onehot=False)
+            numerator, denominator, present, nll = compound.topk_dice._label_sums(logits, tgt, with_ce=True)
+            ce = nll / tgt.valid_count().clamp_min(1.0)
+        value = 2 * ce + (weights[:, None] * numerator / denominator.clamp_min(1e-6) * present).sum()
+        values.append(value.detach())
+        grads.append(torch.autograd.grad(value, logits)[0])
+    assert torch.allclose(values[0], values[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("channels, include_background, eps_scale", [
+    (4, False, 1e-5),  # 3 foreground classes + the rest: int32 keys
+    (4, True, 1e-5),  # 4 classes + the rest: int64 keys
+    (3, True, 1e-5),  # 3 classes with the background + the rest: int32 keys
+    (4, False, 2.0),  # TP may reach 2, its bits need 31: int64 keys
+    (7, False, 1e-5),  # many classes: int64 keys
+])
+@pytest.mark.parametrize("batch, spatial", [(2, (192, 192)), (3, (128, 96))])
+def test_topk_dice_label_selection_equals_per_class_topk_on_large_samples(channels, include_background, eps_scale,
+                                                                          batch, spatial):
+    """Batches large enough for torch's radix sort of 1-D integer keys (a sort per sample of >= 32768 voxels, or one
+    sort of all samples' keys), with both key widths: the label path drops exactly the voxels the per-(sample,
+    class) ``topk`` of ``keep_mask`` drops."""
+    g = torch.Generator().manual_seed(channels + 10 * include_background)
+    probs = torch.softmax((torch.randn(batch, channels, *spatial, generator=g) * 3).round() / 3, 1)  # ties
+    labels = torch.randint(0, channels, (batch, *spatial), generator=g)
+    labels[0, :100] = 0  # unequal class sizes
+    loss = TopKDiceLoss(k=30, include_background=include_background, eps_scale=eps_scale)
+    first = 0 if include_background else 1
+    labels[:, -3:] = 0  # ignored voxels: label 0 (as decode_target leaves them), counted for no class
+    ignored = torch.zeros_like(labels, dtype=torch.bool)
+    ignored[:, -3:] = True
+    flat = labels.reshape(batch, -1)
+    counted = (flat >= first) & ~ignored.reshape(batch, -1)
+    counts = torch.zeros(batch, channels, dtype=torch.int64).scatter_add_(1, flat, counted.long())
+    eps = loss.perturbation(spatial, probs.device).reshape(1, -1)
+    # TP of every voxel, the ignored ones included (the loss masks them to eps; any value must do)
+    tp_own = probs.reshape(batch, channels, -1).gather(1, flat.unsqueeze(1))[:, 0] + eps
+    dropped = loss.dropped_by_label(tp_own, flat, counted, counts)
+
+    y = (nn_f.one_hot(labels, channels).movedim(-1, 1).float() * ~ignored.unsqueeze(1))[:, first:]
+    keep = loss.keep_mask(probs[:, first:], y)
+    expected = ((1 - keep) * y).sum(1).reshape(batch, -1) > 0
+    assert dropped.sum() > 0
+    assert torch.equal(dropped, expected)
+
+
+@pytest.mark.parametrize("rows, n", [(2, 40000), (5, 10000), (3, 50)])  # per row, all at once, a batched sort
+@pytest.mark.parametrize("dtype, high", [(torch.int32, 2 ** 31), (torch.int64, 2 ** 35)])
+def test_sorted_rows_equals_torch_sort(rows, n, dtype, high):
+    g = torch.Generator().manual_seed(rows)
+    low = -high if dtype == torch.int32 else 0
+    key = torch.randint(low, high, (rows, n), generator=g, dtype=torch.int64).to(dtype)
+    key[0, : n // 2] = key[0, 0]  # repeated keys
+    assert torch.equal(sorted_rows(key, 35), torch.sort(key, dim=-1).values)
 
 def test_topk_dice_k100_is_squared_dice_over_present_classes():
     x, labels = _data((3, 4, 8, 8), 12)

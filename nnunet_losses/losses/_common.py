@@ -135,6 +135,11 @@ def compile_loss(loss: nn.Module) -> nn.Module:
     return loss
 
 
+def sum_of_products(a: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    """sum(a * b) without the product tensor; sum(a) when b is None."""
+    return a.sum() if b is None else torch.dot(a.reshape(-1), b.reshape(-1))
+
+
 def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """t * mask, or t itself when there is no mask."""
     return t if mask is None else t * mask

@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._common import check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked
+from ._common import (check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked,
+                      sum_of_products)
 
 
 class SoftmaxForegroundSums(torch.autograd.Function):
@@ -73,9 +74,9 @@ class SoftmaxForegroundSums(torch.autograd.Function):
 
         m = None if mask is None else mask.to(x.dtype)
         fg_m = fg if m is None else fg * m
-        pos = _dot(fg_m, x_l) - _dot(fg_m, top + log_total)
-        neg = (_dot(one_minus[:, 1:].prod(1, keepdim=True).log_(), m) - _dot(fg_m, v_l.log())
-               + _dot(top_is_negative if m is None else top_is_negative * m, log_1mp_top))
+        pos = sum_of_products(fg_m, x_l) - sum_of_products(fg_m, top + log_total)
+        neg = (sum_of_products(one_minus[:, 1:].prod(1, keepdim=True).log_(), m) - sum_of_products(fg_m, v_l.log())
+               + sum_of_products(top_is_negative if m is None else top_is_negative * m, log_1mp_top))
         batch, channels = x.shape[:2]
         inter = torch.zeros(batch, channels, dtype=x.dtype, device=x.device).scatter_add_(
             1, labels.reshape(batch, -1), (p_l if m is None else m * p_l).reshape(batch, -1))[:, 1:]
@@ -107,11 +108,6 @@ class SoftmaxForegroundSums(torch.autograd.Function):
         if m is not None:
             grad.mul_(m)
         return grad, None, None
-
-
-def _dot(a: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
-    """sum(a * b) without the product tensor; sum(a) when b is None."""
-    return a.sum() if b is None else torch.dot(a.reshape(-1), b.reshape(-1))
 
 
 class ComboLoss(nn.Module):

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked
+from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked, sum_of_products
 
 
 class TopKDiceLoss(nn.Module):
@@ -31,9 +31,10 @@ class TopKDiceLoss(nn.Module):
     * eps: uniform in [0, ``eps_scale``) from a seeded counter-based hash of the voxel index (``perturbation``),
       the same for every class, sample and device (the paper: "generated once, not changed during training, the
       same for all classes"); the selection is done without gradient.
-    * selection, on every device with no host sync and no Python loop: in label mode one sort per sample of
-      (class, TP) keys (``dropped_by_label``: each voxel has one class); with multi-hot region targets one batched
-      ``topk`` over all (sample, class) rows (``keep_mask``). Both keep the same set.
+    * selection, on every device with no host sync and no loop over (sample, class) rows: in label mode one sort
+      per sample of (class, TP) keys (``dropped_by_label``: each voxel has one class; on the CPU a 1-D sort per
+      sample, which torch does by radix); with multi-hot region targets one batched ``topk`` over all (sample,
+      class) rows (``keep_mask``). Both keep the same set.
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -100,54 +101,30 @@ class TopKDiceLoss(nn.Module):
         keep = ~(fg & (tp > threshold))
         return keep.reshape(y.shape).to(probs.dtype)
 
-    @torch.no_grad()
-    def dropped_by_label(self, tp: torch.Tensor, bucket: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Label mode: True for the foreground voxels eq. (3)-(4) drop, the same set as ``keep_mask`` (ties kept).
+    def dropped_by_label(self, tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor,
+                         counts: torch.Tensor) -> torch.Tensor:
+        """Label mode: True for the foreground voxels eq. (3)-(4) drop (:func:`dropped_by_label`)."""
+        return dropped_by_label(tp, labels, counted, counts, self.k, 0 if self.include_background else 1,
+                                self.eps_scale)
 
-        ``tp`` (B, N): ``P + eps`` of each voxel's own class; ``bucket`` (B, N): its class, or ``C`` where it counts
-        for no class (background without ``include_background``, ignored); ``counts`` (B, C + 1): voxels per bucket.
-        Each voxel belongs to one class, so one sort per sample of the int64 keys ``bucket << 32 | bits(tp)`` (the
-        bits of a float >= 0 order as its values; one key for all of bucket C) lays out every class's TP in order,
-        and the ``n_keep``-th smallest of class c sits at its offset ``sum_{c' < c} counts + n_keep - 1``: no
-        per-class rows, no host sync.
-        """
-        no_class = counts.shape[1] - 1
-        key = (bucket << 32) | tp.view(torch.int32).to(torch.int64)
-        key = torch.where(bucket < no_class, key, no_class << 32)  # one value for the rest: a much cheaper sort
-        ordered = torch.sort(key, dim=-1).values
-        n_keep = torch.ceil(self.k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
-        position = (counts.cumsum(1) - counts + n_keep - 1).clamp_max(key.shape[1] - 1)
-        threshold = ordered.gather(1, position)  # (B, C + 1); meaningless for an empty bucket, which has no voxel
-        return key > threshold.gather(1, bucket)  # False for the rest: their key is their bucket's threshold
-
-    def _label_sums(self, probs: torch.Tensor, tgt: DecodedTarget):
-        """Eq. (5)-(7)'s sums per (sample, class) from the softmax and the labels, without a one-hot."""
-        batch, channels = probs.shape[:2]
-        p = masked(probs, tgt.mask).reshape(batch, channels, -1)
+    def _label_sums(self, logits: torch.Tensor, tgt: DecodedTarget, with_ce: bool = False):
+        """Eq. (5)-(7)'s sums per (sample, class) from the logits and the labels (:class:`LabelTopKDiceSums`):
+        (numerator, denominator, present), and CE's sum ``-sum ln p_label`` over the valid voxels with ``with_ce``."""
+        batch, channels = logits.shape[:2]
         labels = tgt.labels.reshape(batch, -1)
-        p_own = p.gather(1, labels.unsqueeze(1))[:, 0]  # P^c at the voxels of class c
         first = 0 if self.include_background else 1
         counted = labels >= first
         if tgt.mask is not None:
             counted = counted & (tgt.mask.reshape(batch, -1) > 0)
-        bucket = torch.where(counted, labels, channels)
-        counts = torch.zeros(batch, channels + 1, dtype=torch.int64, device=labels.device).scatter_add_(
-            1, bucket, torch.ones_like(bucket))
-        if self.k >= 100.0:
-            dropped = torch.zeros_like(counted)
-        else:
-            eps = self.perturbation(probs.shape[2:], probs.device).reshape(1, -1)
-            dropped = self.dropped_by_label(p_own.detach() + eps, bucket, counts)
-        kept = (counted & ~dropped).to(p.dtype)
-
-        def per_class(values):  # sum over the voxels of each class, (B, C) without the non-class bucket
-            return torch.zeros(batch, channels + 1, dtype=p.dtype, device=p.device).scatter_add(
-                1, bucket, values)[:, first:channels]
-
-        numerator = 2.0 * per_class(kept * p_own)  # sum Yk Pk
-        # sum Yk^2 + sum Pk^2: Pk = P except at the dropped voxels of the class
-        denominator = per_class(kept) + (p * p).sum(-1)[:, first:] - per_class(dropped.to(p.dtype) * p_own * p_own)
-        return numerator, denominator, counts[:, first:channels] > 0
+        counts = torch.zeros(batch, channels, dtype=torch.int64, device=labels.device).scatter_add_(
+            1, labels, counted.long())  # voxels of each class that count
+        eps = self.perturbation(logits.shape[2:], logits.device).reshape(1, -1)
+        mask = None if tgt.mask is None else tgt.mask.reshape(batch, 1, -1)
+        numerator, denominator, nll = LabelTopKDiceSums.apply(
+            logits.reshape(batch, channels, -1), labels.unsqueeze(1), mask, counted, counts, eps, self.k, first,
+            self.eps_scale, with_ce)
+        present = counts[:, first:] > 0
+        return (numerator, denominator, present, nll) if with_ce else (numerator, denominator, present)
 
     def _multi_hot_sums(self, logits: torch.Tensor, target: torch.Tensor):
         """Eq. (5)-(7)'s sums from a one-hot or multi-hot target (region datasets: a voxel may be in several)."""
@@ -171,7 +148,7 @@ class TopKDiceLoss(nn.Module):
             return self.from_sums(*self._multi_hot_sums(logits, target))
         tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="TopKDiceLoss",
                             onehot=False)
-        return self.from_sums(*self._label_sums(torch.softmax(logits, 1), tgt))
+        return self.from_sums(*self._label_sums(logits, tgt))
 
     @staticmethod
     def from_sums(numerator: torch.Tensor, denominator: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -218,12 +195,134 @@ class CEAndTopKDiceLoss(nn.Module):
 
     @float32_forward
     def _label_forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Label mode: both terms from one decoding and one log-softmax (TopK Dice's P = exp(ln P))."""
+        """Label mode: both terms from one decoding and one log-softmax (:class:`LabelTopKDiceSums`)."""
         tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="CE + TopK Dice",
                             onehot=False)
-        log_p = torch.log_softmax(logits, 1)
-        labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
-        n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
-        ce = nn.functional.nll_loss(log_p, labels, ignore_index=-100, reduction="sum") / n_valid
-        dice = self.topk_dice.from_sums(*self.topk_dice._label_sums(log_p.exp(), tgt))
+        numerator, denominator, present, nll = self.topk_dice._label_sums(logits, tgt, with_ce=True)
+        ce = nll / tgt.valid_count().clamp_min(1.0)  # all ignored: the sums are 0, and so is the loss
+        dice = self.topk_dice.from_sums(numerator, denominator, present)
         return self.weight_ce * ce + self.weight_dice * dice
+
+
+@torch.no_grad()
+def dropped_by_label(tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor, counts: torch.Tensor, k: float,
+                     first: int, eps_scale: float) -> torch.Tensor:
+    """Label mode: True for the foreground voxels eq. (3)-(4) drop, the same set as ``keep_mask`` (ties kept).
+
+    ``tp`` (B, N) float32: ``P + eps`` of each voxel's own class; ``labels`` (B, N) its class; ``counted`` (B, N)
+    bool: the voxel counts for its class (False for the background when ``first`` = 1 and for ignored voxels);
+    ``counts`` (B, C): counted voxels per class. Each voxel belongs to one class, so one sort per sample of the
+    integer keys ``(1 + class - first, bits(tp))`` of the counted voxels, 0 for the others (the bits of a float >= 0
+    order as its values), lays out every class's TP in order after the others, and the ``n_keep``-th smallest of
+    class c sits at ``uncounted + sum_{first <= c' < c} counts + n_keep - 1``: no per-class rows, no host sync. The
+    keys are int32 when at most 3 classes count and TP < 2 (``eps_scale`` < 1: its bits fit 30), int64 otherwise;
+    they are built by arithmetic (no ``where``: slow on the CPU).
+    """
+    channels = counts.shape[1]
+    if channels - first < 4 and eps_scale < 1.0:  # 2 bits of class code above the 30 bits of TP < 2
+        code = ((labels.to(torch.int32) + (1 - first)) << 30) | tp.view(torch.int32)
+        # 0 for the uncounted; the sign bit flipped, so that int32 order is the order of the unsigned codes
+        key, key_bits = (code * counted) ^ torch.iinfo(torch.int32).min, 32
+    else:
+        key = (((labels + (1 - first)) << 32) | tp.view(torch.int32).to(torch.int64)) * counted
+        key_bits = 32 + (channels - first + 1).bit_length()
+    ordered = sorted_rows(key, key_bits)
+    n_keep = torch.ceil(k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
+    uncounted = key.shape[1] - counts.sum(1, keepdim=True)
+    position = (uncounted + counts.cumsum(1) - counts + n_keep - 1).clamp_max(key.shape[1] - 1)
+    threshold = ordered.gather(1, position)  # (B, C); meaningless for a class without counted voxels
+    # False for the uncounted: their key is the smallest there is
+    return key > threshold.gather(1, labels)
+
+
+class LabelTopKDiceSums(torch.autograd.Function):
+    """TopK Dice's sums in label mode (Hosseini, eq. 5-7), and CE's, from the logits, with a hand-written backward.
+
+    ``apply(logits (B, C, N), labels (B, 1, N), mask (B, 1, N) or None, counted (B, N), counts (B, C), eps (1, N),
+    k, first, eps_scale, with_ce)`` returns, with ``p = m softmax(logits)`` (m the mask), ``l`` each voxel's label
+    and ``kept`` / ``dropped`` the selection of :func:`dropped_by_label` on ``TP = p_l + eps``, per sample and class
+    c >= ``first``::
+
+        numerator[b, c] = 2 sum_{l = c} kept p_c                          (2 sum Yk Pk)
+        denominator[b, c] = sum_{l = c} kept + sum p_c^2 - sum_{l = c} dropped p_c^2   (sum Yk^2 + sum Pk^2)
+        nll = -sum m ln p_l                                               (with_ce; else 0)
+
+    Backward, per voxel, with upstream ``g_num``, ``g_den``, ``g_nll`` and ``a = 2 (kept g_num[l] - dropped
+    g_den[l] p_l)`` (0 outside the counted voxels)::
+
+        d/dx_j = p_j (2 g_den[j] p_j - S + g_nll) + [j = l] (p_l a - m g_nll),   S = 2 sum_c g_den[c] p_c^2 + p_l a
+
+    (the softmax Jacobian ``p_j (G_j - sum_c p_c G_c)`` of ``G_c = 2 g_den[c] p_c + [c = l] a``, plus CE's
+    ``m (p_j - [j = l])``; m is 0 or 1). Memory passes matter more than flops on the CPU: two full-size buffers
+    forward, one backward, against autograd's eight.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, mask, counted, counts, eps, k, first, eps_scale, with_ce):
+        batch, channels, _ = logits.shape
+        if with_ce:
+            log_p = torch.log_softmax(logits, 1)
+            log_p_own = log_p.gather(1, labels)[:, 0]
+            nll = -sum_of_products(log_p_own, mask)
+            p, p_own = log_p.exp_(), log_p_own.exp_()  # P^c at the voxels of class c: the same exp, no 2nd gather
+        else:
+            p = torch.softmax(logits, 1)
+            p_own, nll = p.gather(1, labels)[:, 0], logits.new_zeros(())
+        if mask is not None:
+            p.mul_(mask)
+            p_own.mul_(mask[:, 0])
+        if k >= 100.0:
+            dropped = torch.zeros_like(counted)
+        else:
+            dropped = dropped_by_label((p_own + eps).float(), labels[:, 0], counted, counts, k, first, eps_scale)
+        kept = (counted & ~dropped).to(p.dtype)
+        dropped = dropped.to(p.dtype)
+
+        def per_class(values):  # sum over the voxels of each counted class, (B, C - first); values 0 if uncounted
+            return torch.zeros(batch, channels, dtype=p.dtype, device=p.device).scatter_add_(
+                1, labels[:, 0], values)[:, first:]
+
+        numerator = 2.0 * per_class(kept * p_own)
+        # sum Yk^2 + sum Pk^2 = kept + sum P^2 - dropped P^2, with kept = counts - dropped: one sum over the dropped
+        denominator = (counts[:, first:].to(p.dtype) + torch.linalg.vecdot(p, p)[:, first:]
+                       - per_class(p_own.square().add_(1.0).mul_(dropped)))
+        ctx.save_for_backward(p, labels, mask, kept, dropped, p_own)
+        ctx.first = first
+        return numerator, denominator, nll
+
+    @staticmethod
+    def backward(ctx, g_num, g_den, g_nll):
+        p, labels, mask, kept, dropped, p_own = ctx.saved_tensors
+        channels = p.shape[1]
+        pad = (ctx.first, channels - ctx.first - g_num.shape[1])
+        g_num, g_den = nn.functional.pad(g_num, pad), nn.functional.pad(g_den, pad)  # (B, C), 0 for uncounted
+        own = labels[:, 0]
+        a = 2.0 * (kept * g_num.gather(1, own) - dropped * g_den.gather(1, own) * p_own)
+        grad = p * (2.0 * g_den).unsqueeze(-1)
+        grad.mul_(p)  # 2 g_den[j] p_j^2
+        s = grad.sum(1).addcmul_(p_own, a)
+        grad.addcmul_(p, (g_nll - s).unsqueeze(1))
+        own_term = p_own * a - (g_nll if mask is None else g_nll * mask[:, 0])
+        grad.scatter_add_(1, labels, own_term.unsqueeze(1))
+        return grad, None, None, None, None, None, None, None, None, None
+
+
+RADIX_MIN = 32768  # torch sorts a 1-D integer tensor of at least this many elements by radix (ATen's GRAIN_SIZE)
+
+
+def sorted_rows(key: torch.Tensor, key_bits: int) -> torch.Tensor:
+    """The rows of an integer (B, N) ``key`` (int32, or int64 in [0, 2^key_bits)), each sorted.
+
+    On the CPU torch sorts a 1-D integer tensor of at least ``RADIX_MIN`` elements by radix (fbgemm), several
+    times faster there than its comparison sort of rows (BENCHMARKS.md): long rows are sorted one by one, short
+    rows all at once, each row's keys lifted above the others by its index. Other devices: one batched sort.
+    """
+    rows, n = key.shape
+    if key.device.type != "cpu" or rows * n < RADIX_MIN:
+        return torch.sort(key, dim=-1).values
+    if n >= RADIX_MIN:
+        return torch.stack([torch.sort(row).values for row in key.unbind(0)])
+    # row r's keys to [r 2^b - 2^31, r 2^b + 2^b): disjoint, in row order (b >= 32 covers every int32)
+    offset = (torch.arange(rows, device=key.device) << max(key_bits, 32)).unsqueeze(1)
+    ordered = torch.sort((key.to(torch.int64) + offset).reshape(-1)).values.reshape(rows, n)
+    return (ordered - offset).to(key.dtype)
