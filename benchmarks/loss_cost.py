@@ -4,6 +4,7 @@
     python benchmarks/loss_cost.py --quick    # smaller shapes, a smoke run
     python benchmarks/loss_cost.py --compile  # nnU-Net's loss and ours both under torch.compile (goal 1.1x)
     python benchmarks/loss_cost.py --threads 1  # one torch thread: steadier on a machine shared with other work
+    python benchmarks/loss_cost.py --steady-malloc  # glibc keeps freed memory: no page faults per new tensor
 
 Both the baseline and each loss run on the same tensors in the same process, timed in alternating pairs; the ratio
 is the loss's median time / the baseline's median over its pairs. Goals (issues 2 and 11): every loss <= 1.25x,
@@ -12,7 +13,9 @@ TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given the map <= 1.1x; co
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -22,6 +25,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunet_losses._files import atomic_write_json
 from nnunet_losses.registry import build_loss
 
+# glibc: serve every allocation from the heap and never give it back (read at process start, hence the re-exec)
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 32), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36)}
 GOALS = {"topk_dice": 1.5, "topk_dice_only": 1.5, "rrw": 1.1}
 LOSSES = ("combo", "rrw", "dice_boundary", "iou_xy", "focal", "topk_dice_only", "topk_dice", "wce", "topk_ce")
 
@@ -114,7 +119,15 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--background", type=float, default=None,
                         help="share of background voxels in the labels (default: labels uniform over the classes)")
+    parser.add_argument("--steady-malloc", action="store_true",
+                        help="rerun under glibc settings that keep freed memory (MALLOC_MMAP_THRESHOLD_, "
+                             "MALLOC_TRIM_THRESHOLD_): a new tensor reuses pages instead of faulting fresh ones in, "
+                             "as torch's CUDA caching allocator does on a GPU; steadier timings")
     args = parser.parse_args(argv)
+    if args.steady_malloc and os.environ.get("MALLOC_MMAP_THRESHOLD_") != STEADY_MALLOC["MALLOC_MMAP_THRESHOLD_"]:
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + list(sys.argv[1:] if argv is None
+                                                                                     else argv),
+                  {**os.environ, **STEADY_MALLOC})
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -126,7 +139,8 @@ def main(argv=None):
         if args.only and dim != args.only:
             continue
         print(f"# {dim}: batch {shape}, 5 deep-supervision scales, device {device}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'}, background "
+              f"{torch.get_num_threads()} threads, {'compiled' if args.compile else 'eager'}, "
+              f"{'steady malloc, ' if os.environ.get('MALLOC_MMAP_THRESHOLD_') else ''}background "
               f"{'uniform' if args.background is None else args.background}", flush=True)
         results[dim] = run(shape, 5, args.repeats, device, tuple(args.losses.split(",")), args.compile,
                            args.background)

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                  # 2D, 128x128 generated images, every paper family
     python benchmarks/train_step.py --quick          # 64x64, three trainers, a smoke run
+    python benchmarks/train_step.py --trainers TopKDiceTrainer,ComboTrainer_b0p7   # only these (and the baseline)
     python benchmarks/train_step.py --device cuda    # on a GPU (nnUNet_compile decides compilation, as in nnU-Net)
 
 What is timed is nnU-Net's ``train_step`` (to device, forward, loss with deep supervision, backward, clipping, SGD
@@ -107,10 +108,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="64x64 images, three trainers")
     parser.add_argument("--rounds", type=int, default=4, help="round-robin rounds (the first is a warm-up)")
     parser.add_argument("--batches", type=int, default=3, help="batches per trainer and round")
+    parser.add_argument("--trainers", default=None,
+                        help="comma-separated trainers to time against nnUNetTrainer (default: every paper family)")
     parser.add_argument("--json", default=None, help="write the result to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    trainers = QUICK_TRAINERS if args.quick else TRAINERS
+    trainers = tuple(args.trainers.split(",")) if args.trainers else QUICK_TRAINERS if args.quick else TRAINERS
     if args.worker:
         print("RESULT " + json.dumps(measure(trainers, args.device, args.rounds, args.batches)))
         return 0
@@ -119,7 +122,9 @@ def main(argv=None):
         env["nnUNet_n_proc_DA"] = "0"  # batches drawn in the worker process: same seeds, same batches for all
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "1", "--device", args.device,
                                "--rounds", str(args.rounds), "--batches", str(args.batches)]
-                              + (["--quick"] if args.quick else []), env=env, capture_output=True, text=True)
+                              + (["--quick"] if args.quick else [])
+                              + (["--trainers", args.trainers] if args.trainers else []),
+                              env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
             return proc.returncode
