@@ -90,6 +90,12 @@ def run(shape, scales, repeats, device, losses=LOSSES, compile=False, background
     base = DeepSupervisionWrapper(maybe_compiled(build_loss("dice_ce", batch_dice=True)), weights).to(device)
     rows, base_times = [], []
     for name in losses:
+        if compile:
+            # a fresh start per loss, as in a trainer: the losses share their forward's code object (the float32
+            # decorator), and dynamo's recompile limit per code object (8) would otherwise leave later losses eager
+            import torch._dynamo
+
+            torch._dynamo.reset()
         spec = get_spec(name)
         loss = build_loss(name, batch_dice=True, class_weights=[1.0] * shape[1] if spec.needs_class_weights else None)
         wrapped = DeepSupervisionWrapper(maybe_compiled(loss), weights).to(device)

@@ -253,8 +253,9 @@ class LabelTopKDiceSums(torch.autograd.Function):
         d/dx_j = p_j (2 g_den[j] p_j - S + g_nll) + [j = l] (p_l a - m g_nll),   S = 2 sum_c g_den[c] p_c^2 + p_l a
 
     (the softmax Jacobian ``p_j (G_j - sum_c p_c G_c)`` of ``G_c = 2 g_den[c] p_c + [c = l] a``, plus CE's
-    ``m (p_j - [j = l])``; m is 0 or 1). Memory passes matter more than flops on the CPU: two full-size buffers
-    forward, one backward, against autograd's eight.
+    ``m (p_j - [j = l])``; m is 0 or 1). Memory passes matter more than flops on the CPU: one full-size buffer
+    forward (the softmax, kept for the backward; the log-softmax of CE turned into it in place) and one backward
+    (the gradient, built in place); the per-voxel terms are (B, N).
     """
 
     @staticmethod
@@ -322,7 +323,7 @@ def sorted_rows(key: torch.Tensor, key_bits: int) -> torch.Tensor:
         return torch.sort(key, dim=-1).values
     if n >= RADIX_MIN:
         return torch.stack([torch.sort(row).values for row in key.unbind(0)])
-    # row r's keys to [r 2^b - 2^31, r 2^b + 2^b): disjoint, in row order (b >= 32 covers every int32)
+    # row r's keys shifted by r 2^b: with b >= 32 every int32 key, and every int64 key below 2^b, stays in its band
     offset = (torch.arange(rows, device=key.device) << max(key_bits, 32)).unsqueeze(1)
     ordered = torch.sort((key.to(torch.int64) + offset).reshape(-1)).values.reshape(rows, n)
     return (ordered - offset).to(key.dtype)
