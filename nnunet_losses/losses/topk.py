@@ -32,9 +32,9 @@ class TopKDiceLoss(nn.Module):
       the same for every class, sample and device (the paper: "generated once, not changed during training, the
       same for all classes"); the selection is done without gradient.
     * selection, on every device with no host sync and no loop over (sample, class) rows: in label mode one sort
-      per sample of (class, TP) keys (``dropped_by_label``: each voxel has one class; on the CPU a 1-D sort per
-      sample, which torch does by radix); with multi-hot region targets one batched ``topk`` over all (sample,
-      class) rows (``keep_mask``). Both keep the same set.
+      per sample of (class, TP) keys (``dropped_by_label``: each voxel has one class; on the CPU through torch's
+      radix sort of 1-D integer keys, ``sorted_rows``); with multi-hot region targets one batched ``topk`` over all
+      (sample, class) rows (``keep_mask``). Both keep the same set.
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -225,7 +225,7 @@ def dropped_by_label(tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tens
         key, key_bits = (code * counted) ^ torch.iinfo(torch.int32).min, 32
     else:
         key = (((labels + (1 - first)) << 32) | tp.view(torch.int32).to(torch.int64)) * counted
-        key_bits = 32 + (channels - first + 1).bit_length()
+        key_bits = 32 + (channels - first).bit_length()  # the largest class code is channels - first
     ordered = sorted_rows(key, key_bits)
     n_keep = torch.ceil(k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
     uncounted = key.shape[1] - counts.sum(1, keepdim=True)
