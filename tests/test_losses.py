@@ -542,6 +542,8 @@ def test_every_loss_nan_propagates_and_bad_targets():
         logits, _ = _t(x, labels)
         with pytest.raises(RuntimeError, match="labels must lie in"):  # torch._assert_async: no host read
             loss(logits, torch.full((2, 1, 4, 4), 5))
+        with pytest.raises(RuntimeError, match="labels must lie in"):
+            loss(logits, torch.full((2, 1, 4, 4), -1))
         with pytest.raises(ValueError):
             loss(logits, torch.zeros(2, 1, 3, 4, dtype=torch.long))
         with pytest.raises(ValueError):
