@@ -112,10 +112,11 @@ def check_labels(labels: torch.Tensor, num_channels: int, ignore_label: Optional
     """
     allowed = f"[0, {num_channels - 1}] (the logits have {num_channels} channels)" + (
         "" if ignore_label is None else f" or equal the ignore label {ignore_label}")
-    if labels.numel() == 0:  # a static shape: nothing to check, and aminmax refuses an empty tensor
+    if labels.numel() == 0:  # a static shape: nothing to check, and min/max refuse an empty tensor
         return
-    lowest, highest = torch.aminmax(labels)  # one pass (three for a range test and all())
-    torch._assert_async((lowest >= 0) & (highest < num_channels), f"{name}: target labels must lie in {allowed}")
+    # two reductions read the labels twice; a range test and all() write two masks and read three times
+    in_range = (labels.min() >= 0) & (labels.max() < num_channels)
+    torch._assert_async(in_range, f"{name}: target labels must lie in {allowed}")
 
 
 def empty_batch_is_zero(loss: torch.Tensor, n_valid: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
