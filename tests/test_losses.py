@@ -345,6 +345,7 @@ def test_sorted_rows_equals_torch_sort(rows, n, dtype, high):
     key[0, : n // 2] = key[0, 0]  # repeated keys
     assert torch.equal(sorted_rows(key, 35), torch.sort(key, dim=-1).values)
 
+
 def test_topk_dice_k100_is_squared_dice_over_present_classes():
     x, labels = _data((3, 4, 8, 8), 12)
     labels[1][labels[1] == 2] = 0  # class 2 absent from sample 1
