@@ -111,6 +111,41 @@ def test_focal_dice_is_dice_plus_focal():
     torch.testing.assert_close(total, expected)
 
 
+@pytest.mark.parametrize("ignore_label", [None, 3])
+def test_dice_boundary_shares_one_softmax_and_equals_its_two_terms(ignore_label):
+    """Dice + Boundary computes one softmax for nnU-Net's soft Dice and the RW term; value and gradient equal the
+    weighted sum of the two losses called apart (each with its own softmax), and nnU-Net's Dice is unchanged."""
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 9, 7, requires_grad=True)
+    target = torch.randint(0, 3, (2, 1, 9, 7))
+    if ignore_label is not None:
+        target[0, 0, :3] = ignore_label
+    z = torch.randn(2, 3, 9, 7)
+    loss = build_loss("dice_boundary", ignore_label=ignore_label)
+    for _ in range(30):
+        loss.schedule.step()
+    calls = []
+    real_softmax = torch.softmax
+    try:
+        torch.softmax = lambda *a, **k: calls.append(1) or real_softmax(*a, **k)
+        value = loss(logits, target, z)
+    finally:
+        torch.softmax = real_softmax
+    assert len(calls) == 1
+    (grad,) = torch.autograd.grad(value, logits)
+    apart = 0.7 * loss.partner(logits, target) + 0.3 * loss.region_wise(logits, target, z)
+    (grad_apart,) = torch.autograd.grad(apart, logits)
+    torch.testing.assert_close(value, apart, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, grad_apart, rtol=1e-5, atol=1e-8)
+    if ignore_label is None:  # the partner is nnU-Net's Dice with its own softmax
+        nnunet = MemoryEfficientSoftDiceLoss(apply_nonlin=softmax_helper_dim1, batch_dice=False, do_bg=False,
+                                             smooth=1e-5, ddp=True)
+        torch.testing.assert_close(loss.partner(logits, target), nnunet(logits, target))
+
+
 def test_dice_boundary_schedule_parameters():
     loss = build_loss("dice_boundary", schedule="equal")
     assert loss.schedule.weights() == (1.0, 1.0)

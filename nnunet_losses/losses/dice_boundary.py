@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._common import float32_forward
 from .region_wise import RegionWiseLoss
 
 
@@ -71,8 +72,9 @@ class AlphaSchedule:
 
 class WeightedPartnerAndBoundary(nn.Module):
     """``w[0] * partner(logits, target) + w[1] * region_wise(logits, target, boundary)`` with the weights a tensor
-    ``w`` (2,): stateless, so it compiles into one graph (the two terms share their softmax there) and a new epoch's
-    weights are new values of an input, not a recompilation."""
+    ``w`` (2,): stateless, so it compiles into one graph and a new epoch's weights are new values of an input, not a
+    recompilation. A partner with ``from_probabilities(probs, target)`` (the soft Dice) shares the RW term's softmax,
+    eager too: one softmax forward and one backward instead of two."""
 
     def __init__(self, partner: nn.Module, region_wise: nn.Module):
         super().__init__()
@@ -80,7 +82,18 @@ class WeightedPartnerAndBoundary(nn.Module):
         self.region_wise = region_wise
 
     def forward(self, logits, target, boundary, weights):
+        if hasattr(self.partner, "from_probabilities"):
+            return self._shared_softmax(logits, target, boundary, weights)
         return weights[0] * self.partner(logits, target) + weights[1] * self.region_wise(logits, target, boundary)
+
+    @float32_forward
+    def _shared_softmax(self, logits, target, boundary, weights):
+        if boundary.shape != logits.shape:
+            raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
+                             f"got {tuple(boundary.shape)}")
+        probs = torch.softmax(logits, 1)
+        return (weights[0] * self.partner.from_probabilities(probs, target)
+                + weights[1] * self.region_wise.from_probabilities(probs, target, boundary))
 
 
 class DiceBoundaryLoss(nn.Module):

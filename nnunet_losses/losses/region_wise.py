@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..maps.distance import rectified_map_from_inside  # noqa: F401  (the map the loss takes, rebuilt; re-exported)
-from ._common import decode_target, float32_forward, masked
+from ._common import decode_target, float32_forward, masked, sum_of_products
 
 
 class RegionWiseLoss(nn.Module):
@@ -42,13 +42,18 @@ class RegionWiseLoss(nn.Module):
         if z.shape != logits.shape:
             raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
                              f"got {tuple(z.shape)}")
-        probs = torch.softmax(logits, 1)
-        num_channels = logits.shape[1]
+        return self.from_probabilities(torch.softmax(logits, 1), target, z)
+
+    def from_probabilities(self, probs: torch.Tensor, target: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """The loss from ``softmax(logits)`` (float32): a partner that needs the same softmax shares it.
+
+        The sum of ``probs * z`` is one dot product: no product tensor forward, one full-size buffer backward."""
+        num_channels = probs.shape[1]
         if self.ignore_label is None:
-            return (probs * z).mean()
+            return sum_of_products(probs, z) / probs.numel()
         if target is None:
             raise ValueError("RegionWiseLoss: a target is needed to apply the ignore label")
-        tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss",
+        tgt = decode_target(probs, target, regions=False, ignore_label=self.ignore_label, name="RegionWiseLoss",
                             onehot=False)
         n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
-        return masked(probs * z, tgt.mask).sum() / (n_valid * num_channels)
+        return sum_of_products(probs, masked(z, tgt.mask)) / (n_valid * num_channels)

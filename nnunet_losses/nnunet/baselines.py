@@ -39,25 +39,32 @@ def nnunet_dice_ce(batch_dice: bool, ddp: bool, ignore_label: Optional[int], reg
 
 
 class SoftDice(nn.Module):
-    """nnU-Net's MemoryEfficientSoftDiceLoss with the ignore label applied (as DC_and_CE_loss applies it)."""
+    """nnU-Net's MemoryEfficientSoftDiceLoss with the ignore label applied (as DC_and_CE_loss applies it).
+
+    The nonlinearity nnU-Net's class applies first (softmax, sigmoid for regions) is applied here instead, so that
+    :meth:`from_probabilities` can take probabilities computed once for several terms (Dice + Boundary)."""
 
     def __init__(self, do_bg: bool, batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool,
                  smooth: float = 1e-5):
         super().__init__()
-        nonlin = torch.sigmoid if regions else softmax_helper_dim1
-        self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=nonlin, batch_dice=batch_dice,
+        self.nonlin = torch.sigmoid if regions else softmax_helper_dim1
+        self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=None, batch_dice=batch_dice,
                                                 do_bg=True if regions else do_bg, smooth=smooth, ddp=ddp)
         self.ignore_label = ignore_label
         self.regions = regions
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.from_probabilities(self.nonlin(logits), target)
+
+    def from_probabilities(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss from the nonlinearity's output (what MemoryEfficientSoftDiceLoss computes after its own)."""
         if self.ignore_label is None:
-            return self.dice(logits, target)
+            return self.dice(probs, target)
         if self.regions:
             mask = (1 - target[:, -1:]).bool()
-            return self.dice(logits, target[:, :-1], loss_mask=mask)
+            return self.dice(probs, target[:, :-1], loss_mask=mask)
         mask = target != self.ignore_label
-        return self.dice(logits, torch.where(mask, target, 0), loss_mask=mask)
+        return self.dice(probs, torch.where(mask, target, 0), loss_mask=mask)
 
 
 class CrossEntropy(nn.Module):
