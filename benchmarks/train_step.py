@@ -99,7 +99,8 @@ def measure(trainers, device: str, rounds: int, batches: int) -> dict:
     patch = built[BASELINE][0].configuration_manager.patch_size
     batch_size = built[BASELINE][0].configuration_manager.batch_size
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "patch": list(patch),
-            "batch_size": batch_size, "rounds": rounds, "batches": batches, "rows": rows}
+            "batch_size": batch_size, "rounds": rounds, "batches": batches, "rows": rows,
+            "compiled": bool(built[BASELINE][0]._do_i_compile())}
 
 
 def main(argv=None):
@@ -120,6 +121,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as root:
         env = prepare(root, 64 if args.quick else 128, 6 if args.quick else 12)
         env["nnUNet_n_proc_DA"] = "0"  # batches drawn in the worker process: same seeds, same batches for all
+        # compilation as nnU-Net decides it (its default: on CUDA only), unless this process's environment says
+        env.pop("nnUNet_compile")
+        if "nnUNet_compile" in os.environ:
+            env["nnUNet_compile"] = os.environ["nnUNet_compile"]
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "1", "--device", args.device,
                                "--rounds", str(args.rounds), "--batches", str(args.batches)]
                               + (["--quick"] if args.quick else [])
@@ -130,8 +135,9 @@ def main(argv=None):
             return proc.returncode
         result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     print(f"# train_step on {result['device']}, torch {result['torch']}, {result['threads']} threads, patch "
-          f"{result['patch']}, batch {result['batch_size']}; median of {result['rounds'] - 1} rounds x "
-          f"{result['batches']} batches after a warm-up round")
+          f"{result['patch']}, batch {result['batch_size']}, {'compiled' if result['compiled'] else 'eager'} "
+          f"(nnUNet_compile); median of {result['rounds'] - 1} rounds x {result['batches']} batches after a warm-up "
+          f"round")
     print("| trainer | ms per step | ratio to nnUNetTrainer | goal | met |")
     print("|---|---|---|---|---|")
     for row in result["rows"]:

@@ -144,6 +144,8 @@ def test_dice_boundary_shares_one_softmax_and_equals_its_two_terms(ignore_label)
         nnunet = MemoryEfficientSoftDiceLoss(apply_nonlin=softmax_helper_dim1, batch_dice=False, do_bg=False,
                                              smooth=1e-5, ddp=True)
         torch.testing.assert_close(loss.partner(logits, target), nnunet(logits, target))
+    with pytest.raises(ValueError, match="the map z must have the logits' shape"):
+        loss(logits, target, z[:, :2])
 
 
 def test_dice_boundary_schedule_parameters():

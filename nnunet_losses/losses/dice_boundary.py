@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ._common import float32_forward
-from .region_wise import RegionWiseLoss
+from .region_wise import RegionWiseLoss, check_map_shape
 
 
 class AlphaSchedule:
@@ -88,9 +88,7 @@ class WeightedPartnerAndBoundary(nn.Module):
 
     @float32_forward
     def _shared_softmax(self, logits, target, boundary, weights):
-        if boundary.shape != logits.shape:
-            raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
-                             f"got {tuple(boundary.shape)}")
+        check_map_shape(boundary, logits)
         probs = torch.softmax(logits, 1)
         return (weights[0] * self.partner.from_probabilities(probs, target)
                 + weights[1] * self.region_wise.from_probabilities(probs, target, boundary))

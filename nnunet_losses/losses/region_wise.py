@@ -39,9 +39,7 @@ class RegionWiseLoss(nn.Module):
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        if z.shape != logits.shape:
-            raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
-                             f"got {tuple(z.shape)}")
+        check_map_shape(z, logits)
         return self.from_probabilities(torch.softmax(logits, 1), target, z)
 
     def from_probabilities(self, probs: torch.Tensor, target: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -57,3 +55,10 @@ class RegionWiseLoss(nn.Module):
                             onehot=False)
         n_valid = tgt.valid_count().clamp_min(1.0)  # all ignored: the masked sum is 0, and so is the loss
         return sum_of_products(probs, masked(z, tgt.mask)) / (n_valid * num_channels)
+
+
+def check_map_shape(z: torch.Tensor, logits: torch.Tensor) -> None:
+    """The RW map must have the logits' shape (B, K, *spatial)."""
+    if z.shape != logits.shape:
+        raise ValueError(f"RegionWiseLoss: the map z must have the logits' shape {tuple(logits.shape)}, "
+                         f"got {tuple(z.shape)}")
