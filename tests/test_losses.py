@@ -336,14 +336,18 @@ def test_topk_dice_label_selection_equals_per_class_topk_on_large_samples(channe
     assert torch.equal(dropped, expected)
 
 
-@pytest.mark.parametrize("rows, n", [(2, 40000), (5, 10000), (3, 50)])  # per row, all at once, a batched sort
+@pytest.mark.parametrize("rows, n", [(2, 40000), (5, 10000), (3, 50)])
 @pytest.mark.parametrize("dtype, high", [(torch.int32, 2 ** 31), (torch.int64, 2 ** 35)])
 def test_sorted_rows_equals_torch_sort(rows, n, dtype, high):
+    """numpy's sort on the CPU gives torch.sort's values, repeated keys, negative keys and strided rows included."""
     g = torch.Generator().manual_seed(rows)
-    low = -high if dtype == torch.int32 else 0
-    key = torch.randint(low, high, (rows, n), generator=g, dtype=torch.int64).to(dtype)
+    key = torch.randint(-high, high, (rows, 2 * n), generator=g, dtype=torch.int64).to(dtype)
     key[0, : n // 2] = key[0, 0]  # repeated keys
-    assert torch.equal(sorted_rows(key, 35), torch.sort(key, dim=-1).values)
+    for rows_of in (key, key[:, ::2]):  # contiguous, strided
+        got = sorted_rows(rows_of)
+        assert got.dtype == dtype and torch.equal(got, torch.sort(rows_of, dim=-1).values)
+    with torch.inference_mode():
+        assert torch.equal(sorted_rows(key), torch.sort(key, dim=-1).values)
 
 
 def test_topk_dice_k100_is_squared_dice_over_present_classes():
