@@ -9,7 +9,7 @@ import torch.nn.functional as nn_f
 
 import reference as R
 from nnunet_losses.losses._common import decode_target
-from nnunet_losses.losses.topk import sorted_rows
+from nnunet_losses.losses.topk import lowest_per_row, sorted_rows
 from nnunet_losses.losses import (
     AlphaSchedule, CEAndTopKDiceLoss, ComboLoss, DiceBoundaryLoss, FocalLoss, IoUxyLoss, RegionWiseLoss,
     TopKDiceLoss, WeightedCELoss, inverse_frequency_weights, rectified_map_from_inside)
@@ -348,6 +348,14 @@ def test_sorted_rows_equals_torch_sort(rows, n, dtype, high):
         assert got.dtype == dtype and torch.equal(got, torch.sort(rows_of, dim=-1).values)
     with torch.inference_mode():
         assert torch.equal(sorted_rows(key), torch.sort(key, dim=-1).values)
+
+
+def test_lowest_per_row_equals_topk():
+    """The CPU path (numpy's sort) gives the values of torch's topk, ties included."""
+    g = torch.Generator().manual_seed(5)
+    values = (torch.rand(6, 5000, generator=g) * 50).round() / 50  # many ties
+    for count in (1, 2500, 5000):
+        assert torch.equal(lowest_per_row(values, count), values.topk(count, -1, largest=False).values)
 
 
 def test_topk_dice_k100_is_squared_dice_over_present_classes():
