@@ -3,17 +3,16 @@
     python benchmarks/topk_selection.py [--device cpu|cuda] [--k 30]
 
 ``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (the loss's eager-CPU path until issue
-11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``batched topk``:
-one ``topk`` over all (sample, class) rows (``TopKDiceLoss.keep_mask``, the region-mode path). ``label sort``: one
-sort per sample of (class, TP) keys (``TopKDiceLoss.dropped_by_label``, the label-mode path). All three keep the same
-voxels (checked here and in the tests). Inputs: softmax probabilities of 4 channels (background dropped) and random
+11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``region path``:
+the K% lowest of all (sample, class) rows at once (``TopKDiceLoss.keep_mask``: numpy's sort on the CPU, ``topk``
+elsewhere). ``label sort``: one sort per sample of (class, TP) keys (``TopKDiceLoss.dropped_by_label``, the
+label-mode path). All three keep the same voxels (checked here and in the tests). Inputs: softmax probabilities of 4 channels (background dropped) and random
 labels (``--background`` sets the background share; default: uniform, 25%), 2D (12, 3, 256, 256) and 3D
 (2, 3, 96, 96, 96). Best of 5 calls after a warm-up.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -29,12 +28,6 @@ def per_row_thresholds(tp, fg, n_keep):
         if k < n:
             threshold[row] = tp[row][fg[row]].kthvalue(k).values
     return threshold
-
-
-def batched_thresholds(tp, fg, n_keep, k):
-    candidates = math.ceil(k / 100.0 * fg.shape[-1] - 1e-9)
-    lowest = torch.where(fg, tp, torch.full_like(tp, float("inf"))).topk(candidates, -1, largest=False).values
-    return lowest.gather(-1, (n_keep.clamp_max(candidates) - 1).unsqueeze(-1))
 
 
 def best_of(fn, device, repeats=5):
@@ -60,7 +53,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
-    print(f"| shape | background | per-row ms | batched topk ms | label sort ms | topk / per-row | sort / per-row |  "
+    print(f"| shape | background | per-row ms | region path ms | label sort ms | region / per-row | sort / per-row |  "
           f"(device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, K = {args.k})")
     print("|---|---|---|---|---|---|---|")
     for shape in [(12, 3, 256, 256), (2, 3, 96, 96, 96)]:
@@ -81,13 +74,14 @@ def main(argv=None):
         counts = torch.zeros(batch, channels, dtype=torch.int64, device=device).scatter_add_(
             1, flat, counted.long())
         per_row = per_row_thresholds(tp.cpu(), fg.cpu(), n_keep.cpu())
-        batched = batched_thresholds(tp, fg, n_keep, args.k)
-        assert torch.equal(per_row, batched.cpu()), "the batched topk disagrees with the per-row reference"
-        dropped_rows = (fg & (tp > batched)).reshape(batch, shape[1], -1)
+        dropped_rows = (fg & (tp > per_row.to(device))).reshape(batch, shape[1], -1)
+        kept = loss.keep_mask(probs[:, 1:], y)
+        assert torch.equal(kept.reshape(dropped_rows.shape) < 0.5, dropped_rows), \
+            "the region path disagrees with the per-row reference"
         dropped_sort = loss.dropped_by_label(tp_own, flat, counted, counts)
         assert torch.equal(dropped_rows.any(1), dropped_sort), "the label sort disagrees with the per-row reference"
         t_row = best_of(lambda: per_row_thresholds(tp, fg, n_keep), device)
-        t_batched = best_of(lambda: batched_thresholds(tp, fg, n_keep, args.k), device)
+        t_batched = best_of(lambda: loss.keep_mask(probs[:, 1:], y), device)
         t_sort = best_of(lambda: loss.dropped_by_label(tp_own, flat, counted, counts), device)
         share = float((labels == 0).float().mean())
         print(f"| {shape} | {share:.0%} | {t_row * 1e3:.1f} | {t_batched * 1e3:.1f} | {t_sort * 1e3:.1f} | "
