@@ -17,6 +17,7 @@ import numpy as np
 from maps_data import GOALS, KINDS, NUM_CLASSES, main, ok
 
 NAME = "bytes"
+NEAR_BOUNDARY = 2.0  # |map value| below this (units of the spacing): where the boundary loss weighs most
 
 
 def add_arguments(parser):
@@ -48,6 +49,53 @@ def _quant(dtype, scale):
             lambda a, lab: a.astype(np.float32) / np.float32(scale))
 
 
+def _stepped(steps):
+    """int16 with a step that grows with |d|: ``steps`` = [(up to |d|, step), ...], the last step beyond."""
+    edges, codes = [0.0], [0.0]
+    for upto, step in steps[:-1]:
+        codes.append(codes[-1] + (upto - edges[-1]) / step)
+        edges.append(upto)
+    edges, codes, last = np.array(edges), np.array(codes), steps[-1][1]
+    info = np.iinfo(np.int16)
+
+    def encode(m, lab):
+        a = np.abs(m).astype(np.float64)
+        c = np.where(a > edges[-1], codes[-1] + (a - edges[-1]) / last, np.interp(a, edges, codes))
+        return np.clip(np.sign(m) * np.round(c), info.min, info.max).astype(np.int16)
+
+    def decode(a, lab):
+        c = np.abs(a).astype(np.float64)
+        d = np.where(c > codes[-1], edges[-1] + (c - codes[-1]) * last, np.interp(c, codes, edges))
+        return (np.sign(a) * d).astype(np.float32)
+
+    return encode, decode
+
+
+def _log_companded(a_scale, b_units):
+    """int8 of sign(d) round(A ln(1 + |d| / B)): step B / A near the boundary, growing with |d|."""
+    def encode(m, lab):
+        return np.clip(np.sign(m) * np.round(a_scale * np.log1p(np.abs(m) / b_units)), -127, 127).astype(np.int8)
+
+    def decode(a, lab):
+        return (np.sign(a) * b_units * np.expm1(np.abs(a.astype(np.float32)) / a_scale)).astype(np.float32)
+
+    return encode, decode
+
+
+def _row_differences(scale):
+    """Lossless rearrangement of format v2: the int16 steps of 1/scale, stored as differences along each row."""
+    info = np.iinfo(np.int16)
+
+    def encode(m, lab):
+        q = np.clip(np.round(m * scale), info.min, info.max).astype(np.int32)
+        return np.diff(q, axis=-1, prepend=0).astype(np.int16)
+
+    def decode(a, lab):
+        return (np.cumsum(a, axis=-1, dtype=np.int32) / np.float32(scale)).astype(np.float32)
+
+    return encode, decode
+
+
 def _sqrt_companded():
     """int8 of sign(d) sqrt(|d|) * s with s = 127 / sqrt(max |d|) per case (one float kept beside the array):
     the error grows with the distance (about sqrt(|d|) / s)."""
@@ -66,18 +114,18 @@ def _sqrt_companded():
     return encode, decode
 
 
-def _outside_only(scale, per_slice):
-    """Exact rearrangement: store only the outside distances (0 inside each class); a voxel's inside value is
-    rebuilt from the other classes' outside distances there: -(min_{m != k} d_m - 1). Valid when there is no
-    ignore label and no slice/volume holds a single label (then the 'own' distance goes to the array border)."""
-    info = np.iinfo(np.int16)
+def _outside_only(codec, per_slice):
+    """Exact rearrangement: store only the outside distances (0 inside each class), encoded by ``codec`` (encode,
+    decode); a voxel's inside value is rebuilt from the other classes' outside distances there:
+    -(min_{m != k} d_m - 1). Valid when there is no ignore label and no slice/volume holds a single label (then the
+    'own' distance goes to the array border), and only before zero padding (it would read as distance 0)."""
+    encode_part, decode_part = codec
 
     def encode(m, lab):
-        q = np.clip(np.round(m * scale), info.min, info.max).astype(np.int16)
-        return np.where(q > 0, q, 0).astype(np.int16)
+        return encode_part(np.where(m > 0, m, 0), lab)
 
     def decode(a, lab):
-        d = a.astype(np.float32) / np.float32(scale)
+        d = decode_part(a, lab)
         k = d.shape[0]
         onehot = lab[None] == np.arange(k).reshape((-1,) + (1,) * lab.ndim)
         # absent classes (per slice for 2D maps) are all-zero channels: they must not enter the minimum
@@ -130,22 +178,37 @@ def _encodings(kind, per_slice):
     rows = {"float16, zstd 8, shuffle (format v1)": (*f16, [S], Z, 8)}
     if kind == "rrw":
         rows.update({
-            "uint8 steps of 1/255, zstd 8 (format v2)": (*_quant(np.uint8, 255.0), [NF], Z, 8),
-            "uint8 steps of 1/255, zstd 3": (*_quant(np.uint8, 255.0), [NF], Z, 3),
+            "uint8 steps of 1/255, zstd 8": (*_quant(np.uint8, 255.0), [NF], Z, 8),
+            "uint8 steps of 1/255, zstd 3 (what precompute-maps writes)": (*_quant(np.uint8, 255.0), [NF], Z, 3),
             "uint8 steps of 1/255, lz4hc 5 (nnU-Net's codec)": (*_quant(np.uint8, 255.0), [NF], L, 5),
             "uint8 steps of 1/63, zstd 8": (*_quant(np.uint8, 63.0), [NF], Z, 8),
         })
         return rows
     rows.update({
-        "int16 1/4 unit, zstd 8, shuffle+bytedelta (format v2)": (*_quant(np.int16, 4.0), [S, BD], Z, 8),
+        "int16 1/4 unit, zstd 8, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], Z, 8),
         "int16 1/4 unit, zstd 8, shuffle": (*_quant(np.int16, 4.0), [S], Z, 8),
-        "int16 1/4 unit, zstd 3, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], Z, 3),
+        "int16 1/4 unit, zstd 3, shuffle+bytedelta (what precompute-maps writes)": (*_quant(np.int16, 4.0), [S, BD], Z, 3),
         "int16 1/4 unit, lz4hc 5, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], L, 5),
         "int16 1/4 unit, zstd 9, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], Z, 9),
         "int16 1 unit, zstd 8, shuffle+bytedelta": (*_quant(np.int16, 1.0), [S, BD], Z, 8),
-        "int16 1/4 unit, outside parts only (exact rearrangement)": (*_outside_only(4.0, per_slice), [S, BD], Z, 8),
-        "int16 1 unit, outside parts only, zstd 8, shuffle+bytedelta": (*_outside_only(1.0, per_slice), [S, BD], Z, 8),
+        "int16 1/4 unit, outside parts only (exact rearrangement)":
+            (*_outside_only(_quant(np.int16, 4.0), per_slice), [S, BD], Z, 8),
+        "int16 1 unit, outside parts only, zstd 8, shuffle+bytedelta":
+            (*_outside_only(_quant(np.int16, 1.0), per_slice), [S, BD], Z, 8),
+        "int16 1 unit, outside parts only, zstd 3, shuffle":
+            (*_outside_only(_quant(np.int16, 1.0), per_slice), [S], Z, 3),
+        "int16 steps 1/4 up to 4 units then 1, outside parts only, zstd 3, shuffle":
+            (*_outside_only(_stepped([(4, 0.25), (None, 1.0)]), per_slice), [S], Z, 3),
+        "int16 steps 1/4 up to 4 units, 1 up to 16, then 4, outside parts only, zstd 3, shuffle":
+            (*_outside_only(_stepped([(4, 0.25), (16, 1.0), (None, 4.0)]), per_slice), [S], Z, 3),
+        "int16 steps 1/4 up to 8 units then 1, zstd 3, shuffle+bytedelta":
+            (*_stepped([(8, 0.25), (None, 1.0)]), [S, BD], Z, 3),
+        "int8 log-companded 32 ln(1 + abs(d) / 8) (step 1/4 at the boundary), zstd 3":
+            (*_log_companded(32.0, 8.0), [NF], Z, 3),
+        "int16 1/4 unit, differences along rows (lossless), zstd 3, shuffle": (*_row_differences(4.0), [S], Z, 3),
         "int8 sqrt-companded (scale per case), zstd 8": (*_sqrt_companded(), [NF], Z, 8),
+        "int8 sqrt-companded (scale per case), outside parts only, zstd 8":
+            (*_outside_only(_sqrt_companded(), per_slice), [NF], Z, 8),
         "int16 1/4 unit, half resolution, linear upsampling": (*_half_resolution(4.0, per_slice), [S, BD], Z, 8),
     })
     return rows
@@ -168,7 +231,7 @@ def explore_encodings(folder, cases, cfg, dim, image_bytes):
                           np.maximum(seg[0], 0), seg_nd))
         rows = {}
         for name, (encode, decode, filters, codec, clevel) in _encodings(kind, dim == "2d").items():
-            total, err, dec_t, enc_t = 0, 0.0, 0.0, 0.0
+            total, err, err_near, dec_t, enc_t = 0, 0.0, 0.0, 0.0, 0.0
             for m, lab, seg_nd in items:
                 t = time.perf_counter()
                 arr = np.ascontiguousarray(encode(m, lab))
@@ -182,8 +245,12 @@ def explore_encodings(folder, cases, cfg, dim, image_bytes):
                 t = time.perf_counter()
                 back = decode(nd[...], lab)
                 dec_t += time.perf_counter() - t
-                err = max(err, float(np.abs(back - m).max()))
+                diff = np.abs(back - m)
+                err = max(err, float(diff.max()))
+                near = np.abs(m) < NEAR_BOUNDARY
+                err_near = max(err_near, float(diff[near].max()) if near.any() else 0.0)
             rows[name] = {"bytes": total, "fraction_of_image_files": total / image_bytes, "max_abs_error": err,
+                          "max_abs_error_near_boundary": err_near,
                           "decode_ms_per_case": 1000 * dec_t / len(cases),
                           "encode_ms_per_case": 1000 * enc_t / len(cases)}
         out[kind] = rows
@@ -218,9 +285,10 @@ def render(results) -> str:
     if "encodings" not in results[dims[0]]["bytes"]:
         return "\n".join(lines)
     lines += ["", "Alternative encodings of the same maps (in-memory blosc2 with the chunks precompute-maps uses; "
-              "fraction of the image files; max abs error against the float32 map; whole-case encode (quantise + "
+              "fraction of the image files; max abs error against the float32 map, everywhere and where "
+              f"|map| < {NEAR_BOUNDARY:g} (near the boundary; RRW maps lie in [-1, 1]); whole-case encode (quantise + "
               "compress, 1 thread) and decode times):", "",
-              "| kind | encoding | " + " | ".join(f"{d.upper()} fraction | {d.upper()} max error | "
+              "| kind | encoding | " + " | ".join(f"{d.upper()} fraction | {d.upper()} max error (near the boundary) | "
                                                  f"{d.upper()} encode / decode ms per case" for d in dims) + " |",
               "|---|---|" + "---|---|---|" * len(dims)]
     for kind in KINDS:
@@ -228,7 +296,8 @@ def render(results) -> str:
             cells = []
             for dim in dims:
                 a = results[dim]["bytes"]["encodings"][kind][name]
-                cells.append(f"{100 * a['fraction_of_image_files']:.1f}% | {a['max_abs_error']:.3g} | "
+                cells.append(f"{100 * a['fraction_of_image_files']:.1f}% | {a['max_abs_error']:.3g} "
+                             f"({a['max_abs_error_near_boundary']:.3g}) | "
                              f"{a['encode_ms_per_case']:.0f} / {a['decode_ms_per_case']:.0f}")
             lines.append(f"| {kind} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
