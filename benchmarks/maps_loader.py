@@ -29,7 +29,7 @@ from maps_data import GOALS, NUM_CLASSES, main, ok, save_case
 
 NAME = "loader"
 LOADER_VARIANTS = ("stock", "stock+1ch", f"stock+{NUM_CLASSES}ch", "precomputed-rrw", "precomputed-boundary",
-                   "online-rrw", "online-boundary")
+                   "online-rrw", "online-boundary", "online-ac")
 # the reference points: nnU-Net's stock loader on a copy of the data whose images carry 1 (RRW's stored channel) or
 # K (boundary's) more float32 channels, no map code: what one more image channel costs nnU-Net itself
 EXTRA_CHANNELS = {"stock+1ch": 1, f"stock+{NUM_CLASSES}ch": NUM_CLASSES}
@@ -40,6 +40,9 @@ def add_arguments(parser):
                                                    "round (default: 4 rounds of 5 batches in 2D, of 2 in 3D)")
     parser.add_argument("--batches", type=int, help="timed batches per loader variant (spread over the rounds; "
                                                     "default 20 in 2D, 8 in 3D)")
+    parser.add_argument("--variants", metavar="LIST",
+                        help="comma-separated variants to time besides stock (default: all of "
+                             f"{', '.join(LOADER_VARIANTS[1:])})")
     parser.add_argument("--profile", metavar="VARIANT", choices=LOADER_VARIANTS,
                         help="also print a cProfile of the loader for this variant (4 batches per dimensionality)")
 
@@ -126,16 +129,16 @@ def check_batch(batch, variant, cfg):
     assert tuple(batch["data"].shape) == (cfg["batch"], image_channels, *cfg["patch"]), tuple(batch["data"].shape)
 
 
-def bench_loader(folder, cases, cfg, rounds, per_round):
+def bench_loader(folder, cases, cfg, rounds, per_round, variants=LOADER_VARIANTS):
     loaders = {}
     info = None
-    for v in LOADER_VARIANTS:
+    for v in variants:
         loaders[v], info = make_loader(v, folder, cases, cfg)
         _seed(12345)
         check_batch(loaders[v].generate_train_batch(), v, cfg)  # warm-up
-    times = {v: [] for v in LOADER_VARIANTS}
+    times = {v: [] for v in variants}
     for r in range(rounds):
-        order = LOADER_VARIANTS if r % 2 == 0 else LOADER_VARIANTS[::-1]
+        order = variants if r % 2 == 0 else variants[::-1]
         for v in order:
             _seed(1000 + r)  # every variant sees the same cases, crops and augmentation draws
             t = time.perf_counter()
@@ -144,7 +147,7 @@ def bench_loader(folder, cases, cfg, rounds, per_round):
             times[v].append(time.perf_counter() - t)
     n = rounds * per_round
     rows = {}
-    for v in LOADER_VARIANTS:
+    for v in variants:
         total = sum(times[v])
         rows[v] = {"batches": n, "seconds": total, "batches_per_s": n / total,
                    "ms_per_sample": 1000 * total / (n * cfg["batch"]),
@@ -175,7 +178,14 @@ def run(dim, data, args):
     write_extra_channel_copies(folder, cases, cfg)
     rounds = args.rounds or cfg["rounds"]
     per_round = -(-args.batches // rounds) if args.batches else cfg["batches_per_round"]
-    rows, info = bench_loader(folder, cases, cfg, rounds, per_round)
+    variants = LOADER_VARIANTS
+    if args.variants:
+        chosen = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "stock"]
+        unknown = [v for v in chosen if v not in LOADER_VARIANTS]
+        if unknown:
+            raise SystemExit(f"unknown loader variant(s) {', '.join(unknown)}; one of {', '.join(LOADER_VARIANTS)}")
+        variants = ("stock", *chosen)
+    rows, info = bench_loader(folder, cases, cfg, rounds, per_round, variants)
     out = {"rows": rows, "label": (f"{dim.upper()} batch {cfg['batch']}, patch {'x'.join(map(str, cfg['patch']))} "
                                    f"(initial {'x'.join(map(str, info['initial_patch_size']))}), "
                                    f"{info['deep_supervision_scales']} DS scales, {rounds * per_round} batches")}
