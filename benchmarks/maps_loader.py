@@ -7,7 +7,8 @@ workers): nnU-Net's stock ``nnUNetDataLoader`` + ``nnUNetTrainer.get_training_tr
 size and deep-supervision scales as ``nnUNetTrainer`` computes them) against the same with the trainer's
 ``MapPipeline`` (``nnunet_losses/nnunet/map_pipeline.py``) wrapping the dataset and adding its transforms,
 precomputed (the stored form rides on the full-resolution target only; the trainer resamples it to each scale and
-rebuilds the full map on its device) and online.
+rebuilds the full map on its device) and online (computed in the workers); ``device-ac``: RW-AC, whose ``1 - Y`` the
+trainer builds on its device (the loader carries nothing).
 Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a
 warm-up batch. Goals (issue 11): precomputed RRW >= 0.95x of stock, precomputed boundary >= 0.8x; online maps: the
 workers they need. The data: ``maps_data.py``.
@@ -29,7 +30,7 @@ from maps_data import GOALS, NUM_CLASSES, main, ok, save_case
 
 NAME = "loader"
 LOADER_VARIANTS = ("stock", "stock+1ch", f"stock+{NUM_CLASSES}ch", "precomputed-rrw", "precomputed-boundary",
-                   "online-rrw", "online-boundary", "online-ac")
+                   "online-rrw", "online-boundary", "device-ac")
 # the reference points: nnU-Net's stock loader on a copy of the data whose images carry 1 (RRW's stored channel) or
 # K (boundary's) more float32 channels, no map code: what one more image channel costs nnU-Net itself
 EXTRA_CHANNELS = {"stock+1ch": 1, f"stock+{NUM_CLASSES}ch": NUM_CLASSES}
@@ -53,6 +54,7 @@ def pipeline(variant):
 
     if variant.startswith("stock"):
         return MapPipeline(None, NUM_CLASSES, precomputed=False)
+    # online-*: computed in the loader workers; device-ac: built on the device, nothing in the batch
     mode, _, kind = variant.partition("-")
     return MapPipeline(kind or None, NUM_CLASSES, precomputed=mode == "precomputed")
 

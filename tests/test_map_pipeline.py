@@ -6,8 +6,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from nnunet_losses.maps import (
-    FORMATS, MAP_KINDS, PRECOMPUTED_KINDS, STORED_KINDS, boundary_map, boundary_map_authors, map_format, rrw_map,
-    stored_kind)
+    FORMATS, MAP_KINDS, PRECOMPUTED_KINDS, STORED_KINDS, ac_map, boundary_map, boundary_map_authors, map_format,
+    rrw_map, stored_kind)
 from nnunet_losses.nnunet.map_pipeline import MapPipeline
 
 
@@ -81,3 +81,25 @@ def test_online_and_no_map():
     assert pipeline.wrap("dataset") == "dataset"
     none = MapPipeline(None, 3, precomputed=False)
     assert none.take({"target": "t"}, "cpu") == ("t", None)
+
+
+def test_ac_maps_are_built_on_the_device_and_the_loader_carries_none():
+    """RW-AC's 1 - Y is arithmetic on the labels: no transform, no map channel in the batch; each deep-supervision
+    scale's map comes from that scale's labels, equal to maps.ac_map (negative labels as background, the ignore
+    label as no class: 1 in every channel)."""
+    pipeline = MapPipeline("ac", 3, precomputed=False)
+    assert pipeline.on_device and pipeline.shipped_channels == 0
+    compose = type("Compose", (), {"transforms": ["nnU-Net's own"]})()
+    assert pipeline.add_to(compose).transforms == ["nnU-Net's own"]
+    full = np.stack([_labels((16, 12), 3, s) for s in range(2)]).astype(np.int16)
+    full[0, 0, :4] = -1  # outside the nonzero mask, as nnU-Net stores it
+    full[1, 5, 5:9] = 3  # an ignore label (K)
+    half = full[:, ::2, ::2].copy()
+    scales = [torch.from_numpy(x[:, None]) for x in (full, half)]
+    target, maps = pipeline.take({"target": scales}, "cpu")
+    assert [t.dtype for t in target] == [torch.int16] * 2 and all(torch.equal(a, b) for a, b in zip(target, scales))
+    for labels, z in zip((full, half), maps):
+        assert z.shape == (2, 3) + labels.shape[1:] and z.dtype == torch.float32
+        assert np.array_equal(z.numpy(), np.stack([ac_map(lab, 3) for lab in labels]))
+    target, z = pipeline.take({"target": scales[0]}, "cpu")  # no deep supervision: one tensor, not a list
+    assert torch.equal(target, scales[0]) and np.array_equal(z.numpy(), np.stack([ac_map(lab, 3) for lab in full]))

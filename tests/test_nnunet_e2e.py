@@ -145,6 +145,16 @@ def test_online_maps_under_spawn(dataset):
     _run([sys.executable, "-c", code], dataset["env"])
     settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["training"]["maps"] == "online" and settings["training"]["seed"] == 1
+    assert "'rrw' maps computed in the loader workers after augmentation" in _log(dataset, trainer)
+
+
+def test_ac_maps_built_on_the_device(dataset):
+    """RW-AC trains with its 1 - Y built on the training device from each scale's labels (the loader carries none)."""
+    trainer = "RWACTrainer_ep1_it5"
+    _train(dataset, trainer)
+    assert "'ac' maps built on the training device" in _log(dataset, trainer)
+    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    assert settings["training"]["maps"] == "device"
 
 
 def test_missing_and_stale_maps_stop_training(dataset):

@@ -10,12 +10,14 @@ deep supervision: :class:`MapPipeline` and the pieces it wires.
   ``regression_target``, which batchgeneratorsv2 carries through the spatial transform (linear interpolation,
   zero padding) and mirroring while the intensity transforms leave it alone; :class:`PrecomputedMapsToTargetTransform`
   last attaches it to the full-resolution segmentation as ``[labels; stored]``.
-  Online maps (the ``_online`` trainers, the papers' code; RW-AC always): :class:`AttachMapsTransform` last computes
-  the full map of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code).
+  Online maps (the ``_online`` trainers, the papers' code): :class:`AttachMapsTransform` last computes the full map
+  of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code). Maps that are
+  arithmetic on the labels (:data:`DEVICE_KINDS`: RW-AC's ``1 - Y``) add nothing: the loader carries no map.
 * ``.take(batch, device)``: in the main process, splits ``[labels; map]`` again (:func:`split_target`), moves the
   maps to the device and, for precomputed maps, resamples the stored form to every deep-supervision scale and
   rebuilds the full map there (RRW: ``z = (1 - Y) - m Y``, :func:`~nnunet_losses.maps.rectified_map_from_inside`;
-  ``boundary_authors``: minus Y): (target, maps) per scale.
+  ``boundary_authors``: minus Y); :data:`DEVICE_KINDS` are built there from each scale's labels: (target, maps)
+  per scale.
 
 What is stored, in how many channels and how the full map is rebuilt is the table
 :data:`nnunet_losses.maps.formats.FORMATS`. The classes live in the installed package so that they pickle under
@@ -43,6 +45,18 @@ def onehot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch
     labels >= K (the ignore label) as no class."""
     classes = torch.arange(num_classes, device=labels.device).view((1, -1) + (1,) * (labels.ndim - 2))
     return (labels.long().clamp(min=0) == classes).to(dtype)
+
+
+def active_contour_map(onehot_labels: torch.Tensor) -> torch.Tensor:
+    """RW-AC's map ``Z = 1 - Y`` (Valverde & Tohka 2023, section 3.2) from the float one-hot labels, on their device:
+    the values of :func:`~nnunet_losses.maps.ac_map` (labels that are no class: 1 in every channel)."""
+    return 1.0 - onehot_labels
+
+
+# maps that are arithmetic on the one-hot labels: built on the device from each scale's labels (``MapPipeline.take``),
+# never carried by the loader
+MAP_FROM_LABELS = {"ac": active_contour_map}
+DEVICE_KINDS = tuple(MAP_FROM_LABELS)
 
 
 # ---------------------------------------------------------------------------------------- precomputed: reading
@@ -234,8 +248,15 @@ class MapPipeline:
         return self.format.stored if self.precomputed else None
 
     @property
+    def on_device(self) -> bool:
+        """The map is built on the device from each scale's labels (:data:`DEVICE_KINDS`); the loader carries none."""
+        return self.kind in DEVICE_KINDS
+
+    @property
     def shipped_channels(self) -> int:
-        """Map channels that ride in the batch's target: the stored form's, or K for online maps."""
+        """Map channels that ride in the batch's target: the stored form's, K for online maps, 0 on the device."""
+        if self.on_device:
+            return 0
         return self.format.channels(self.num_classes) if self.precomputed else self.num_classes
 
     def wrap(self, dataset, command: str = "nnunet-losses precompute-maps"):
@@ -244,7 +265,7 @@ class MapPipeline:
 
     def add_to(self, transforms):
         """nnU-Net's ``ComposeTransforms`` with the map transforms inserted (first and last, or last)."""
-        if self.kind is None:
+        if self.kind is None or self.on_device:
             return transforms
         if self.precomputed:
             transforms.transforms.insert(0, SplitMapChannelsTransform(self.shipped_channels))
@@ -257,13 +278,17 @@ class MapPipeline:
         """(target without the maps, the full maps on ``device``), both per scale (lists under deep supervision).
 
         Precomputed: the stored form rides on the full-resolution target only; each scale's map is resampled from
-        it and rebuilt from that scale's labels on ``device``. Online: every scale carries its full map.
+        it and rebuilt from that scale's labels on ``device``. Online: every scale carries its full map. On the
+        device (:data:`DEVICE_KINDS`): built from each scale's labels there.
         """
         if self.kind is None:
             return batch["target"], None
         target = batch["target"]
         scales = target if isinstance(target, list) else [target]
-        if self.precomputed:
+        if self.on_device:
+            labels = [t.to(device, non_blocking=True) for t in scales]  # nnU-Net's own .to() is then a no-op
+            maps = [MAP_FROM_LABELS[self.kind](onehot(t, self.num_classes)) for t in labels]
+        elif self.precomputed:
             labels, stored = split_target(scales[0], self.shipped_channels)
             # on the device once: the rebuild needs them there, and nnU-Net's own .to() is then a no-op
             labels = [t.to(device, non_blocking=True) for t in [labels] + list(scales[1:])]

@@ -98,8 +98,8 @@ class LossTrainer(nnUNetTrainer):
         self.map_kind = self.loss_spec.needs_map
         if p.loss_params.get("boundary_map") == "authors":  # eq. 3's map minus Y (inside -d), as the RW code
             self.map_kind = "boundary_authors"
-        # AC maps (1 - Y) cost nothing: always computed after augmentation; RRW and boundary maps are precomputed
-        # by `nnunet-losses precompute-maps` unless the name says _online
+        # AC maps (1 - Y) cost nothing: built on the device from each scale's labels; RRW and boundary maps are
+        # precomputed by `nnunet-losses precompute-maps` unless the name says _online
         self.precomputed_maps = self.map_kind in PRECOMPUTED_KINDS and not p.online
         self.map_pipeline = MapPipeline(self.map_kind, self.label_manager.num_segmentation_heads,
                                         self.precomputed_maps)
@@ -158,7 +158,13 @@ class LossTrainer(nnUNetTrainer):
                 "optimizer": self.parsed.resolved_optimizer(), "initial_lr": self.initial_lr,
                 "fused_adam": self.parsed.resolved_optimizer() == "adam" and self._fused_adam(),
                 "seed": self.parsed.seed, "cpu_threads": self.cpu_threads,
-                "maps": self.map_kind and ("precomputed" if self.precomputed_maps else "online")}
+                "maps": self.map_kind and self._map_source()}
+
+    def _map_source(self) -> str:
+        """Where the maps come from: precomputed files, the loader workers (online) or the training device."""
+        if self.map_pipeline.on_device:
+            return "device"
+        return "precomputed" if self.precomputed_maps else "online"
 
     def write_settings(self) -> str:
         """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically)."""
@@ -191,6 +197,10 @@ class LossTrainer(nnUNetTrainer):
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
         if not self.precomputed_maps:
+            if self.map_kind is not None:
+                where = ("built on the training device from each deep-supervision scale's labels"
+                         if self.map_pipeline.on_device else "computed in the loader workers after augmentation")
+                self.print_to_log_file(f"nnunet-losses: {self.map_kind!r} maps {where}")
             return dataset_tr, dataset_val
         cases = list(dataset_tr.identifiers) + list(dataset_val.identifiers)
         kind = self.map_pipeline.stored_kind
