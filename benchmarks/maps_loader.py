@@ -120,13 +120,14 @@ def _seed(seed):
 def check_batch(batch, variant, cfg):
     target = batch["target"]
     assert isinstance(target, list), "deep supervision targets expected"
-    # precomputed: [labels; stored] at full resolution only (the trainer resamples and rebuilds on its device);
-    # online: [labels; full map] at every scale
+    # nnU-Net's label scales (1 channel each), then precomputed: the stored form at full resolution (the trainer
+    # resamples and rebuilds on its device); online: the full map of every scale; device maps and stock: nothing
     maps = pipeline(variant)
-    channels = [1] * len(target) if maps.kind is None else [1 + maps.shipped_channels] * len(target)
-    if maps.precomputed:
-        channels[1:] = [1] * (len(target) - 1)
-    assert [t.shape[1] for t in target] == channels, (variant, [tuple(t.shape) for t in target])
+    labels = [t for t in target if t.shape[1] == 1 and not t.is_floating_point()]
+    extra = {"precomputed": [maps.shipped_channels], "online": [maps.shipped_channels] * len(labels)}
+    mode = "precomputed" if maps.precomputed else "online" if maps.kind and not maps.on_device else None
+    assert [t.shape[1] for t in target[len(labels):]] == extra.get(mode, []), \
+        (variant, [tuple(t.shape) for t in target])
     image_channels = 1 + EXTRA_CHANNELS.get(variant, 0)
     assert tuple(batch["data"].shape) == (cfg["batch"], image_channels, *cfg["patch"]), tuple(batch["data"].shape)
 

@@ -17,9 +17,9 @@ def _labels(shape, num_classes, seed):
     return np.argmax(field, 0)
 
 
-def _collated(labels, maps):
-    """What nnU-Net's loader collates after the map transforms: [labels; map] per sample, one scale."""
-    return {"target": torch.cat([torch.from_numpy(labels[:, None]).float(), torch.from_numpy(maps)], 1)}
+def _collate(samples):
+    """What nnU-Net's loader does with a list per sample: one batch tensor per list entry."""
+    return [torch.stack(entries) for entries in zip(*samples)]
 
 
 def test_table():
@@ -44,19 +44,20 @@ def test_precomputed_take_gives_the_full_map(kind):
     fmt = map_format(kind)
     stored = np.stack([fmt.compute(lab, 4, None) for lab in labels])
     assert stored.shape[1] == pipeline.shipped_channels
-    # the worker side: the last transform attaches the stored form to the full-resolution labels only
+    # the worker side: the last transform appends the stored form (full resolution only) to nnU-Net's scales,
+    # which stay as they are (int16 labels, no copy)
     transform = pipeline.add_to(type("Compose", (), {"transforms": []})()).transforms[-1]
-    half = torch.from_numpy(labels[:, None, ::2, ::2].copy()).to(torch.int16)  # a deep-supervision scale
-    out = [transform.apply({"segmentation": [torch.from_numpy(lab[None]), h],
-                            "regression_target": torch.from_numpy(m)})["segmentation"]
-           for lab, m, h in zip(labels, stored, half)]
-    assert all(o[0].shape == (1 + pipeline.shipped_channels, 20, 18) and torch.equal(o[1], h)
-               for o, h in zip(out, half))
-    assert np.array_equal(np.stack([o[0][1:].numpy() for o in out]), stored)
-    batch = {"target": [torch.stack([o[0] for o in out]), half]}
+    seg = torch.from_numpy(labels[:, None].astype(np.int16))
+    half = seg[:, :, ::2, ::2].clone()  # a deep-supervision scale
+    out = [transform.apply({"segmentation": [s, h], "regression_target": torch.from_numpy(m)})["segmentation"]
+           for s, m, h in zip(seg, stored, half)]
+    assert all(len(o) == 3 and o[0].data_ptr() == s.data_ptr() and o[1].data_ptr() == h.data_ptr()
+               for o, s, h in zip(out, seg, half))
+    assert all(o[2].dtype == torch.float32 and o[2].shape == (pipeline.shipped_channels, 20, 18) for o in out)
+    assert np.array_equal(np.stack([o[2].numpy() for o in out]), stored)
+    batch = {"target": _collate(out)}
     (target, target_half), (maps, maps_half) = pipeline.take(batch, "cpu")
-    assert target.dtype == torch.int16 and np.array_equal(target[:, 0].numpy(), labels)
-    assert target_half is half
+    assert target.dtype == torch.int16 and torch.equal(target, seg) and torch.equal(target_half, half)
     full = {"rrw": rrw_map, "boundary": boundary_map, "boundary_authors": boundary_map_authors}[kind]
     expected = np.stack([full(lab, 4) for lab in labels])
     assert maps.shape == (3, 4, 20, 18) and np.allclose(maps.numpy(), expected, atol=1e-5)
@@ -68,16 +69,31 @@ def test_precomputed_take_gives_the_full_map(kind):
     assert maps_half.shape == (3, 4, 10, 9) and torch.allclose(maps_half, rebuilt, atol=1e-6)
     with pytest.raises(RuntimeError, match="does not match the segmentation"):
         transform.apply({"segmentation": [half[0]], "regression_target": torch.from_numpy(stored[0])})
+    # a batch from a loader without the map transforms: one clear error, not a shape error in the loss
+    with pytest.raises(RuntimeError, match="did not attach maps"):
+        pipeline.take({"target": [seg, half]}, "cpu")
 
 
 def test_online_and_no_map():
     labels = np.stack([_labels((16, 16), 3, s) for s in range(2)])
     pipeline = MapPipeline("rrw", 3, precomputed=False)
     transform = pipeline.add_to(type("Compose", (), {"transforms": []})()).transforms[-1]
-    seg = [torch.from_numpy(lab[None]) for lab in labels]
-    batch = {"target": [torch.stack([transform.apply({"segmentation": [s]})["segmentation"][0] for s in seg])]}
-    target, maps = pipeline.take(batch, "cpu")
-    assert isinstance(maps, list) and np.allclose(maps[0].numpy(), np.stack([rrw_map(x, 3) for x in labels]))
+    seg = torch.from_numpy(labels[:, None].astype(np.int16))
+    half = seg[:, :, ::2, ::2].clone()
+    # deep supervision: every scale's map from that scale's labels, appended after nnU-Net's scales
+    out = [transform.apply({"segmentation": [s, h]})["segmentation"] for s, h in zip(seg, half)]
+    assert all(len(o) == 4 and o[0].data_ptr() == s.data_ptr() and o[1].data_ptr() == h.data_ptr()
+               for o, s, h in zip(out, seg, half))
+    target, maps = pipeline.take({"target": _collate(out)}, "cpu")
+    assert torch.equal(target[0], seg) and torch.equal(target[1], half)
+    assert np.allclose(maps[0].numpy(), np.stack([rrw_map(x, 3) for x in labels]))
+    assert np.allclose(maps[1].numpy(), np.stack([rrw_map(x[0].numpy(), 3) for x in half]))
+    # no deep supervision: one tensor in, one tensor each out
+    out = [transform.apply({"segmentation": s})["segmentation"] for s in seg]
+    target, z = pipeline.take({"target": _collate(out)}, "cpu")
+    assert torch.equal(target, seg) and np.allclose(z.numpy(), np.stack([rrw_map(x, 3) for x in labels]))
+    with pytest.raises(RuntimeError, match="did not attach maps"):
+        pipeline.take({"target": [seg, half]}, "cpu")
     assert pipeline.wrap("dataset") == "dataset"
     none = MapPipeline(None, 3, precomputed=False)
     assert none.take({"target": "t"}, "cpu") == ("t", None)

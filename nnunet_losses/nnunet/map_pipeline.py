@@ -9,15 +9,18 @@ deep supervision: :class:`MapPipeline` and the pieces it wires.
 * ``.add_to(transforms)``: precomputed maps: :class:`SplitMapChannelsTransform` first moves those channels to
   ``regression_target``, which batchgeneratorsv2 carries through the spatial transform (linear interpolation,
   zero padding) and mirroring while the intensity transforms leave it alone; :class:`PrecomputedMapsToTargetTransform`
-  last attaches it to the full-resolution segmentation as ``[labels; stored]``.
+  last appends it to the segmentation list: ``[labels per scale..., stored]``.
   Online maps (the ``_online`` trainers, the papers' code): :class:`AttachMapsTransform` last computes the full map
-  of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code). Maps that are
-  arithmetic on the labels (:data:`DEVICE_KINDS`: RW-AC's ``1 - Y``) add nothing: the loader carries no map.
-* ``.take(batch, device)``: in the main process, splits ``[labels; map]`` again (:func:`split_target`), moves the
+  of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code) and appends them:
+  ``[labels per scale..., map per scale...]``. Maps that are arithmetic on the labels (:data:`DEVICE_KINDS`:
+  RW-AC's ``1 - Y``) add nothing: the loader carries no map.
+  nnU-Net's loader collates each list entry into its own batch tensor, so the labels stay int16 and the maps
+  float32, with no concatenation in the workers.
+* ``.take(batch, device)``: in the main process, separates labels and maps again (:func:`split_maps`), moves the
   maps to the device and, for precomputed maps, resamples the stored form to every deep-supervision scale and
   rebuilds the full map there (RRW: ``z = (1 - Y) - m Y``, :func:`~nnunet_losses.maps.rectified_map_from_inside`;
   ``boundary_authors``: minus Y); :data:`DEVICE_KINDS` are built there from each scale's labels: (target, maps)
-  per scale.
+  per scale, the target as nnU-Net's trainer expects it (a list under deep supervision, else one tensor).
 
 What is stored, in how many channels and how the full map is rebuilt is the table
 :data:`nnunet_losses.maps.formats.FORMATS`. The classes live in the installed package so that they pickle under
@@ -151,8 +154,8 @@ def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
 
 
 class PrecomputedMapsToTargetTransform(BasicTransform):
-    """Last in the pipeline: ``regression_target`` (the stored form, augmented with the image) attached to the
-    full-resolution segmentation as ``[labels; stored]``; the other deep-supervision scales stay nnU-Net's.
+    """Last in the pipeline: ``regression_target`` (the stored form, augmented with the image, at full resolution)
+    appended to the segmentation list, ``[labels per scale..., stored]``; the labels stay nnU-Net's.
 
     The trainer resamples the stored form to every scale and rebuilds the full map on its device
     (:meth:`MapPipeline.take`), so the workers neither resample nor rebuild and the collated batch carries one
@@ -168,21 +171,27 @@ class PrecomputedMapsToTargetTransform(BasicTransform):
         stored = data_dict.pop("regression_target", None)
         if stored is None:
             raise RuntimeError("the precomputed maps were lost in augmentation (regression_target is None)")
-        seg = data_dict["segmentation"]
-        full = seg[0] if isinstance(seg, list) else seg
-        if tuple(full.shape[1:]) != tuple(stored.shape[1:]):
+        scales = _scales(data_dict)
+        if tuple(scales[0].shape[1:]) != tuple(stored.shape[1:]):
             raise RuntimeError(f"the precomputed map {tuple(stored.shape)} does not match the segmentation "
-                               f"{tuple(full.shape)} after augmentation")
-        attached = torch.cat([full.float(), stored.float()], 0)
-        data_dict["segmentation"] = [attached] + list(seg[1:]) if isinstance(seg, list) else attached
+                               f"{tuple(scales[0].shape)} after augmentation")
+        data_dict["segmentation"] = scales + [stored.float()]
         return data_dict
+
+
+def _scales(data_dict) -> List[torch.Tensor]:
+    """The segmentation of every deep-supervision scale (one entry without deep supervision), as a new list."""
+    seg = data_dict.get("segmentation")
+    if seg is None:
+        raise RuntimeError("the map transforms need the segmentation")
+    return list(seg) if isinstance(seg, (list, tuple)) else [seg]
 
 
 # ------------------------------------------------------------------------------------------------- online
 class AttachMapsTransform(BasicTransform):
-    """Append the full ``kind`` map (rrw | boundary | boundary_authors | ac) of every deep-supervision scale's
-    augmented labels to its segmentation: a float32 tensor ``[labels; map]`` of shape (1 + K, *spatial), which
-    nnU-Net's loader collates like any segmentation (after the deep-supervision downsampling)."""
+    """Last in the pipeline: the full ``kind`` map (rrw | boundary | boundary_authors | ac) of every
+    deep-supervision scale's augmented labels, float32 (K, *spatial), appended to the segmentation list:
+    ``[labels per scale..., map per scale...]``."""
 
     def __init__(self, kind: MapKind, num_classes: int):
         super().__init__()
@@ -191,19 +200,13 @@ class AttachMapsTransform(BasicTransform):
         self.kind = kind
         self.num_classes = int(num_classes)
 
-    def _attach(self, seg: torch.Tensor) -> torch.Tensor:
+    def _map(self, seg: torch.Tensor) -> torch.Tensor:
         labels = seg[0].numpy().astype(np.int64)
-        z = MAP_FUNCTIONS[self.kind](labels, self.num_classes)
-        return torch.cat([seg.float(), torch.from_numpy(z)], 0)
+        return torch.from_numpy(MAP_FUNCTIONS[self.kind](labels, self.num_classes))
 
     def apply(self, data_dict, **params):
-        seg = data_dict.get("segmentation")
-        if seg is None:
-            raise RuntimeError("AttachMapsTransform needs the segmentation")
-        if isinstance(seg, list):
-            data_dict["segmentation"] = [self._attach(s) for s in seg]
-        else:
-            data_dict["segmentation"] = self._attach(seg)
+        scales = _scales(data_dict)
+        data_dict["segmentation"] = scales + [self._map(s) for s in scales]
         return data_dict
 
     def __repr__(self):
@@ -211,13 +214,23 @@ class AttachMapsTransform(BasicTransform):
 
 
 # ------------------------------------------------------------------------------------------- main process
-def split_target(target: torch.Tensor, num_map_channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Undo the attaching of one scale: (labels (B, 1, ...) int16, maps (B, C_map, ...) float32)."""
-    if target.shape[1] != 1 + num_map_channels:
-        raise RuntimeError(
-            f"the batch carries no {num_map_channels}-channel map (target has {target.shape[1]} channels): the data "
-            f"loader did not attach maps")
-    return target[:, :1].round().to(torch.int16), target[:, 1:].float()
+def split_maps(target, num_map_channels: int, maps_per_scale: bool) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Undo the map transforms: ``[labels per scale..., maps...]`` -> (labels per scale, maps): one map per scale
+    when ``maps_per_scale`` (online), else the one full-resolution stored form (precomputed). RuntimeError when the
+    batch carries no such maps (the data loader did not add the map transforms)."""
+    entries = list(target) if isinstance(target, (list, tuple)) else [target]
+    n_maps = len(entries) // 2 if maps_per_scale else 1
+    labels, maps = entries[:len(entries) - n_maps], entries[len(entries) - n_maps:]
+    paired = labels[:len(maps)] if maps_per_scale else labels[:1] * len(maps)  # the labels each map must match
+
+    def fits(m, lab):
+        return (m.is_floating_point() and m.ndim == lab.ndim and m.shape[1] == num_map_channels
+                and m.shape[2:] == lab.shape[2:] and lab.shape[1] == 1)
+
+    if not labels or not maps or not all(fits(m, lab) for m, lab in zip(maps, paired)):
+        raise RuntimeError(f"the batch carries no {num_map_channels}-channel maps (target: "
+                           f"{[tuple(t.shape) for t in entries]}): the data loader did not attach maps")
+    return labels, maps
 
 
 class MapPipeline:
@@ -284,21 +297,20 @@ class MapPipeline:
         if self.kind is None:
             return batch["target"], None
         target = batch["target"]
-        scales = target if isinstance(target, list) else [target]
         if self.on_device:
+            scales = target if isinstance(target, list) else [target]
             labels = [t.to(device, non_blocking=True) for t in scales]  # nnU-Net's own .to() is then a no-op
             maps = [MAP_FROM_LABELS[self.kind](onehot(t, self.num_classes)) for t in labels]
         elif self.precomputed:
-            labels, stored = split_target(scales[0], self.shipped_channels)
+            labels, (stored,) = split_maps(target, self.shipped_channels, maps_per_scale=False)
             # on the device once: the rebuild needs them there, and nnU-Net's own .to() is then a no-op
-            labels = [t.to(device, non_blocking=True) for t in [labels] + list(scales[1:])]
+            labels = [t.to(device, non_blocking=True) for t in labels]
             stored = stored.to(device, non_blocking=True)
             maps = [self._rebuild_on_device(stored, t) for t in labels]
         else:
-            pairs = [split_target(t, self.shipped_channels) for t in scales]
-            labels = [p[0] for p in pairs]
-            maps = [p[1].to(device, non_blocking=True) for p in pairs]
-        if isinstance(target, list):
+            labels, maps = split_maps(target, self.shipped_channels, maps_per_scale=True)
+            maps = [m.to(device, non_blocking=True) for m in maps]
+        if len(labels) > 1:  # deep supervision: nnU-Net's list of scales
             return labels, maps
         return labels[0], maps[0]
 
