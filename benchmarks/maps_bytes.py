@@ -187,7 +187,8 @@ def _encodings(kind, per_slice):
     rows.update({
         "int16 1/4 unit, zstd 8, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], Z, 8),
         "int16 1/4 unit, zstd 8, shuffle": (*_quant(np.int16, 4.0), [S], Z, 8),
-        "int16 1/4 unit, zstd 3, shuffle+bytedelta (what precompute-maps writes)": (*_quant(np.int16, 4.0), [S, BD], Z, 3),
+        "int16 1/4 unit, zstd 3, shuffle+bytedelta (what precompute-maps writes)":
+            (*_quant(np.int16, 4.0), [S, BD], Z, 3),
         "int16 1/4 unit, lz4hc 5, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], L, 5),
         "int16 1/4 unit, zstd 9, shuffle+bytedelta": (*_quant(np.int16, 4.0), [S, BD], Z, 9),
         "int16 1 unit, zstd 8, shuffle+bytedelta": (*_quant(np.int16, 1.0), [S, BD], Z, 8),

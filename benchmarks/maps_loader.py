@@ -118,16 +118,16 @@ def _seed(seed):
 
 
 def check_batch(batch, variant, cfg):
+    from nnunet_losses.nnunet.map_pipeline import split_maps
+
     target = batch["target"]
     assert isinstance(target, list), "deep supervision targets expected"
-    # nnU-Net's label scales (1 channel each), then precomputed: the stored form at full resolution (the trainer
-    # resamples and rebuilds on its device); online: the full map of every scale; device maps and stock: nothing
     maps = pipeline(variant)
-    labels = [t for t in target if t.shape[1] == 1 and not t.is_floating_point()]
-    extra = {"precomputed": [maps.shipped_channels], "online": [maps.shipped_channels] * len(labels)}
-    mode = "precomputed" if maps.precomputed else "online" if maps.kind and not maps.on_device else None
-    assert [t.shape[1] for t in target[len(labels):]] == extra.get(mode, []), \
-        (variant, [tuple(t.shape) for t in target])
+    if maps.kind is None or maps.on_device:  # stock and device maps: nnU-Net's label scales only
+        assert all(t.shape[1] == 1 and not t.is_floating_point() for t in target), \
+            (variant, [tuple(t.shape) for t in target])
+    else:  # the label scales, then the stored form (precomputed) or every scale's map (online); raises otherwise
+        split_maps(target, maps.shipped_channels, maps_per_scale=not maps.precomputed)
     image_channels = 1 + EXTRA_CHANNELS.get(variant, 0)
     assert tuple(batch["data"].shape) == (cfg["batch"], image_channels, *cfg["patch"]), tuple(batch["data"].shape)
 
@@ -213,8 +213,8 @@ def render(results) -> str:
              f"batch / {WORKERS}); a map stops mattering once a step takes longer than that. Per-round ratios: "
              "the lowest and highest of the rounds (stock and the variant back to back in each): the scatter; a goal "
              "counts as met when every round meets it.",
-             "", "| data | variant | batches/s | ms/sample | ratio to stock | per-round ratios | goal | met | workers to "
-             f"match stock's {WORKERS} | step {WORKERS} workers keep up with (ms) |",
+             "", "| data | variant | batches/s | ms/sample | ratio to stock | per-round ratios | goal | met | "
+             f"workers to match stock's {WORKERS} | step {WORKERS} workers keep up with (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for dim in dims:
         d = results[dim]
@@ -224,9 +224,9 @@ def render(results) -> str:
             workers = math.ceil(WORKERS / row["ratio_to_stock"] - 1e-9)
             step_ms = 1000.0 / row["batches_per_s"] / WORKERS
             spread = f"{min(row['round_ratios']):.2f}-{max(row['round_ratios']):.2f}x"
+            goal_text = "-" if goal is None else f">= {goal}x"
             lines.append(f"| {d['loader']['label']} | {v} | {row['batches_per_s']:.2f} | {row['ms_per_sample']:.1f} | "
-                         f"{row['ratio_to_stock']:.2f}x | {spread} | {'-' if goal is None else f'>= {goal}x'} | {met} | "
-                         f"{workers} | {step_ms:.1f} |")
+                         f"{row['ratio_to_stock']:.2f}x | {spread} | {goal_text} | {met} | {workers} | {step_ms:.1f} |")
     return "\n".join(lines)
 
 
