@@ -179,12 +179,16 @@ def test_combo_hand_written_backward_gradcheck(dice, batch_dice, ignore_label):
     assert torch.autograd.gradcheck(lambda logits: unwrapped(loss, logits, target), (x,))
 
 
+@pytest.mark.parametrize("fused", ["t", "f"])
 @pytest.mark.parametrize("ignore_label", [None, 4])
 @pytest.mark.parametrize("dice,batch_dice", COMBO_VARIANTS)
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
-def test_combo_value_and_gradient_match_a_float64_reference(dice, batch_dice, ignore_label, scale):
+def test_combo_value_and_gradient_match_a_float64_reference(dice, batch_dice, ignore_label, scale, fused,
+                                                            monkeypatch):
     """The float32 loss and its hand-written gradient against autograd of the plain formula in float64, from
-    ordinary logits to gaps of 1e4 (p_c rounds to 1 in float32, ln(1 - p_c) ~ -1e4) and ties (rounded logits)."""
+    ordinary logits to gaps of 1e4 (p_c rounds to 1 in float32, ln(1 - p_c) ~ -1e4) and ties (rounded logits); on
+    the CPU both through the fused C kernel (where a compiler built it) and through the PyTorch path."""
+    monkeypatch.setenv("nnUNet_losses_fused", fused)
     g = torch.Generator().manual_seed(32)
     x64 = (torch.randn(3, 4, 6, 5, generator=g, dtype=torch.float64) * scale)
     if scale == 30.0:

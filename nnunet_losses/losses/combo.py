@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import combo_cpu
 from ._common import (check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked,
                       sum_of_products)
 
@@ -39,7 +40,9 @@ class SoftmaxForegroundSums(torch.autograd.Function):
 
     with ``A = sum_c a_c``. For the unique top d, ``rho_d`` may overflow: its terms are rewritten as ``b_d p_d``
     (j = d) and ``p_j rho_d = p_d e^{x_j - r} / sum_{k != d} e^{x_k - r}`` (j != d), both bounded.
-    Memory passes matter more than flops here: three full-size buffers forward, two backward.
+    Memory passes matter more than flops here: three full-size buffers forward, two backward. On the CPU, eager,
+    ``combo_cpu.FusedSoftmaxForegroundSums`` computes the same in one C kernel (this class is the reference it is
+    tested against, and the path on GPUs and under ``torch.compile``).
     """
 
     @staticmethod
@@ -170,7 +173,8 @@ class ComboLoss(nn.Module):
             if logits.shape[1] < 2:
                 raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
             labels = tgt.labels.unsqueeze(1)
-            pos, neg, intersect, sum_p = SoftmaxForegroundSums.apply(logits, labels, tgt.mask)
+            sums = combo_cpu.FusedSoftmaxForegroundSums if combo_cpu.applies(logits) else SoftmaxForegroundSums
+            pos, neg, intersect, sum_p = sums.apply(logits, labels, tgt.mask)
             sum_t = class_counts(labels, tgt.mask, logits.shape[1])[:, 1:]
         n_valid = tgt.valid_count() * intersect.shape[1]
         wce = -(self.beta * pos + (1.0 - self.beta) * neg) / n_valid.clamp_min(1.0)

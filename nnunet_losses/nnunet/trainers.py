@@ -23,7 +23,7 @@ from torch import nn
 
 from .._files import atomic_file, atomic_write_json, remove_partial_files
 from ..catalogue import FAMILIES, MAP_FAMILIES
-from ..losses import compile_loss
+from ..losses import combo_cpu, compile_loss
 from ..maps import PRECOMPUTED_KINDS
 from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
@@ -158,7 +158,15 @@ class LossTrainer(nnUNetTrainer):
                 "optimizer": self.parsed.resolved_optimizer(), "initial_lr": self.initial_lr,
                 "fused_adam": self.parsed.resolved_optimizer() == "adam" and self._fused_adam(),
                 "seed": self.parsed.seed, "cpu_threads": self.cpu_threads,
-                "maps": self.map_kind and self._map_source()}
+                "maps": self.map_kind and self._map_source(), "combo_sums": self._combo_sums()}
+
+    def _combo_sums(self) -> Optional[str]:
+        """What computes Combo's softmax sums (label mode): the fused C kernel on the CPU, else PyTorch ops."""
+        if self.parsed.family.loss != "combo" or self.label_manager.has_regions:
+            return None
+        if self.device.type != "cpu":
+            return "PyTorch ops" + (", compiled" if self._do_i_compile() else "")
+        return combo_cpu.description()
 
     def _map_source(self) -> str:
         """Where the maps come from: precomputed files, the loader workers (online) or the training device."""

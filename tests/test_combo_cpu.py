@@ -1,0 +1,159 @@
+"""Combo's fused CPU kernel (combo_cpu.c) against its PyTorch path (SoftmaxForegroundSums, the reference), its
+build and its fallbacks."""
+import multiprocessing
+import os
+import shutil
+
+import pytest
+import torch
+
+from nnunet_losses.losses import ComboLoss, combo_cpu
+from nnunet_losses.losses.combo import SoftmaxForegroundSums
+
+HAS_COMPILER = shutil.which(os.environ.get("CC", "cc")) is not None
+
+
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """An empty kernel cache and no kernel loaded; afterwards the normal one is loaded again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    combo_cpu.library.cache_clear()
+    yield tmp_path / "nnunet_losses"
+    combo_cpu.library.cache_clear()
+
+
+def _logits(shape, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g) * scale
+    return x.round() if scale == 30.0 else x  # many ties at 30
+
+
+def _case(shape, scale, with_mask, seed=0):
+    x = _logits(shape, scale, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=g)
+    flat_x, flat_l = x.view(shape[0], shape[1], -1), labels.view(shape[0], -1)
+    if flat_x.shape[2] >= 4 and shape[1] >= 3:
+        # a unique top that is a false positive, 80 and 120 above the rest: the sum below it leaves float32's normal
+        # range (80) or underflows (120), and ln(1 - p) = -80 / -120 comes from the runner-up
+        for i, gap in ((0, 80.0), (1, 120.0)):
+            flat_x[0, :, i] = torch.linspace(-1.0, 0.0, shape[1])
+            flat_x[0, 1, i] = gap
+            flat_l[0, i] = 2
+        flat_x[0, :, 2] = 3.0  # every channel tied
+        flat_x[0, :, 3] = torch.linspace(0.0, 1.0, shape[1]).round()  # two tied at the top
+    mask = None if not with_mask else (torch.rand(labels.shape, generator=g) > 0.3).float()
+    return x, labels, mask
+
+
+def _sums_and_grad(function, x, labels, mask, upstream):
+    x = x.clone().requires_grad_(True)
+    out = function.apply(x, labels, mask)
+    torch.autograd.backward(list(out), upstream)
+    return [o.detach() for o in out], x.grad
+
+
+needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler: Combo uses its PyTorch path")
+
+
+@needs_kernel
+def test_the_kernel_builds_into_the_cache_and_is_used(fresh_build):
+    assert combo_cpu.library() is not None
+    assert len(list(fresh_build.glob("combo_cpu-*.so"))) == 1 and not list(fresh_build.glob("*.tmp*"))
+    assert combo_cpu.applies(torch.zeros(1, 2, 3, 3))
+    assert not combo_cpu.applies(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
+    assert combo_cpu.description() == "fused C kernel (combo_cpu.c)"
+
+
+@needs_kernel
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+@pytest.mark.parametrize("shape", [(2, 4, 37, 29), (1, 2, 512, 1), (3, 6, 5, 7, 9), (2, 3, 1300, 1)])
+def test_fused_sums_and_gradient_equal_the_pytorch_path(shape, scale, with_mask):
+    """Blocks of 512 voxels with a partial last one, 2 to 6 channels, 2D and 3D, ties, gaps of 80 and 120 logits
+    (the runner-up route), masks: the same sums and gradient for random upstream gradients."""
+    x, labels, mask = _case(shape, scale, with_mask)
+    g = torch.Generator().manual_seed(5)
+    upstream = [torch.randn((), generator=g), torch.randn((), generator=g),
+                torch.randn(shape[0], shape[1] - 1, generator=g), torch.randn(shape[0], shape[1] - 1, generator=g)]
+    expected, expected_grad = _sums_and_grad(SoftmaxForegroundSums, x, labels, mask, upstream)
+    fused, grad = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, mask, upstream)
+    for got, want in zip(fused, expected):
+        torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6 * expected_grad.abs().max().item())
+    assert torch.isfinite(grad).all()
+
+
+@needs_kernel
+def test_the_kernel_uses_the_runner_up_for_a_far_top():
+    """A false-positive top 120 above the rest: ln(1 - p) = ln(sum_{k != top} e^{x_k - top}) exactly, and the
+    gradient of that term is bounded (p_top e^{x_j - r} / sum_{k != top} e^{x_k - r})."""
+    x = torch.tensor([[[0.0], [120.0], [-1.0]]])
+    labels = torch.tensor([[[2]]])
+    (pos, neg, _, _), grad = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, None,
+                                            [torch.tensor(0.0), torch.tensor(1.0), torch.zeros(1, 2),
+                                             torch.zeros(1, 2)])
+    x64 = x.double()
+    expected = torch.logsumexp(x64[:, [0, 2]], 1) - torch.logsumexp(x64, 1)
+    assert neg.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert pos.item() == pytest.approx((x64[0, 2] - torch.logsumexp(x64, 1)).item(), rel=1e-6)
+    torch.testing.assert_close(grad[0, :, 0], torch.tensor([1 / (1 + torch.e ** -1), -1.0, torch.e ** -1 /
+                                                            (1 + torch.e ** -1)]), rtol=1e-6, atol=1e-7)
+
+
+@needs_kernel
+def test_the_kernel_is_deterministic_for_a_thread_count(monkeypatch):
+    x, labels, mask = _case((3, 4, 64, 48), 1.0, True)
+    upstream = [torch.tensor(0.5), torch.tensor(-0.25), torch.ones(3, 3), torch.full((3, 3), 0.1)]
+    for threads in (1, 2):
+        monkeypatch.setattr(combo_cpu, "_threads", lambda: threads)
+        first = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, mask, upstream)
+        again = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, mask, upstream)
+        assert all(torch.equal(a, b) for a, b in zip(first[0] + [first[1]], again[0] + [again[1]]))
+
+
+@needs_kernel
+def test_combo_loss_runs_the_kernel_on_the_cpu_and_the_pytorch_path_when_switched_off(monkeypatch):
+    x, labels, _ = _case((2, 4, 20, 20), 1.0, False)
+    calls = []
+    real = combo_cpu.FusedSoftmaxForegroundSums.forward
+    monkeypatch.setattr(combo_cpu.FusedSoftmaxForegroundSums, "forward",
+                        staticmethod(lambda *a: calls.append(1) or real(*a)))
+    fused = ComboLoss(0.5, 0.7)(x, labels)
+    assert calls == [1]
+    monkeypatch.setenv(combo_cpu.SWITCH, "f")
+    assert not combo_cpu.applies(x) and combo_cpu.description() == "PyTorch ops (nnUNet_losses_fused=f)"
+    assert ComboLoss(0.5, 0.7)(x, labels).item() == pytest.approx(fused.item(), rel=1e-6)
+    assert calls == [1]
+
+
+def test_without_a_compiler_combo_warns_once_and_uses_its_pytorch_path(monkeypatch, fresh_build):
+    monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
+    x, labels, _ = _case((2, 3, 8, 8), 1.0, False)
+    with pytest.warns(UserWarning, match="fused CPU kernel is unavailable .*no-such-compiler"):
+        assert not combo_cpu.applies(x)
+    value = ComboLoss()(x, labels)  # no second warning: the failure is cached
+    monkeypatch.setenv(combo_cpu.SWITCH, "f")
+    assert value.item() == pytest.approx(ComboLoss()(x, labels).item(), rel=1e-7)
+    assert combo_cpu.description() == "PyTorch ops (nnUNet_losses_fused=f)"
+    monkeypatch.delenv(combo_cpu.SWITCH)
+    assert combo_cpu.description() == "PyTorch ops (the C kernel did not build)"
+
+
+def _loss_in_child(queue):
+    x, labels, _ = _case((2, 4, 64, 64), 1.0, False)
+    queue.put(ComboLoss()(x, labels).item())
+
+
+@needs_kernel
+def test_a_forked_child_computes_combo_after_the_parent_used_the_kernel():
+    """GNU OpenMP hangs in a forked child whose parent ran a thread team; the child runs the kernel on one thread."""
+    x, labels, _ = _case((2, 4, 64, 64), 1.0, False)
+    expected = ComboLoss()(x, labels).item()  # the parent's team exists now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_loss_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert not child.is_alive(), "the forked child hung"
+    assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-6)
