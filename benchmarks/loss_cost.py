@@ -7,7 +7,8 @@
     python benchmarks/loss_cost.py --steady-malloc  # glibc keeps freed memory: no page faults per new tensor
 
 Both the baseline and each loss run on the same tensors in the same process, timed in alternating pairs; the ratio
-is the loss's median time / the baseline's median over its pairs. Goals (issues 2 and 11): every loss <= 1.25x,
+is the loss's median time / the baseline's median over its pairs. On the CPU, eager, Combo is timed twice: with its
+fused C kernel (``combo``, the default) and with its PyTorch path (``combo [PyTorch path]``). Goals (issues 2 and 11): every loss <= 1.25x,
 TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given the map <= 1.1x; compiled, every loss <= 1.1x.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunet_losses._files import atomic_write_json
+from nnunet_losses.losses import combo_cpu
 from nnunet_losses.registry import build_loss
 
 # glibc: serve every allocation from the heap and never give it back (read at process start, hence the re-exec)
@@ -89,7 +91,13 @@ def run(shape, scales, repeats, device, losses=LOSSES, compile=False, background
     outputs, targets, maps = make_inputs(shape, scales, device, background=background)
     base = DeepSupervisionWrapper(maybe_compiled(build_loss("dice_ce", batch_dice=True)), weights).to(device)
     rows, base_times = [], []
+    variants = []
     for name in losses:
+        variants.append((name, name, "t"))
+        if name == "combo" and device.type == "cpu" and not compile:  # the fused kernel's own baseline
+            variants.append(("combo [PyTorch path]", name, "f"))
+    for label, name, fused in variants:
+        os.environ[combo_cpu.SWITCH] = fused
         if compile:
             # a fresh start per loss, as in a trainer: the losses share their forward's code object (the float32
             # decorator), and dynamo's recompile limit per code object (8) would otherwise leave later losses eager
@@ -106,8 +114,9 @@ def run(shape, scales, repeats, device, losses=LOSSES, compile=False, background
         b = statistics.median(p[0] for p in pairs)
         t = statistics.median(p[1] for p in pairs)
         base_times.append(b)
-        goal = None if name == "topk_ce" else (1.1 if compile else GOALS.get(name, 1.25))
-        rows.append({"loss": name, "ms": t * 1e3, "ratio": t / b, "goal": goal})
+        goal = None if name == "topk_ce" or fused == "f" else (1.1 if compile else GOALS.get(name, 1.25))
+        rows.append({"loss": label, "ms": t * 1e3, "ratio": t / b, "goal": goal})
+    os.environ.pop(combo_cpu.SWITCH, None)
     rows.insert(0, {"loss": "dice_ce (baseline)", "ms": statistics.median(base_times) * 1e3, "ratio": 1.0,
                     "goal": None})
     return rows

@@ -143,6 +143,16 @@ def sum_of_products(a: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
     return a.sum() if b is None else torch.dot(a.reshape(-1), b.reshape(-1))
 
 
+def sum_by_label(values: torch.Tensor, labels: torch.Tensor, channels: int) -> torch.Tensor:
+    """(B, channels): the sum of ``values`` (B, *spatial) over the voxels of each label (B, *spatial) per sample.
+
+    Accumulated in float64, returned in ``values``' dtype: a float32 ``scatter_add`` adds one voxel at a time and
+    drifted by 4e-4 (relative) over a 2 x 128^3 batch, and stops counting at 2^24 voxels of a label."""
+    batch = values.shape[0]
+    sums = torch.zeros(batch, channels, dtype=torch.float64, device=values.device)
+    return sums.scatter_add_(1, labels.reshape(batch, -1), values.reshape(batch, -1).double()).to(values.dtype)
+
+
 def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """t * mask, or t itself when there is no mask."""
     return t if mask is None else t * mask

@@ -16,7 +16,7 @@ from torch import nn
 
 from . import combo_cpu
 from ._common import (check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked,
-                      sum_of_products)
+                      sum_by_label, sum_of_products)
 
 
 class SoftmaxForegroundSums(torch.autograd.Function):
@@ -81,13 +81,11 @@ class SoftmaxForegroundSums(torch.autograd.Function):
         neg = (sum_of_products(one_minus[:, 1:].prod(1, keepdim=True).log_(), m) - sum_of_products(fg_m, v_l.log())
                + sum_of_products(top_is_negative if m is None else top_is_negative * m, log_1mp_top))
         batch, channels = x.shape[:2]
-        inter = torch.zeros(batch, channels, dtype=x.dtype, device=x.device).scatter_add_(
-            1, labels.reshape(batch, -1), (p_l if m is None else m * p_l).reshape(batch, -1))[:, 1:]
+        inter = sum_by_label(p_l if m is None else m * p_l, labels, channels)[:, 1:]
         spatial = tuple(range(2, x.ndim))
-        if m is None:
-            sum_p = p[:, 1:].sum(spatial)
-        else:  # sum_i m p_c per (sample, class): one batched matrix-vector product
-            sum_p = torch.bmm(p.reshape(batch, channels, -1), m.reshape(batch, -1, 1))[:, 1:, 0]
+        # torch's float32 sum is pairwise; a batched matrix-vector product with the mask drifted by 7e-4 (relative)
+        # over a 2 x 128^3 batch on the CPU
+        sum_p = masked(p[:, 1:], m).sum(spatial)
         ctx.save_for_backward(p, one_minus, others, labels, m, fg, p_l, v_l, top_is_negative, inv_total, w)
         return pos, neg, inter, sum_p
 
@@ -202,7 +200,5 @@ def sigmoid_sums(logits: torch.Tensor, t: torch.Tensor, mask: Optional[torch.Ten
 
 def class_counts(labels: torch.Tensor, mask: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
     """(B, num_classes) number of valid voxels of each label per sample (float32, no gradient)."""
-    batch = labels.shape[0]
     ones = torch.ones(labels.shape, dtype=torch.float32, device=labels.device) if mask is None else mask.float()
-    return torch.zeros(batch, num_classes, device=labels.device).scatter_add_(
-        1, labels.reshape(batch, -1), ones.reshape(batch, -1))
+    return sum_by_label(ones, labels, num_classes)

@@ -118,9 +118,8 @@ def _ptr(t: Optional[torch.Tensor]):
 class FusedSoftmaxForegroundSums(torch.autograd.Function):
     """``SoftmaxForegroundSums`` (combo.py) in the C kernel: the same inputs, outputs and gradient.
 
-    Sums are accumulated in float32 within blocks of 512 voxels and in float64 across blocks, so they are closer to
-    a float64 reference than the PyTorch path's float32 reductions (its ``scatter_add`` of a 128^3 volume is off by
-    about 4e-4, relatively; the kernel by 6e-8).
+    Sums accumulate in float32 within blocks of 512 voxels and in float64 across blocks: within 1e-6 (relative) of
+    float64 over a 2 x 128^3 batch, as the PyTorch path (tested).
     """
 
     @staticmethod

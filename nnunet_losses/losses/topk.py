@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked, sum_of_products
+from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked, sum_by_label, sum_of_products
 
 
 class TopKDiceLoss(nn.Module):
@@ -282,8 +282,7 @@ class LabelTopKDiceSums(torch.autograd.Function):
         dropped = dropped.to(p.dtype)
 
         def per_class(values):  # sum over the voxels of each counted class, (B, C - first); values 0 if uncounted
-            return torch.zeros(batch, channels, dtype=p.dtype, device=p.device).scatter_add_(
-                1, labels[:, 0], values)[:, first:]
+            return sum_by_label(values, labels[:, 0], channels)[:, first:]
 
         numerator = 2.0 * per_class(kept * p_own)
         # sum Yk^2 + sum Pk^2 = kept + sum P^2 - dropped P^2, with kept = counts - dropped: one sum over the dropped
