@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnunet_losses.losses import ComboLoss, combo_cpu
-from nnunet_losses.losses.combo import SoftmaxForegroundSums
+from nnunet_losses.losses.combo import SoftmaxForegroundSums, class_counts
 
 HAS_COMPILER = shutil.which(os.environ.get("CC", "cc")) is not None
 
@@ -49,7 +49,7 @@ def _case(shape, scale, with_mask, seed=0):
 def _sums_and_grad(function, x, labels, mask, upstream):
     x = x.clone().requires_grad_(True)
     out = function.apply(x, labels, mask)
-    torch.autograd.backward(list(out), upstream)
+    torch.autograd.backward(list(out[:4]), upstream)
     return [o.detach() for o in out], x.grad
 
 
@@ -78,6 +78,8 @@ def test_fused_sums_and_gradient_equal_the_pytorch_path(shape, scale, with_mask)
                 torch.randn(shape[0], shape[1] - 1, generator=g), torch.randn(shape[0], shape[1] - 1, generator=g)]
     expected, expected_grad = _sums_and_grad(SoftmaxForegroundSums, x, labels, mask, upstream)
     fused, grad = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, mask, upstream)
+    expected.append(class_counts(labels, mask, shape[1])[:, 1:])
+    assert len(fused) == 5 and not fused[4].requires_grad
     for got, want in zip(fused, expected):
         torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-5)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6 * expected_grad.abs().max().item())
@@ -90,7 +92,7 @@ def test_the_kernel_uses_the_runner_up_for_a_far_top():
     gradient of that term is bounded (p_top e^{x_j - r} / sum_{k != top} e^{x_k - r})."""
     x = torch.tensor([[[0.0], [120.0], [-1.0]]])
     labels = torch.tensor([[[2]]])
-    (pos, neg, _, _), grad = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, None,
+    (pos, neg, *_), grad = _sums_and_grad(combo_cpu.FusedSoftmaxForegroundSums, x, labels, None,
                                             [torch.tensor(0.0), torch.tensor(1.0), torch.zeros(1, 2),
                                              torch.zeros(1, 2)])
     x64 = x.double()
@@ -167,7 +169,7 @@ def test_dice_sums_of_a_3d_batch_are_exact_to_float32(function):
         pytest.skip("no C compiler")
     x, labels, mask = _case((2, 3, 128, 128, 128), 2.0, True)
     with torch.no_grad():
-        _, _, inter, sum_p = function.apply(x, labels, mask)
+        _, _, inter, sum_p = function.apply(x, labels, mask)[:4]
     p = torch.softmax(x.double(), 1) * mask.double()
     onehot = torch.zeros_like(p).scatter_(1, labels, 1.0)
     torch.testing.assert_close(inter.double(), (p * onehot).flatten(2).sum(2)[:, 1:], rtol=1e-6, atol=0)
@@ -176,8 +178,6 @@ def test_dice_sums_of_a_3d_batch_are_exact_to_float32(function):
 
 def test_label_counts_go_past_two_to_the_24():
     """A float32 scatter_add of ones stops at 2^24 = 16777216 (16777216 + 1 rounds back); the counts do not."""
-    from nnunet_losses.losses.combo import class_counts
-
     n = 2 ** 24 + 6
     labels = torch.ones(1, 1, n, 1, dtype=torch.int64)
     labels[0, 0, :2] = 0

@@ -171,9 +171,11 @@ class ComboLoss(nn.Module):
             if logits.shape[1] < 2:
                 raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
             labels = tgt.labels.unsqueeze(1)
-            sums = combo_cpu.FusedSoftmaxForegroundSums if combo_cpu.applies(logits) else SoftmaxForegroundSums
-            pos, neg, intersect, sum_p = sums.apply(logits, labels, tgt.mask)
-            sum_t = class_counts(labels, tgt.mask, logits.shape[1])[:, 1:]
+            if combo_cpu.applies(logits):
+                pos, neg, intersect, sum_p, sum_t = combo_cpu.FusedSoftmaxForegroundSums.apply(logits, labels, tgt.mask)
+            else:
+                pos, neg, intersect, sum_p = SoftmaxForegroundSums.apply(logits, labels, tgt.mask)
+                sum_t = class_counts(labels, tgt.mask, logits.shape[1])[:, 1:]
         n_valid = tgt.valid_count() * intersect.shape[1]
         wce = -(self.beta * pos + (1.0 - self.beta) * neg) / n_valid.clamp_min(1.0)
 

@@ -2,7 +2,8 @@
  *
  * The same sums and gradient as SoftmaxForegroundSums in combo.py (Taghanaki et al. 2019, eq. 5 of 000 / eq. 3 of
  * 002): with p = softmax(x), t the one-hot labels, m the mask, over the foreground channels c >= 1,
- *   pos = sum m t_c ln p_c,  neg = sum m (1 - t_c) ln(1 - p_c),  inter[b, c] = sum m p_c t_c,  sum_p[b, c] = sum m p_c.
+ *   pos = sum m t_c ln p_c,  neg = sum m (1 - t_c) ln(1 - p_c),  inter[b, c] = sum m p_c t_c,  sum_p[b, c] = sum m p_c
+ * and, for the Dice, counts[b, c] = sum m t_c.
  * ln(1 - p_c) is log1p(-p_c) for every channel but a unique maximum d (where p_c < 1/2); at d it is
  * ln(sum_{k != d} e^{x_k - x_d}) - ln(sum_k e^{x_k - x_d}), the first sum taken relative to the runner-up logit
  * when it would leave float32's normal range (gap > ~69). The backward recomputes p from the logits (nothing
@@ -134,12 +135,12 @@ static void softmax_block(Work *k, const float *x, const int64_t *labels, const 
     }
 }
 
-/* Forward: pos, neg (2 doubles), inter and sum_p ((B, C) doubles each, channel 0 left at 0). Returns 0, or 1 when
- * memory ran out. */
+/* Forward: sums = [pos, neg, inter (B, C), sum_p (B, C), counts (B, C)] in doubles, channel 0 left at 0; counts is
+ * sum m t_c (the Dice's sum of t). Returns 0, or 1 when memory ran out. */
 int combo_forward(const float *x, const int64_t *labels, const float *mask, int64_t batch, int64_t channels,
-                   int64_t n_vox, int threads, double *pos_neg, double *inter, double *sum_p) {
+                   int64_t n_vox, int threads, double *sums) {
     const int64_t blocks_per_sample = (n_vox + BLOCK - 1) / BLOCK, blocks = batch * blocks_per_sample;
-    const int64_t per_thread = 2 + 2 * batch * channels;
+    const int64_t per_thread = 2 + 3 * batch * channels, bc = batch * channels;
     double *acc = calloc((size_t)threads * per_thread, sizeof(double));
     if (acc == NULL) return 1;
     int failed = 0;
@@ -165,8 +166,8 @@ int combo_forward(const float *x, const int64_t *labels, const float *mask, int6
             for (int64_t c = 1; c < channels; c++) {
                 const float *restrict pc = k.p + c * BLOCK;
                 const float fc = (float)c;
-                float ln_1mp = 0.0f, in = 0.0f, sp = 0.0f;
-#pragma omp simd reduction(+ : ln_1mp, in, sp)
+                float ln_1mp = 0.0f, in = 0.0f, sp = 0.0f, count = 0.0f;
+#pragma omp simd reduction(+ : ln_1mp, in, sp, count)
                 for (int64_t i = 0; i < len; i++) {
                     const float wp = k.w[i] * pc[i];
                     const int skip = k.lab[i] == fc || (k.n_top[i] == 1.0f && k.d[i] == fc);
@@ -174,10 +175,12 @@ int combo_forward(const float *x, const int64_t *labels, const float *mask, int6
                     ln_1mp += skip ? 0.0f : k.w[i] * l1p;
                     in += k.lab[i] == fc ? wp : 0.0f;
                     sp += wp;
+                    count += k.lab[i] == fc ? k.w[i] : 0.0f;
                 }
                 neg += ln_1mp;
                 mine[2 + b * channels + c] += in;
-                mine[2 + batch * channels + b * channels + c] += sp;
+                mine[2 + bc + b * channels + c] += sp;
+                mine[2 + 2 * bc + b * channels + c] += count;
             }
             mine[0] += pos;
             mine[1] += neg;
@@ -191,9 +194,7 @@ int combo_forward(const float *x, const int64_t *labels, const float *mask, int6
     for (int64_t j = 0; j < per_thread; j++) {
         double total = 0.0;
         for (int t = 0; t < threads; t++) total += acc[t * per_thread + j];
-        if (j < 2) pos_neg[j] = total;
-        else if (j < 2 + batch * channels) inter[j - 2] = total;
-        else sum_p[j - 2 - batch * channels] = total;
+        sums[j] = total;
     }
     free(acc);
     return failed;

@@ -79,7 +79,7 @@ def library() -> Optional[ctypes.CDLL]:
                       f"which is correct but about 3x slower on the CPU. Set {SWITCH}=f to silence this.",
                       stacklevel=2)
         return None
-    lib.combo_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR, _PTR, _PTR]
+    lib.combo_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR]
     lib.combo_backward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR, _PTR, _PTR, _PTR]
     lib.combo_forward.restype = lib.combo_backward.restype = ctypes.c_int
     return lib
@@ -116,7 +116,8 @@ def _ptr(t: Optional[torch.Tensor]):
 
 
 class FusedSoftmaxForegroundSums(torch.autograd.Function):
-    """``SoftmaxForegroundSums`` (combo.py) in the C kernel: the same inputs, outputs and gradient.
+    """``SoftmaxForegroundSums`` (combo.py) in the C kernel: the same inputs, outputs and gradient, and a fifth
+    output without gradient, ``sum_t[b, c - 1] = sum_i m t_c`` (the Dice's label counts; ``class_counts`` otherwise).
 
     Sums accumulate in float32 within blocks of 512 voxels and in float64 across blocks: within 1e-6 (relative) of
     float64 over a 2 x 128^3 batch, as the PyTorch path (tested).
@@ -128,19 +129,19 @@ class FusedSoftmaxForegroundSums(torch.autograd.Function):
         labels = labels.contiguous()
         m = None if mask is None else mask.contiguous()
         batch, channels, n_vox = _shape(x)
-        pos_neg = torch.zeros(2, dtype=torch.float64)
-        inter = torch.zeros(batch, channels, dtype=torch.float64)
-        sum_p = torch.zeros(batch, channels, dtype=torch.float64)
+        sums = torch.zeros(2 + 3 * batch * channels, dtype=torch.float64)
         if library().combo_forward(x.data_ptr(), labels.data_ptr(), _ptr(m), batch, channels, n_vox, _threads(),
-                                   pos_neg.data_ptr(), inter.data_ptr(), sum_p.data_ptr()):
+                                   sums.data_ptr()):
             raise MemoryError("Combo's fused CPU kernel could not allocate its work space")
         ctx.save_for_backward(x, labels, m)
-        pos_neg = pos_neg.float()
-        return pos_neg[0], pos_neg[1], inter[:, 1:].float(), sum_p[:, 1:].float()
+        sums = sums.float()
+        inter, sum_p, sum_t = sums[2:].view(3, batch, channels)[:, :, 1:]
+        ctx.mark_non_differentiable(sum_t)
+        return sums[0], sums[1], inter, sum_p, sum_t
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_pos, g_neg, g_inter, g_sum_p):
+    def backward(ctx, g_pos, g_neg, g_inter, g_sum_p, _):
         x, labels, m = ctx.saved_tensors
         batch, channels, n_vox = _shape(x)
         g_pos_neg = torch.stack([g_pos, g_neg]).float().contiguous()
