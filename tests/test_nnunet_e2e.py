@@ -5,6 +5,7 @@ Each training is 1 epoch of a few iterations at 64x64 (about 15 s on 2 cores).
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 import pytest
 
+from nnunet_losses.losses import combo_cpu
 from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
 
 BIN = os.path.dirname(sys.executable)
@@ -117,6 +119,11 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
     assert settings["training"]["iterations_per_epoch"] == 5
     # the Adam defaults (RRW, Dice+Boundary) use torch's fused Adam on the CPU; the SGD ones keep nnU-Net's
     assert settings["training"]["fused_adam"] is trainer.startswith(("RRW", "DiceBoundary")), settings["training"]
+    # Combo's sums on the CPU: the fused C kernel wherever a C compiler could build it
+    assert settings["training"]["combo_sums"] == (None if not trainer.startswith("Combo") else
+                                                  combo_cpu.description()), settings["training"]
+    if trainer.startswith("Combo") and shutil.which(os.environ.get("CC", "cc")):
+        assert settings["training"]["combo_sums"] == "fused C kernel (combo_cpu.c)"
     if trainer.startswith("DiceBoundary"):
         assert settings["schedule"]["epochs_done"] == 1  # kept current, not the snapshot of the start
         _kill_during_checkpoint_save(dataset, trainer)
