@@ -579,3 +579,18 @@ def test_every_loss_under_autocast_with_huge_logits(dtype):
         value.backward()
         assert value.dtype == torch.float32 and torch.isfinite(value), loss
         assert torch.isfinite(logits.grad).all(), loss
+
+
+@pytest.mark.parametrize("n", [7, 4096, 3 * 4096 + 5, 128 ** 3 + 17])
+def test_sum_by_label_is_exact_to_float32_and_counts_exactly(n):
+    """Per-label sums (Combo's and TopK Dice's Dice sums): rows of 4096 voxels, then a pairwise sum, plus the tail."""
+    from nnunet_losses.losses._common import sum_by_label
+
+    g = torch.Generator().manual_seed(n)
+    values = torch.rand(2, n, generator=g)
+    labels = torch.randint(0, 3, (2, 1, n), generator=g)
+    expected = torch.zeros(2, 3, dtype=torch.float64).scatter_add_(1, labels.view(2, -1), values.double())
+    torch.testing.assert_close(sum_by_label(values, labels, 3).double(), expected, rtol=1e-6, atol=0)
+    counts = sum_by_label(torch.ones(2, n, dtype=torch.int64), labels, 3)
+    assert counts.dtype == torch.int64 and counts.tolist() == [torch.bincount(r, minlength=3).tolist()
+                                                               for r in labels.view(2, -1)]

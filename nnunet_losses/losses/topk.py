@@ -119,8 +119,7 @@ class TopKDiceLoss(nn.Module):
         counted = labels >= first
         if tgt.mask is not None:
             counted = counted & (tgt.mask.reshape(batch, -1) > 0)
-        counts = torch.zeros(batch, channels, dtype=torch.int64, device=labels.device).scatter_add_(
-            1, labels, counted.long())  # voxels of each class that count
+        counts = sum_by_label(counted.long(), labels, channels)  # voxels of each class that count
         eps = self.perturbation(logits.shape[2:], logits.device).reshape(1, -1)
         mask = None if tgt.mask is None else tgt.mask.reshape(batch, 1, -1)
         numerator, denominator, nll = LabelTopKDiceSums.apply(
