@@ -66,6 +66,17 @@ def test_the_kernel_builds_into_the_cache_and_is_used(fresh_build):
 
 
 @needs_kernel
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, fresh_build, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    monkeypatch.setattr(combo_cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert combo_cpu.library() is not None
+    assert len(list((tmp_path / "tmp").glob("nnunet_losses-*/combo_cpu-*.so"))) == 1
+
+
+@needs_kernel
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 @pytest.mark.parametrize("shape", [(2, 4, 37, 29), (1, 2, 512, 1), (3, 6, 5, 7, 9), (2, 3, 1300, 1)])

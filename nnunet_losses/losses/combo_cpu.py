@@ -3,13 +3,14 @@
 Eager PyTorch needs about 22 full-size passes over the logits for Combo's exact ``ln(1 - p)`` (forward and backward,
 ``SoftmaxForegroundSums``) against about 10 for nnU-Net's DC_and_CE; the kernel reads the logits once forward and
 once backward, in blocks that stay in the cache, with the same equations (Taghanaki et al. 2019, eq. 5 of 000 /
-eq. 3 of 002) and the same gradient. This is how nnU-Net trains on a CPU: it compiles nothing there.
+eq. 3 of 002) and the same gradient. nnU-Net trains eager on a CPU (it compiles only on CUDA): this is the path
+that counts there.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, default ``cc``; ``-O3 -march=native
--fopenmp``, glibc's vector maths ``libmvec``) into ``$XDG_CACHE_HOME/nnunet_losses`` (default ``~/.cache``), keyed
-by a hash of the source, the flags, the compiler and the CPU. Without a compiler, or with ``nnUNet_losses_fused=f``,
-Combo uses its PyTorch path (one warning says why); on other devices, for other dtypes and under ``torch.compile``
-it always does.
+-fopenmp``, glibc's vector maths ``libmvec``) into ``$XDG_CACHE_HOME/nnunet_losses`` (default ``~/.cache``; if that
+cannot be written, a folder in the temporary directory), keyed by a hash of the source, the flags, the compiler and
+the CPU. Without a compiler, or with ``nnUNet_losses_fused=f``, Combo uses its PyTorch path (one warning says why);
+on other devices, for other dtypes and under ``torch.compile`` it always does.
 """
 from __future__ import annotations
 
@@ -48,8 +49,25 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnunet_losses"
+def _cache_dirs():
+    """Where the built kernel is kept: the user's cache, else (not writable) a folder of this user's in /tmp."""
+    yield Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnunet_losses"
+    yield Path(tempfile.gettempdir()) / f"nnunet_losses-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def _build(compiler: str, path: Path) -> None:
+    """Compile the kernel to ``path`` through a temporary file (a concurrent build never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        build = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], capture_output=True, text=True)
+        if build.returncode:
+            raise RuntimeError(f"{compiler} failed: {build.stderr.strip()[-400:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,20 +77,17 @@ def library() -> Optional[ctypes.CDLL]:
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
         key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, version, _cpu_signature()]).encode())
-        path = _cache_dir() / f"combo_cpu-{key.hexdigest()[:16]}.so"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-            os.close(fd)
+        name = f"combo_cpu-{key.hexdigest()[:16]}.so"
+        for folder in _cache_dirs():
+            path = folder / name
             try:
-                build = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], capture_output=True,
-                                       text=True)
-                if build.returncode:
-                    raise RuntimeError(f"{compiler} failed: {build.stderr.strip()[-400:]}")
-                os.replace(tmp, path)  # atomic: a concurrent build (DDP ranks, test workers) never sees half a file
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+                if not path.exists():
+                    _build(compiler, path)
+                break
+            except OSError as err:  # a cache that cannot be written: the next folder
+                failure = err
+        else:
+            raise failure
         lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         warnings.warn(f"nnunet-losses: Combo's fused CPU kernel is unavailable ({err}); using its PyTorch path, "
