@@ -204,3 +204,18 @@ def test_dice_boundary_compiles_once_across_epochs():
         values.append(got.item())
     assert len(set(values)) == 3  # the weights moved (alpha 1.0, 0.6, 0.2)
     assert counter.frame_count == 1
+
+
+def test_per_label_sums_compile_with_inductor_and_dynamic_shapes():
+    """The loss tests above trace with aot_eager; inductor lowers further and once refused ``sum_by_label``'s
+    reshape of a slice with symbolic sizes (a failure only a real compiled run showed): lengths with and without a
+    remainder of the 4096-voxel rows."""
+    from nnunet_losses.losses._common import sum_by_label
+
+    torch._dynamo.reset()
+    compiled = torch.compile(sum_by_label, dynamic=True)
+    for n in (5000, 8192, 777):
+        g = torch.Generator().manual_seed(n)
+        values, labels = torch.rand(2, n, generator=g), torch.randint(0, 3, (2, n), generator=g)
+        expected = torch.zeros(2, 3, dtype=torch.float64).scatter_add_(1, labels, values.double())
+        torch.testing.assert_close(compiled(values, labels, 3).double(), expected, rtol=1e-6, atol=0)

@@ -150,21 +150,17 @@ def sum_by_label(values: torch.Tensor, labels: torch.Tensor, channels: int) -> t
     """(B, channels): the sum of ``values`` (B, *spatial) over the voxels of each label (B, *spatial) per sample.
 
     ``scatter_add`` adds one voxel at a time: over a whole 2 x 128^3 batch in float32 it drifted by 4e-4 (relative)
-    and stops counting at 2^24 voxels of a label. Here it runs over rows of ``SUM_ROW`` voxels (views, no copy), whose
-    partial sums are then summed pairwise: within 3e-7 of float64, and 4x faster than one row per sample on the CPU
-    (more rows to share among threads; BENCHMARKS.md).
+    and stops counting at 2^24 voxels of a label. Here it runs over rows of ``SUM_ROW`` voxels, whose partial sums are
+    then summed pairwise: within 3e-7 of float64, and 4x faster than one row per sample on the CPU (more rows to share
+    among threads; BENCHMARKS.md). Compiles with dynamic shapes (a slice then a view did not, under inductor).
     """
     batch = values.shape[0]
     values, labels = values.reshape(batch, -1), labels.reshape(batch, -1)
-    n = values.shape[1]
-    head = n - n % SUM_ROW
-    rows = torch.zeros(batch, head // SUM_ROW, channels, dtype=values.dtype, device=values.device)
-    sums = rows.scatter_add_(2, labels[:, :head].view(batch, -1, SUM_ROW),
-                             values[:, :head].view(batch, -1, SUM_ROW)).sum(1)
-    if head == n:
-        return sums
-    tail = torch.zeros(batch, channels, dtype=values.dtype, device=values.device)
-    return sums + tail.scatter_add_(1, labels[:, head:], values[:, head:])
+    pad = -values.shape[1] % SUM_ROW
+    if pad:  # zeros in label 0's sum (a copy; nnU-Net's full-resolution patches need none)
+        values, labels = nn.functional.pad(values, (0, pad)), nn.functional.pad(labels, (0, pad))
+    rows = torch.zeros(batch, values.shape[1] // SUM_ROW, channels, dtype=values.dtype, device=values.device)
+    return rows.scatter_add_(2, labels.reshape(batch, -1, SUM_ROW), values.reshape(batch, -1, SUM_ROW)).sum(1)
 
 
 def masked(t: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
