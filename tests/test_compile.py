@@ -219,3 +219,20 @@ def test_per_label_sums_compile_with_inductor_and_dynamic_shapes():
         values, labels = torch.rand(2, n, generator=g), torch.randint(0, 3, (2, n), generator=g)
         expected = torch.zeros(2, 3, dtype=torch.float64).scatter_add_(1, labels, values.double())
         torch.testing.assert_close(compiled(values, labels, 3).double(), expected, rtol=1e-6, atol=0)
+
+
+def test_topk_dice_sorts_with_numpy_when_compiled_on_the_cpu(monkeypatch):
+    """``sorted_rows`` is a custom operator: a compiled graph calls numpy's sort on the CPU (torch's sort there is
+    4-30x slower), whole, and with torch.sort's values."""
+    import numpy as np
+
+    from nnunet_losses.losses import topk
+
+    calls = []
+    real_sort = np.sort
+    monkeypatch.setattr(topk.np, "sort", lambda *a, **k: calls.append(1) or real_sort(*a, **k))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda key: topk.sorted_rows(key * 3), fullgraph=True, backend="aot_eager")
+    key = torch.randint(-1000, 1000, (3, 5000), dtype=torch.int64)
+    assert torch.equal(compiled(key), torch.sort(key * 3, dim=-1).values)
+    assert calls
