@@ -70,7 +70,7 @@ def add_trainers_path(sub) -> None:
 
 def run_trainers(args) -> int:
     from .nnunet.naming import GRAMMAR
-    from .catalogue import FAMILIES, MAP_FAMILIES
+    from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES
     from .registry import get_spec
 
     print("nnU-Net trainers (export nnUNet_extTrainer=$(nnunet-losses trainers-path)):")
@@ -87,8 +87,10 @@ def run_trainers(args) -> int:
                 print(f"    _{p.code}: sets {p.loss_param}={p.flag_value!r} (default {defaults[p.loss_param]!r})")
             else:
                 print(f"    _{p.code}<number>: {p.loss_param} (default {defaults[p.loss_param]!r})")
-        if family.name in MAP_FAMILIES:
-            print(f"    map: {spec.needs_map}")
+        if family.name in ONLINE_MAP_FAMILIES:
+            print(f"    map: {spec.needs_map} (precomputed; _online: computed in the loader workers instead)")
+        elif family.name in MAP_FAMILIES:
+            print(f"    map: {spec.needs_map} (built on the training device from the labels)")
         if family.optimizer:
             print(f"    default optimizer: {family.optimizer} lr {family.lr} (nnU-Net's SGD: _sgd; see docs/learning.md)")
         print(f"    example: {family.example or family.name}")

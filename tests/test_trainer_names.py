@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from nnunet_losses.nnunet import trainers as T
-from nnunet_losses.nnunet.naming import TrainerNameError, format_number, parse_name, parse_number
+from nnunet_losses.nnunet.naming import TrainerNameError, check_name, format_number, parse_name, parse_number
 
 
 @pytest.mark.parametrize("value,text", [(0.5, "0p5"), (1.5, "1p5"), (50, "50"), (2.0, "2"), (1e-4, "1em4"),
@@ -54,6 +54,7 @@ def test_names_parse_to_settings(name, loss_params, training):
     ("ComboTrainer_lr0p0001", "ComboTrainer_lr1em4"),
     ("RRWTrainer_ep5_online", "RRWTrainer_online_ep5"),
     ("ComboTrainer_online", "ComboTrainer"),
+    ("RWACTrainer_online_ep5", "RWACTrainer_ep5"),  # its map 1 - Y is built on the device: _online changed nothing
     ("ComboTrainer_a1p5", "ComboTrainer"),          # alpha out of [0, 1]: the default
     ("IoUxyTrainer_a0p5_b1", None),                 # alpha + beta != 2
     ("TopKDiceTrainer_k0", "TopKDiceTrainer"),
@@ -131,3 +132,11 @@ def test_trainer_builds_outside_nnunet_train(tmp_path, monkeypatch):
     dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "x"}, "file_ending": ".nii.gz"}
     trainer = T.trainer_class("DiceBoundaryTrainer_ep3")(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
     assert trainer.num_epochs == 3 and trainer.output_folder.startswith(str(tmp_path))
+
+
+def test_online_applies_to_precomputed_maps_only():
+    from nnunet_losses.catalogue import ONLINE_MAP_FAMILIES
+
+    assert "RRWTrainer" in ONLINE_MAP_FAMILIES and "RWACTrainer" not in ONLINE_MAP_FAMILIES
+    with pytest.raises(TrainerNameError, match="RWACTrainer builds its map on the training device"):
+        check_name("RWACTrainer_online")

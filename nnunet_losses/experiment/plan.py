@@ -134,13 +134,13 @@ def _split_status(exp: Experiment, paths: Paths) -> str:
 
 def _map_kinds(exp: Experiment) -> List[str]:
     from ..nnunet.naming import parse_name
-    from ..catalogue import FAMILIES, MAP_FAMILIES
+    from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES
     from ..maps import STORED_KINDS
     from ..registry import get_spec
 
     kinds = set()
     for name in exp.trainers.values():
-        parsed = parse_name(name, FAMILIES, MAP_FAMILIES)
+        parsed = parse_name(name, FAMILIES, ONLINE_MAP_FAMILIES)
         kind = get_spec(parsed.family.loss).needs_map
         if kind in STORED_KINDS and not parsed.online:
             kinds.add(kind)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..catalogue import FAMILIES, MAP_FAMILIES, Family, NameParam  # noqa: F401  (the families' pure table)
+from ..catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam  # noqa: F401
 from ..registry import get_spec
 
 
@@ -174,12 +174,16 @@ def _read_loss_token(token: str, param: NameParam, loss_params: Dict[str, Any]) 
 
 
 def _read_run_token(token: str, option: str, values: Dict[str, Any], head: str,
-                    map_families: Tuple[str, ...]) -> bool:
+                    online_families: Tuple[str, ...]) -> bool:
     """Whether ``token`` spells the run option ``option`` (one of ``_RUN_OPTIONS``); if so, its value is put in
-    ``values``. ``_online`` is an error outside the map-based families."""
+    ``values``. ``_online`` is an error outside the families with precomputed maps."""
     if option == "online" and token == "online":
-        if head not in map_families:
-            raise TrainerNameError(f"'_online' applies to map-based families only ({', '.join(map_families)})")
+        if head in MAP_FAMILIES and head not in online_families:
+            raise TrainerNameError(f"'_online' changes nothing for {head}: {head} builds its map on the training "
+                                   "device from the labels, with nothing precomputed")
+        if head not in online_families:
+            raise TrainerNameError("'_online' applies to the families with precomputed maps only "
+                                   f"({', '.join(online_families)})")
         values["online"] = True
     elif option == "epochs" and re.fullmatch(r"ep\d+", token):
         values["epochs"] = _parse_int(token[2:], "ep")
@@ -203,7 +207,7 @@ def _check_run_values(values: Dict[str, Any]) -> None:
         raise TrainerNameError("_lr must be > 0")
 
 
-def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = ()) -> ParsedName:
+def parse_name(name: str, families: Dict[str, Family], online_families: Tuple[str, ...] = ()) -> ParsedName:
     """Parse ``name`` against ``families``; raises TrainerNameError (with the grammar) if malformed.
 
     Returns a ParsedName whose :func:`format_name` equals ``name`` (canonical by construction).
@@ -225,7 +229,7 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
         while position < len(stages) and not matched:
             stage = stages[position]
             position += 1
-            matched = (_read_run_token(token, stage, values, head, map_families) if isinstance(stage, str)
+            matched = (_read_run_token(token, stage, values, head, online_families) if isinstance(stage, str)
                        else _read_loss_token(token, stage, loss_params))
         if not matched:
             raise TrainerNameError(f"unexpected or out-of-order token {token!r}")
@@ -236,10 +240,10 @@ def parse_name(name: str, families: Dict[str, Family], map_families: Tuple[str, 
 
 
 def check_name(name: str, families: Dict[str, Family] = FAMILIES,
-               map_families: Tuple[str, ...] = MAP_FAMILIES) -> ParsedName:
+               online_families: Tuple[str, ...] = ONLINE_MAP_FAMILIES) -> ParsedName:
     """:func:`parse_name`, then the loss parameters' values checked by their registry spec (ranges, IoU_xy's
     alpha + beta = 2), the one place each is validated; raises TrainerNameError. Imports no nnU-Net."""
-    parsed = parse_name(name, families, map_families)
+    parsed = parse_name(name, families, online_families)
     try:  # refuse out-of-range values (ComboTrainer_a1p5, IoUxyTrainer_a0p5_b1) when the name is looked up
         get_spec(parsed.family.loss).resolve(**parsed.loss_kwargs())
     except (ValueError, TypeError) as err:
@@ -247,12 +251,12 @@ def check_name(name: str, families: Dict[str, Family] = FAMILIES,
     return parsed
 
 
-def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tuple[str, ...] = (),
+def nearest_valid_name(name: str, families: Dict[str, Family], online_families: Tuple[str, ...] = (),
                        check: Optional[Callable[[str], Any]] = None) -> str:
     """Best guess at what was meant: the closest family, number spellings fixed, tokens reordered, and tokens
     dropped (their defaults) until ``check`` accepts the name (default: :func:`parse_name`; the trainers also
     check the values' ranges, so an out-of-range value falls back to its default)."""
-    check = check or (lambda candidate: parse_name(candidate, families, map_families))
+    check = check or (lambda candidate: parse_name(candidate, families, online_families))
     head, *tokens = [t for t in name.replace("__", "_").split("_") if t] or [""]
     if head not in families:
         close = difflib.get_close_matches(head, families, n=1, cutoff=0.0)
@@ -291,10 +295,10 @@ def nearest_valid_name(name: str, families: Dict[str, Family], map_families: Tup
     return candidates[0] if candidates else head
 
 
-def explain(name: str, err: Exception, families: Dict[str, Family], map_families: Tuple[str, ...] = (),
+def explain(name: str, err: Exception, families: Dict[str, Family], online_families: Tuple[str, ...] = (),
             check: Optional[Callable[[str], Any]] = None) -> str:
     """The message shown for a malformed name: what is wrong, the grammar, the nearest valid name."""
-    nearest = nearest_valid_name(name, families, map_families, check)
+    nearest = nearest_valid_name(name, families, online_families, check)
     return (f"invalid nnunet-losses trainer name {name!r}: {err}\n  grammar: {GRAMMAR}\n"
             f"  nearest valid name: {nearest}\n  list every family with: nnunet-losses trainers")
 

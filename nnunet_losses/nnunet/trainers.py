@@ -22,7 +22,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from .._files import atomic_file, atomic_write_json, remove_partial_files
-from ..catalogue import FAMILIES, MAP_FAMILIES
+from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES
 from ..losses import combo_cpu, compile_loss
 from ..maps import PRECOMPUTED_KINDS
 from ..registry import build_loss, get_spec
@@ -326,7 +326,7 @@ def __getattr__(name: str):
     try:
         return trainer_class(name)
     except TrainerNameError as err:
-        message = explain(name, err, FAMILIES, MAP_FAMILIES, check_name)
+        message = explain(name, err, FAMILIES, ONLINE_MAP_FAMILIES, check_name)
         print(message, file=sys.stderr)  # nnU-Net's hasattr() swallows the AttributeError text
         _REFUSED.append(message)
         if sys.excepthook is sys.__excepthook__:
