@@ -193,3 +193,17 @@ def test_label_counts_go_past_two_to_the_24():
     labels = torch.ones(1, 1, n, 1, dtype=torch.int64)
     labels[0, 0, :2] = 0
     assert class_counts(labels, None, 2).tolist() == [[2.0, float(2 ** 24 + 4)]]
+
+
+@needs_kernel
+def test_the_kernel_converts_or_refuses_what_it_cannot_read():
+    """int32 labels and a float64 mask are converted (the kernel reads int64 and float32); float64 logits and
+    mismatched shapes are refused, before the C code could read past a buffer."""
+    x, labels, mask = _case((2, 3, 9, 7), 1.0, True)
+    expected = combo_cpu.FusedSoftmaxForegroundSums.apply(x, labels, mask)
+    converted = combo_cpu.FusedSoftmaxForegroundSums.apply(x, labels.int(), mask.double())
+    assert all(torch.equal(a, b) for a, b in zip(expected, converted))
+    with pytest.raises(TypeError, match="float32 CPU logits"):
+        combo_cpu.FusedSoftmaxForegroundSums.apply(x.double(), labels, mask)
+    with pytest.raises(ValueError, match="must have"):
+        combo_cpu.FusedSoftmaxForegroundSums.apply(x, labels[:, :, :4], mask)

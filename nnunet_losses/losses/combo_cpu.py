@@ -140,10 +140,16 @@ class FusedSoftmaxForegroundSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, mask):
+        if logits.device.type != "cpu" or logits.dtype != torch.float32:
+            raise TypeError(f"Combo's fused kernel takes float32 CPU logits, got {logits.dtype} on {logits.device}")
         x = logits.contiguous()
-        labels = labels.contiguous()
-        m = None if mask is None else mask.contiguous()
         batch, channels, n_vox = _shape(x)
+        if labels.numel() != batch * n_vox or (mask is not None and mask.numel() != batch * n_vox):
+            raise ValueError(f"Combo's fused kernel: labels {tuple(labels.shape)} and mask "
+                             f"{None if mask is None else tuple(mask.shape)} must have (B, 1, *spatial) of the logits "
+                             f"{tuple(logits.shape)}")
+        labels = labels.to(torch.int64).contiguous()  # the kernel reads int64 labels and float32 masks
+        m = None if mask is None else mask.to(torch.float32).contiguous()
         sums = torch.zeros(2 + 3 * batch * channels, dtype=torch.float64)
         if library().combo_forward(x.data_ptr(), labels.data_ptr(), _ptr(m), batch, channels, n_vox, _threads(),
                                    sums.data_ptr()):
