@@ -91,7 +91,7 @@ def library() -> Optional[ctypes.CDLL]:
         lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         warnings.warn(f"nnunet-losses: Combo's fused CPU kernel is unavailable ({err}); using its PyTorch path, "
-                      f"which is correct but about 3x slower on the CPU. Set {SWITCH}=f to silence this.",
+                      f"which is correct but 2-4x slower on the CPU (BENCHMARKS.md). Set {SWITCH}=f to silence this.",
                       stacklevel=2)
         return None
     lib.combo_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR]
