@@ -42,3 +42,12 @@ def test_every_imported_package_is_declared():
         assert names & declared, f"nnunet_losses imports {module} (distribution {names}) but pyproject.toml lacks it"
     assert "edt>=3.0" in project["dependencies"]  # LGPL from 3.0.0; GPL-3.0 before
     assert any(r.startswith("tomli") and "python_version < '3.11'" in r for r in project["dependencies"])
+
+
+def test_the_combo_kernel_source_ships_in_the_package():
+    """combo_cpu.c is compiled on first use from the installed package, so a wheel must carry it."""
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    from nnunet_losses.losses import combo_cpu
+
+    assert combo_cpu.SOURCE.name in package_data["nnunet_losses.losses"] and combo_cpu.SOURCE.is_file()
