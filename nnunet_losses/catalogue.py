@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
+from .maps import PRECOMPUTED_KINDS
 from .registry import get_spec
 
 
@@ -84,6 +85,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("CETrainer", "ce", "baseline: cross-entropy (nnU-Net's class)"),
 )}
 MAP_FAMILIES = tuple(name for name, f in FAMILIES.items() if get_spec(f.loss).needs_map)
-# `_online` computes a precomputed map in the loader workers instead; RW-AC's map 1 - Y is built on the training
-# device from the labels whatever the name says (nnunet/map_pipeline.py), so the option would change nothing there
-ONLINE_MAP_FAMILIES = tuple(name for name in MAP_FAMILIES if get_spec(FAMILIES[name].loss).needs_map != "ac")
+# `_online` computes a precomputed map in the loader workers instead; the others (RW-AC's 1 - Y) are built on the
+# training device from the labels whatever the name says (nnunet/map_pipeline.py): the option would change nothing
+ONLINE_MAP_FAMILIES = tuple(name for name in MAP_FAMILIES
+                            if get_spec(FAMILIES[name].loss).needs_map in PRECOMPUTED_KINDS)
