@@ -135,11 +135,24 @@ static void softmax_block(Work *k, const float *x, const int64_t *labels, const 
     }
 }
 
+/* Block blk of the batch (blocks of BLOCK voxels, sample by sample) through softmax_block; returns its length and
+ * sets its sample b and first voxel start. */
+static int64_t load_block(Work *k, const float *x, const int64_t *labels, const float *mask, int64_t channels,
+                          int64_t n_vox, int64_t blk, int64_t *b, int64_t *start) {
+    const int64_t blocks_per_sample = (n_vox + BLOCK - 1) / BLOCK;
+    *b = blk / blocks_per_sample;
+    *start = (blk % blocks_per_sample) * BLOCK;
+    const int64_t len = n_vox - *start < BLOCK ? n_vox - *start : BLOCK, vox = *b * n_vox + *start;
+    softmax_block(k, x + *b * channels * n_vox + *start, labels + vox, mask ? mask + vox : NULL, n_vox, channels,
+                  len);
+    return len;
+}
+
 /* Forward: sums = [pos, neg, inter (B, C), sum_p (B, C), counts (B, C)] in doubles, channel 0 left at 0; counts is
  * sum m t_c (the Dice's sum of t). Returns 0, or 1 when memory ran out. */
 int combo_forward(const float *x, const int64_t *labels, const float *mask, int64_t batch, int64_t channels,
                    int64_t n_vox, int threads, double *sums) {
-    const int64_t blocks_per_sample = (n_vox + BLOCK - 1) / BLOCK, blocks = batch * blocks_per_sample;
+    const int64_t blocks = batch * ((n_vox + BLOCK - 1) / BLOCK);
     const int64_t per_thread = 2 + 3 * batch * channels, bc = batch * channels;
     double *acc = calloc((size_t)threads * per_thread, sizeof(double));
     if (acc == NULL) return 1;
@@ -152,11 +165,8 @@ int combo_forward(const float *x, const int64_t *labels, const float *mask, int6
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; blk++) {
             if (!ok) continue;
-            const int64_t b = blk / blocks_per_sample, start = (blk % blocks_per_sample) * BLOCK;
-            const int64_t len = n_vox - start < BLOCK ? n_vox - start : BLOCK;
-            const int64_t vox = b * n_vox + start;
-            softmax_block(&k, x + b * channels * n_vox + start, labels + vox, mask ? mask + vox : NULL, n_vox,
-                          channels, len);
+            int64_t b, start;
+            const int64_t len = load_block(&k, x, labels, mask, channels, n_vox, blk, &b, &start);
             float pos = 0.0f, neg = 0.0f;
 #pragma omp simd reduction(+ : pos, neg)
             for (int64_t i = 0; i < len; i++) {
@@ -206,7 +216,7 @@ int combo_backward(const float *x, const int64_t *labels, const float *mask, int
                    int64_t n_vox, int threads, const float *g_pos_neg, const float *g_inter, const float *g_sum_p,
                    float *grad) {
     const float g_pos = g_pos_neg[0], g_neg = g_pos_neg[1];
-    const int64_t blocks_per_sample = (n_vox + BLOCK - 1) / BLOCK, blocks = batch * blocks_per_sample;
+    const int64_t blocks = batch * ((n_vox + BLOCK - 1) / BLOCK);
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
@@ -216,11 +226,9 @@ int combo_backward(const float *x, const int64_t *labels, const float *mask, int
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; blk++) {
             if (!ok || !phi) continue;
-            const int64_t b = blk / blocks_per_sample, start = (blk % blocks_per_sample) * BLOCK;
-            const int64_t len = n_vox - start < BLOCK ? n_vox - start : BLOCK;
-            const int64_t vox = b * n_vox + start;
+            int64_t b, start;
+            const int64_t len = load_block(&k, x, labels, mask, channels, n_vox, blk, &b, &start);
             const float *xb = x + b * channels * n_vox + start;
-            softmax_block(&k, xb, labels + vox, mask ? mask + vox : NULL, n_vox, channels, len);
 #pragma omp simd
             for (int64_t i = 0; i < len; i++) phi[i] = k.lab[i] >= 1.0f ? -g_pos : 0.0f;
             for (int64_t c = 1; c < channels; c++) { /* phi = sum_c b_c rho_c - a - sum_c gamma_c p_c */
