@@ -222,8 +222,8 @@ def test_per_label_sums_compile_with_inductor_and_dynamic_shapes():
 
 
 def test_topk_dice_sorts_with_numpy_when_compiled_on_the_cpu(monkeypatch):
-    """``sorted_rows`` is a custom operator: a compiled graph calls numpy's sort on the CPU (torch's sort there is
-    4-30x slower), whole, and with torch.sort's values."""
+    """``sorted_rows`` and ``sorted_at`` are custom operators: a compiled graph calls numpy's sort on the CPU (torch's
+    sort there is 4-30x slower), whole, and with torch.sort's values."""
     import numpy as np
 
     from nnunet_losses.losses import topk
@@ -232,7 +232,48 @@ def test_topk_dice_sorts_with_numpy_when_compiled_on_the_cpu(monkeypatch):
     real_sort = np.sort
     monkeypatch.setattr(topk.np, "sort", lambda *a, **k: calls.append(1) or real_sort(*a, **k))
     torch._dynamo.reset()
-    compiled = torch.compile(lambda key: topk.sorted_rows(key * 3), fullgraph=True, backend="aot_eager")
     key = torch.randint(-1000, 1000, (3, 5000), dtype=torch.int64)
-    assert torch.equal(compiled(key), torch.sort(key * 3, dim=-1).values)
-    assert calls
+    expected = torch.sort(key * 3, dim=-1).values
+    compiled = torch.compile(lambda key: topk.sorted_rows(key * 3), fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(key), expected)
+    assert len(calls) == 1
+    position = torch.tensor([[0, 4999, 17], [5, 5, 2500], [4998, 1, 0]])
+    compiled = torch.compile(lambda key, at: topk.sorted_at(key * 3, at + 0), fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(key, position), expected.gather(1, position))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 7), (3, 5)])
+def test_pick_is_a_gather_eager_and_compiled(shape):
+    """TopK Dice's ``pick``: a gather eager, a sum of ``where`` over the classes compiled; the same values, for a
+    (B, C, N) tensor and for a (B, C) table."""
+    from nnunet_losses.losses.topk import pick
+
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(*shape, generator=g)
+    labels = torch.randint(0, shape[1], (shape[0], 7), generator=g)
+    expected = torch.stack([values[b, labels[b], torch.arange(7)] if values.ndim == 3 else values[b, labels[b]]
+                            for b in range(shape[0])])
+    assert torch.equal(pick(values, labels), expected)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(pick, fullgraph=True, backend="aot_eager")(values, labels), expected)
+
+
+@pytest.mark.parametrize("ignore_label", [None, 3])
+def test_ce_and_topk_dice_compile_with_inductor_and_equal_eager(ignore_label):
+    """CE + TopK Dice (label mode) through inductor itself, not only ``aot_eager``: its compiled branches (``pick``,
+    the backward's per-class add, ``sorted_at``) give eager's value and gradient, at two shapes (a static graph,
+    then a dynamic one, as with deep supervision)."""
+    torch._dynamo.reset()
+    loss = build_loss("topk_dice", ignore_label=ignore_label)
+    compiled = torch.compile(loss)
+    for size in (24, 12):
+        g = torch.Generator().manual_seed(size)
+        logits = torch.randn(2, NUM_CLASSES, size, size + 3, generator=g)
+        target = torch.randint(0, NUM_CLASSES, (2, 1, size, size + 3), generator=g)
+        if ignore_label is not None:
+            target[:, :, :2] = ignore_label
+        expected, expected_grad = _value_and_grad(loss, logits, target, None, False)
+        value, grad = _value_and_grad(compiled, logits, target, None, False)
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-7)

@@ -227,13 +227,12 @@ def dropped_by_label(tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tens
         key = (code * counted) ^ torch.iinfo(torch.int32).min
     else:
         key = (((labels + (1 - first)) << 32) | tp.view(torch.int32).to(torch.int64)) * counted
-    ordered = sorted_rows(key)
     n_keep = torch.ceil(k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
     uncounted = key.shape[1] - counts.sum(1, keepdim=True)
     position = (uncounted + counts.cumsum(1) - counts + n_keep - 1).clamp_max(key.shape[1] - 1)
-    threshold = ordered.gather(1, position)  # (B, C); meaningless for a class without counted voxels
+    threshold = sorted_at(key, position)  # (B, C); meaningless for a class without counted voxels
     # False for the uncounted: their key is the smallest there is
-    return key > threshold.gather(1, labels)
+    return key > pick(threshold, labels)
 
 
 class LabelTopKDiceSums(torch.autograd.Function):
@@ -264,12 +263,12 @@ class LabelTopKDiceSums(torch.autograd.Function):
         batch, channels, _ = logits.shape
         if with_ce:
             log_p = torch.log_softmax(logits, 1)
-            log_p_own = log_p.gather(1, labels)[:, 0]
+            log_p_own = pick(log_p, labels[:, 0])
             nll = -sum_of_products(log_p_own, mask)
             p, p_own = log_p.exp_(), log_p_own.exp_()  # P^c at the voxels of class c: the same exp, no 2nd gather
         else:
             p = torch.softmax(logits, 1)
-            p_own, nll = p.gather(1, labels)[:, 0], logits.new_zeros(())
+            p_own, nll = pick(p, labels[:, 0]), logits.new_zeros(())
         if mask is not None:
             p.mul_(mask)
             p_own.mul_(mask[:, 0])
@@ -298,14 +297,52 @@ class LabelTopKDiceSums(torch.autograd.Function):
         pad = (ctx.first, channels - ctx.first - g_num.shape[1])
         g_num, g_den = nn.functional.pad(g_num, pad), nn.functional.pad(g_den, pad)  # (B, C), 0 for uncounted
         own = labels[:, 0]
-        a = 2.0 * (kept * g_num.gather(1, own) - dropped * g_den.gather(1, own) * p_own)
+        a = 2.0 * (kept * pick(g_num, own) - dropped * pick(g_den, own) * p_own)
         grad = p * (2.0 * g_den).unsqueeze(-1)
         grad.mul_(p)  # 2 g_den[j] p_j^2
         s = grad.sum(1).addcmul_(p_own, a)
         grad.addcmul_(p, (g_nll - s).unsqueeze(1))
         own_term = p_own * a - (g_nll if mask is None else g_nll * mask[:, 0])
+        if torch.compiler.is_compiling():  # inductor's CPU code stores a scatter lane by lane (see ``pick``)
+            classes = torch.arange(channels, device=labels.device).view(1, -1, 1)
+            return (grad + torch.where(labels == classes, own_term.unsqueeze(1), 0),) + (None,) * 9
         grad.scatter_add_(1, labels, own_term.unsqueeze(1))
         return grad, None, None, None, None, None, None, None, None, None
+
+
+def pick(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, N): each voxel's entry of its own label, ``values[b, labels[b, n], n]`` from (B, C, N) ``values``, or
+    ``values[b, labels[b, n]]`` from a small (B, C) table; ``labels`` (B, N).
+
+    Eager, a ``gather``. Compiled, a sum over the C classes of ``where(labels == c, ...)``, the same values: inductor's
+    CPU code reads a gather's 16 lanes one by one (CE + TopK Dice compiled, 2D, 1 thread: its backward kernel at the
+    full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, twelfth session).
+    """
+    if not torch.compiler.is_compiling():
+        return values.gather(1, labels) if values.ndim == 2 else values.gather(1, labels.unsqueeze(1))[:, 0]
+    if values.ndim == 2:
+        values = values.unsqueeze(-1)
+    classes = torch.arange(values.shape[1], device=labels.device).view(1, -1, 1)
+    return torch.where(labels.unsqueeze(1) == classes, values, 0).sum(1)
+
+
+def sorted_at(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """(B, P): the values at ``position`` (B, P) of each row of (B, N) ``key`` once sorted, as
+    ``sorted_rows(key).gather(1, position)``, in one custom operator: a compiled graph gets the small (B, P) table
+    from it instead of fusing the gather into the per-voxel comparison that follows (one read of the sorted row per
+    voxel; that kernel took 11.7-12.0 ms per call, 10.6-10.8 ms with this; same measurement as ``pick``).
+    """
+    return torch.ops.nnunet_losses.sorted_at(key, position)
+
+
+@torch.library.custom_op("nnunet_losses::sorted_at", mutates_args=())
+def _sorted_at(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    return _sorted_rows(key).gather(1, position)
+
+
+@_sorted_at.register_fake
+def _sorted_at_shape(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    return key.new_empty(position.shape)
 
 
 def sorted_rows(key: torch.Tensor) -> torch.Tensor:
