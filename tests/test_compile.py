@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from nnunet_losses.losses import compile_loss
 from nnunet_losses.registry import REGISTRY, build_loss
 
 NUM_CLASSES = 4
@@ -254,19 +255,20 @@ def test_pick_is_a_gather_eager_and_compiled(shape):
     labels = torch.randint(0, shape[1], (shape[0], 7), generator=g)
     expected = torch.stack([values[b, labels[b], torch.arange(7)] if values.ndim == 3 else values[b, labels[b]]
                             for b in range(shape[0])])
-    assert torch.equal(pick(values, labels), expected)
     torch._dynamo.reset()
-    assert torch.equal(torch.compile(pick, fullgraph=True, backend="aot_eager")(values, labels), expected)
+    compiled = torch.compile(pick, fullgraph=True, backend="aot_eager")
+    assert torch.equal(pick(values, labels), expected) and torch.equal(compiled(values, labels), expected)
 
 
 @pytest.mark.parametrize("ignore_label", [None, 3])
-def test_ce_and_topk_dice_compile_with_inductor_and_equal_eager(ignore_label):
-    """CE + TopK Dice (label mode) through inductor itself, not only ``aot_eager``: its compiled branches (``pick``,
-    the backward's per-class add, ``sorted_at``) give eager's value and gradient, at two shapes (a static graph,
-    then a dynamic one, as with deep supervision)."""
+@pytest.mark.parametrize("name", ["topk_dice", "combo"])
+def test_label_losses_compile_with_inductor_and_equal_eager(name, ignore_label):
+    """CE + TopK Dice and Combo's PyTorch path (label mode) through inductor itself, not only ``aot_eager`` (TopK's
+    compiled branches: ``pick``, the backward's per-class add, ``sorted_at``): eager's value and gradient, at two
+    shapes (a static graph, then a dynamic one, as with deep supervision)."""
     torch._dynamo.reset()
-    loss = build_loss("topk_dice", ignore_label=ignore_label)
-    compiled = torch.compile(loss)
+    loss = build_loss(name, ignore_label=ignore_label)
+    compiled = compile_loss(loss)
     for size in (24, 12):
         g = torch.Generator().manual_seed(size)
         logits = torch.randn(2, NUM_CLASSES, size, size + 3, generator=g)
