@@ -303,22 +303,28 @@ class LabelTopKDiceSums(torch.autograd.Function):
         s = grad.sum(1).addcmul_(p_own, a)
         grad.addcmul_(p, (g_nll - s).unsqueeze(1))
         own_term = p_own * a - (g_nll if mask is None else g_nll * mask[:, 0])
-        if torch.compiler.is_compiling():  # inductor's CPU code stores a scatter lane by lane (see ``pick``)
+        if _compiled_on_cpu(labels):  # inductor's CPU code stores a scatter lane by lane (see ``pick``)
             classes = torch.arange(channels, device=labels.device).view(1, -1, 1)
             return (grad + torch.where(labels == classes, own_term.unsqueeze(1), 0),) + (None,) * 9
         grad.scatter_add_(1, labels, own_term.unsqueeze(1))
         return grad, None, None, None, None, None, None, None, None, None
 
 
+def _compiled_on_cpu(t: torch.Tensor) -> bool:
+    """Traced by ``torch.compile`` for the CPU, where inductor writes C++: there gathers and scatters are scalar."""
+    return torch.compiler.is_compiling() and t.device.type == "cpu"
+
+
 def pick(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, N): each voxel's entry of its own label, ``values[b, labels[b, n], n]`` from (B, C, N) ``values``, or
     ``values[b, labels[b, n]]`` from a small (B, C) table; ``labels`` (B, N).
 
-    Eager, a ``gather``. Compiled, a sum over the C classes of ``where(labels == c, ...)``, the same values: inductor's
-    CPU code reads a gather's 16 lanes one by one (CE + TopK Dice compiled, 2D, 1 thread: its backward kernel at the
-    full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, twelfth session).
+    A ``gather``; compiled for the CPU, a sum over the C classes of ``where(labels == c, ...)``, the same values:
+    inductor's CPU code reads a gather's 16 lanes one by one (CE + TopK Dice compiled, 2D, 1 thread: its backward
+    kernel at the full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, twelfth
+    session). On a GPU, where this was never measured, a compiled graph keeps the gather.
     """
-    if not torch.compiler.is_compiling():
+    if not _compiled_on_cpu(labels):
         return values.gather(1, labels) if values.ndim == 2 else values.gather(1, labels.unsqueeze(1))[:, 0]
     if values.ndim == 2:
         values = values.unsqueeze(-1)
