@@ -305,8 +305,9 @@ class LabelTopKDiceSums(torch.autograd.Function):
         own_term = p_own * a - (g_nll if mask is None else g_nll * mask[:, 0])
         if _compiled_on_cpu(labels):  # inductor's CPU code stores a scatter lane by lane (see ``pick``)
             classes = torch.arange(channels, device=labels.device).view(1, -1, 1)
-            return (grad + torch.where(labels == classes, own_term.unsqueeze(1), 0),) + (None,) * 9
-        grad.scatter_add_(1, labels, own_term.unsqueeze(1))
+            grad = grad + torch.where(labels == classes, own_term.unsqueeze(1), 0)
+        else:
+            grad.scatter_add_(1, labels, own_term.unsqueeze(1))
         return grad, None, None, None, None, None, None, None, None, None
 
 
