@@ -14,7 +14,7 @@ import os
 import sys
 
 from ._args import positive_int
-from .report.catalogue import PLOTS, REPORT_METRICS
+from .report.catalogue import MEANS, PLOTS, REPORT_METRICS
 from .synthetic_images import GENERATORS
 
 
@@ -225,7 +225,7 @@ def run_evaluate(args) -> int:
                              num_processes=args.np, output=output, progress=not args.no_progress,
                              both_empty=args.both_empty, nsd_tolerance=parse_tolerances(args.nsd_tolerance),
                              strict=args.strict, expected_cases=expected)
-    print(format_summary(result))
+    print(format_summary(result, args.mean))
     print(f"wrote {output} and its per-case CSV")
     return 0
 
@@ -271,6 +271,10 @@ def add_evaluate(sub) -> None:
     p.add_argument("--split", default=None, help="nnU-Net's splits_final.json: with --fold, only that fold's "
                                                  "validation cases need a prediction")
     p.add_argument("--fold", default=None, help="fold of --split (a number or all)")
+    p.add_argument("--mean", choices=MEANS, default="per-class",
+                   help="the mean row printed: per-class (default) = the mean of the class means (nnU-Net's "
+                        "foreground_mean); per-case = the mean over cases of each case's class mean. The JSON "
+                        "holds both (foreground_mean, mean_foreground)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_evaluate)
 
@@ -437,7 +441,7 @@ def run_report(args) -> int:
     path = build_report(args.eval_root, args.o or os.path.join(os.path.dirname(os.path.abspath(args.eval_root)),
                                                                "report"),
                         reference=args.reference, order=args.order, metrics=args.metrics, plots=args.plots,
-                        permutations=args.permutations, title=args.title)
+                        permutations=args.permutations, title=args.title, mean=args.mean)
     print(f"wrote {path}")
     return 0
 
@@ -465,6 +469,10 @@ def add_report(sub) -> None:
                    help="figures (default box)")
     p.add_argument("--permutations", type=int, default=10000, help="permutations per test (default 10000)")
     p.add_argument("--title", default="Results", help="report title")
+    p.add_argument("--mean", choices=MEANS, default="per-class",
+                   help="the mean column over classes: per-class (default) = the mean of the class means, each over "
+                        "the cases where the class is defined (nnU-Net's foreground_mean); per-case = the mean over "
+                        "cases of each case's mean over its classes (a class absent from most cases hardly counts)")
     p.set_defaults(func=run_report)
 
 

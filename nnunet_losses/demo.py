@@ -81,9 +81,10 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
         results.append({"trainer": run.trainer, "cases": evaluation["num_cases"],
                         "dice": {c: summary[c]["dice"]["mean"] for c in classes},
                         "hd95": {c: summary[c]["hd95"]["mean"] for c in classes},
-                        "mean_dice": summary["mean_foreground"]["dice"]["mean"]})
+                        "mean_dice": summary["foreground_mean"]["dice"]})
     table = format_table(results, classes)
-    printer(f"per-class Dice and HD95 on the {results[0]['cases']} held-out cases (mean over them; {exp.evaluate} set)")
+    printer(f"per-class Dice and HD95 on the {results[0]['cases']} held-out cases (mean over them; {exp.evaluate} "
+            "set); mean Dice (per class) = the mean over classes of the class means (nnU-Net's foreground_mean)")
     printer(table)
     out = json_out or os.path.join(root, "demo_results.json")
     atomic_write_text(out, json.dumps(results, indent=2))
@@ -94,12 +95,16 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
     return results
 
 
+def _number(value: Optional[float], digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def format_table(results: List[Dict], class_names: List[str]) -> str:
-    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean Dice | "
+    lines = ["| trainer | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean Dice (per class) | "
              + " | ".join(f"HD95 {c}" for c in class_names) + " |",
              "|---|" + "---|" * (2 * len(class_names) + 1)]
     for r in results:
-        lines.append(f"| {r['trainer']} | " + " | ".join(f"{r['dice'][c]:.3f}" for c in class_names)
-                     + f" | {r['mean_dice']:.3f} | " + " | ".join(f"{r['hd95'][c]:.1f}" for c in class_names)
-                     + " |")
+        lines.append(f"| {r['trainer']} | " + " | ".join(_number(r['dice'][c], 3) for c in class_names)
+                     + f" | {_number(r['mean_dice'], 3)} | "
+                     + " | ".join(_number(r['hd95'][c], 1) for c in class_names) + " |")
     return "\n".join(lines)

@@ -273,7 +273,7 @@ def test_evaluate_command_in_parallel(folders, tmp_path):
     proc = subprocess.run([cli, "evaluate", str(folders["pred"]), str(folders["ref"]), "-o", str(out), "-np", "2",
                            "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "RV" in proc.stdout and "mean_foreground" in proc.stdout
+    assert "RV" in proc.stdout and "mean (per class)" in proc.stdout and "foreground_mean" in proc.stdout
     serial = evaluate_folder(str(folders["pred"]), str(folders["ref"]), progress=False)
     assert json.loads(out.read_text())["summary"] == json.loads(json.dumps(serial["summary"]))
     proc = subprocess.run([cli, "evaluate", str(tmp_path / "missing"), str(folders["ref"])], capture_output=True,

@@ -230,3 +230,68 @@ def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
     proc = _report_cli(root, "-o", tmp_path / "r", "--plots", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def _evaluation_by_class(root, label, trainer, dice, **extra):
+    """``dice[case][class]``; NaN = the class is absent from both masks (undefined, as nnU-Net's evaluator)."""
+    classes = list(next(iter(dice.values())))
+    cases = [{"case": case, "class": cls, "status": "both_empty" if math.isnan(d) else "both",
+              "dice": None if math.isnan(d) else d, "hd": None if math.isnan(d) else 10 * (1 - d)}
+             for case, row in dice.items() for cls, d in row.items()]
+    per_case_means = [np.nanmean(list(row.values())) for row in dice.values()]
+    summary = {cls: {"status": {"both": 0, "ref_empty": 0, "pred_empty": 0, "both_empty": 0}} for cls in classes}
+    summary["mean_foreground"] = {"dice": {"mean": float(np.mean(per_case_means))}}
+    folder = root / label / trainer
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fold_0.json").write_text(json.dumps({
+        "pred_dir": str(root / "results" / trainer / "fold_0" / "validation"),
+        "classes": [{"name": c} for c in classes], "cases": cases, "summary": summary, **extra}))
+
+
+@pytest.fixture
+def one_class_against_every_class(tmp_path):
+    """Seven classes over 20 cases; the large class is in every case, each of the six small ones in 2 cases. Loss
+    'OneClass' is perfect on the large class and misses every small one; 'Even' reaches 0.6 on every class."""
+    root = tmp_path / "evaluation"
+    classes = ["large"] + [f"small{k}" for k in range(6)]
+    present = {f"c{i:02d}": {"large"} | {f"small{k}" for k in range(6) if i in (2 * k, 2 * k + 1)}
+               for i in range(20)}
+    one = {case: {cls: (1.0 if cls == "large" else 0.0) if cls in there else math.nan for cls in classes}
+           for case, there in present.items()}
+    even = {case: {cls: 0.6 if cls in there else math.nan for cls in classes} for case, there in present.items()}
+    _evaluation_by_class(root, "Even", "DiceCETrainer", even, **NNUNET)
+    _evaluation_by_class(root, "OneClass", "RRWTrainer", one, **NNUNET)
+    per_case_one = float(np.mean([np.nanmean(list(row.values())) for row in one.values()]))
+    return root, per_case_one
+
+
+def test_the_per_class_mean_ranks_a_loss_that_learns_every_class_above_one_that_learns_one(
+        one_class_against_every_class, tmp_path):
+    root, per_case_one = one_class_against_every_class
+    text = open(build_report(str(root), str(tmp_path / "r"), reference="Even", order=["Even", "OneClass"],
+                             metrics=["dice"], plots=["box", "cdf"], permutations=2000)).read()
+    assert "| loss | large | small0 | small1 | small2 | small3 | small4 | small5 | mean (per class) |" in text
+    assert "mean (per class) = the mean over classes of each class's mean over the cases where it is defined " \
+           "(nnU-Net's foreground_mean)" in text
+    even, one = _row(text, "Even (ref.)"), _row(text, "OneClass")
+    assert even.endswith("| **0.600 ± 0.000** |")
+    # one class of seven at 1, six at 0: 1/7, ± the std over the seven class means, significantly below 0.6
+    assert one.endswith(f"| {1 / 7:.3f} ± {np.std([1] + [0] * 6):.3f}\\* |")
+    assert per_case_one > 0.6  # what the per-case mean credits it with: more than Even
+    text = open(build_report(str(root), str(tmp_path / "r_case"), reference="Even", metrics=["dice"], plots=[],
+                             permutations=2000, mean="per-case")).read()
+    assert "mean (per case) = the mean over cases of each case's mean over its defined classes" in text
+    assert _row(text, "OneClass").endswith(f"| **{per_case_one:.3f} ± " + _row(text, "OneClass").split(" ± ")[-1])
+
+
+def test_report_command_names_its_mean(one_class_against_every_class, tmp_path):
+    root, _ = one_class_against_every_class
+    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--permutations", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert "| mean (per class) |" in (tmp_path / "r" / "table.md").read_text()
+    assert r"mean (per class)" in (tmp_path / "r" / "table.tex").read_text()
+    proc = _report_cli(root, "-o", tmp_path / "r2", "--metrics", "dice", "--plots", "--mean", "per-case")
+    assert proc.returncode == 0, proc.stderr
+    assert "| mean (per case) |" in (tmp_path / "r2" / "table.md").read_text()
+    proc = _report_cli(root, "-o", tmp_path / "r3", "--mean", "per-voxel")
+    assert proc.returncode == 2 and "invalid choice: 'per-voxel'" in proc.stderr

@@ -50,6 +50,7 @@ BASE = 'name = "t"\ndataset = 901\nconfiguration = "2d"\n'
     ('convert = "synthetic"\nsynthetic_train = 1\n', 'RRW = "RRWTrainer"\n', "synthetic_train must be"),
     ('synthetic_kind = "phantom"\n', 'RRW = "RRWTrainer"\n', "need convert"),
     ('convert = "synthetic"\nsynthetic_kind = "mri"\n', 'RRW = "RRWTrainer"\n', "synthetic_kind = 'mri'.*phantom"),
+    ('mean = "per-voxel"\n', 'RRW = "RRWTrainer"\n', "mean = 'per-voxel'; choose one of \\('per-class', 'per-case'\\)"),
 ])
 def test_spec_errors_are_clear(tmp_path, extra, trainers, message):
     with pytest.raises(ValueError, match=message):
@@ -303,6 +304,7 @@ def test_local_run_writes_split_evaluations_and_report(tiny_run):
     report = (work / "report" / "report.md").read_text()
     assert "| RRW (ref.) |" in report and "| Dice |" in report and "**HD95 pooled (mm)**" in report
     assert "Empty masks: nnU-Net's evaluator" in report
+    assert "| mean (per class) |" in report and "(nnU-Net's foreground_mean)" in report
     for png in ("box_dice.png", "box_hd95.png", "cdf_dice.png", "curves_pseudo_dice.png"):
         data = (work / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000 and f"]({png})" in report

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nnunet_losses.stats import bootstrap_ci, ecdf, paired_permutation_test
+from nnunet_losses.stats import bootstrap_ci, ecdf, paired_class_mean_test, paired_permutation_test
 
 
 def test_exact_p_value_by_hand():
@@ -88,3 +88,38 @@ def test_ecdf_steps_and_ties():
         ecdf([])
     with pytest.raises(ValueError, match="nan_policy"):
         ecdf([1.0], nan_policy="skip")
+
+
+def _class_mean_statistic(a, b):
+    both = ~np.isnan(a) & ~np.isnan(b)
+    kept = both.any(axis=0)
+    return np.mean([np.mean((a - b)[both[:, c], c]) for c in np.flatnonzero(kept)])
+
+
+def test_class_mean_test_flips_each_case_vector_as_a_whole():
+    """Exact enumeration of the 2^n flips of whole case vectors, computed directly from the class means."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.4, 0.9, (9, 4))
+    b = a - rng.normal(0.03, 0.05, (9, 4))
+    a[rng.random((9, 4)) < 0.3] = np.nan  # undefined values on either side
+    b[0, 3] = np.nan
+    a[:, 2] = np.nan  # a class defined nowhere is left out
+    observed = abs(_class_mean_statistic(a, b))
+    count = 0
+    for code in range(2 ** 9):
+        signs = np.array([-1.0 if code >> i & 1 else 1.0 for i in range(9)])[:, None]
+        # flipping a case swaps its two vectors: the differences change sign, case by case
+        flipped_a = np.where(signs > 0, a, b)
+        flipped_b = np.where(signs > 0, b, a)
+        count += abs(_class_mean_statistic(flipped_a, flipped_b)) >= observed - 1e-12
+    assert paired_class_mean_test(a, b) == pytest.approx(count / 2 ** 9)
+
+
+def test_class_mean_test_of_one_class_is_the_paired_test_and_refuses_other_shapes():
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(size=12), rng.uniform(size=12)
+    assert paired_class_mean_test(a[:, None], b[:, None], n_permutations=500, seed=1) == \
+        paired_permutation_test(a, b, n_permutations=500, seed=1)
+    assert paired_class_mean_test(np.full((3, 2), np.nan), np.zeros((3, 2))) == 1.0
+    with pytest.raises(ValueError, match="one shape"):
+        paired_class_mean_test(np.zeros((3, 2)), np.zeros((3, 3)))

@@ -13,7 +13,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from ..report.catalogue import PLOTS, REPORT_METRICS
+from ..report.catalogue import MEANS, PLOTS, REPORT_METRICS
 from ..synthetic_images import GENERATORS
 
 CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
@@ -21,7 +21,7 @@ SPLITS = ("half", "alternate", "nnunet")
 EVALUATE = ("validation", "test")
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
 _KNOWN = {"name", "paper", "description", "dataset", "convert", "configuration", "plans", "folds", "split",
-          "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations",
+          "split_group", "split_seed", "split_offset", "runs", "reference", "metrics", "plots", "permutations", "mean",
           "trainers", "evaluate", "synthetic_train", "synthetic_test", "synthetic_kind"}
 
 
@@ -62,6 +62,7 @@ class Experiment:
     evaluate: str = "validation"  # or "test": the held-out imagesTs/labelsTs of the raw dataset
     synthetic_cases: Tuple[int, int] = (12, 4)  # convert = "synthetic": training and test images generated
     synthetic_kind: str = "discs"  # convert = "synthetic": the generator (synthetic_images.GENERATORS)
+    mean: str = "per-class"  # the report's mean column over classes (report.catalogue.MEANS)
 
     @property
     def matrix(self) -> List[Run]:
@@ -139,11 +140,12 @@ def _read_tables(path: str) -> dict:
 
 
 def _check_choices(path: str, texts: dict, metrics: tuple, plots: tuple) -> None:
-    """Values from a fixed list: converter, split, evaluation set, nnU-Net configuration, metrics, plots."""
+    """Values from a fixed list: converter, split, evaluation set, report mean, nnU-Net configuration, metrics,
+    plots."""
     from ..nnunet.small_plans import parse_small_plans_name
     from .split import compile_group
 
-    for key, allowed in (("convert", CONVERTERS), ("split", SPLITS), ("evaluate", EVALUATE)):
+    for key, allowed in (("convert", CONVERTERS), ("split", SPLITS), ("evaluate", EVALUATE), ("mean", MEANS)):
         if texts[key] not in allowed:
             _fail(path, f"{key} = {texts[key]!r}; choose one of {allowed}")
     small = parse_small_plans_name(texts["plans"])
@@ -190,7 +192,8 @@ def load_experiment(path: str) -> Experiment:
         _fail(path, f"name {name!r}: letters, digits, '_', '.', '-' only (it names a folder)")
     texts = {key: _value(path, exp, key, str, default) for key, default in (
         ("paper", ""), ("description", ""), ("convert", ""), ("configuration", None), ("plans", "nnUNetPlans"),
-        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"), ("synthetic_kind", "discs"))}
+        ("split", "nnunet"), ("split_group", ""), ("evaluate", "validation"), ("synthetic_kind", "discs"),
+        ("mean", "per-class"))}
     numbers = {key: _value(path, exp, key, int, default) for key, default in (
         ("dataset", None), ("runs", 1), ("permutations", 10000), ("split_seed", 0), ("split_offset", 0),
         ("synthetic_train", 12), ("synthetic_test", 4))}
@@ -210,4 +213,4 @@ def load_experiment(path: str) -> Experiment:
                       reference=reference, metrics=metrics, plots=plots, permutations=numbers["permutations"],
                       trainers=dict(trainers), evaluate=texts["evaluate"],
                       synthetic_cases=(numbers["synthetic_train"], numbers["synthetic_test"]),
-                      synthetic_kind=texts["synthetic_kind"])
+                      synthetic_kind=texts["synthetic_kind"], mean=texts["mean"])

@@ -253,7 +253,7 @@ def report_step(exp: Experiment, paths: Paths) -> Step:
                 ["nnunet-losses", "report", os.path.join(paths.work, "evaluation"), "-o",
                  os.path.join(paths.work, "report"), "--reference", exp.reference, "--order", *exp.trainers,
                  "--metrics", *exp.metrics, "--plots", *exp.plots, "--permutations", str(exp.permutations),
-                 "--title", title])
+                 "--mean", exp.mean, "--title", title])
 
 
 def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:

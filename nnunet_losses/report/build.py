@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 from .._files import atomic_write_text
 from .collect import Coverage, RunResult, check_comparable, coverage, load_results, per_case
 from .plots import box_plots, cdf_plot, curves_plot
-from .tables import TITLES, build_table, p_value_rows, to_latex, to_markdown
+from .tables import MEAN_CAPTIONS, TITLES, build_table, p_value_rows, to_latex, to_markdown
 from .training_log import parse_training_logs
 
 HD95_NAMES = {"hd95": "HD95 pooled = 95th percentile of both directions' surface distances together (medpy, the "
@@ -34,7 +34,7 @@ def _csv(rows: List[Dict[str, object]]) -> str:
 
 
 def _plots(results: Dict[str, List[RunResult]], out: str, metrics: Sequence[str], plots: Sequence[str],
-           cases: Sequence[str]) -> List[str]:
+           cases: Sequence[str], mean: str) -> List[str]:
     classes = next(iter(results.values()))[0].classes
     made = []
     if "box" in plots:
@@ -43,8 +43,9 @@ def _plots(results: Dict[str, List[RunResult]], out: str, metrics: Sequence[str]
                       for loss, runs in results.items()}
             made.append(box_plots(values, TITLES.get(metric, metric), os.path.join(out, f"box_{metric}.png")))
     if "cdf" in plots:
-        final = {loss: [run.mean_foreground("dice") for run in runs] for loss, runs in results.items()}
-        made.append(cdf_plot(final, os.path.join(out, "cdf_dice.png")))
+        final = {loss: [run.mean_over_classes("dice", mean) for run in runs] for loss, runs in results.items()}
+        label = f"Final mean Dice ({mean.replace('-', ' ')})"
+        made.append(cdf_plot(final, os.path.join(out, "cdf_dice.png"), label))
     if "curves" in plots:
         curves = {loss: [parse_training_logs(run.fold_dir)["mean_pseudo_dice"] for run in runs]
                   for loss, runs in results.items()}
@@ -54,10 +55,10 @@ def _plots(results: Dict[str, List[RunResult]], out: str, metrics: Sequence[str]
 
 
 def _caption(title: str, first: RunResult, metrics: Sequence[str], reference: str, permutations: int,
-             cov: Coverage) -> str:
+             cov: Coverage, mean: str) -> str:
     left = f" ({len(cov.left_out)} other cases left out, listed below)" if cov.left_out else ""
     parts = [f"{title}. Mean ± std over the {len(cov.common)} cases every loss has{left}; each case's value is the "
-             "mean over the runs of its loss.",
+             f"mean over the runs of its loss; {MEAN_CAPTIONS[mean]}.",
              f"Empty masks: {first.aggregation['description']}."]
     parts += [f"{HD95_NAMES[m]}." for m in ("hd95", "hd95_max") if m in metrics]
     if "nsd" in metrics:
@@ -77,8 +78,9 @@ def _listed(items: Sequence[str]) -> str:
 
 def build_report(eval_root: str, out: str, reference: Optional[str] = None, order: Optional[Sequence[str]] = None,
                  metrics: Sequence[str] = ("dice", "hd"), plots: Sequence[str] = ("box",),
-                 permutations: int = 10000, title: str = "Results") -> str:
-    """Write the report into ``out``; returns the path of ``report.md``."""
+                 permutations: int = 10000, title: str = "Results", mean: str = "per-class") -> str:
+    """Write the report into ``out``; returns the path of ``report.md``. ``mean``: the mean column over classes,
+    ``per-class`` (nnU-Net's foreground_mean, default) or ``per-case`` (see :mod:`.tables`)."""
     results = load_results(eval_root, order)
     reference = reference or next(iter(results))
     if reference not in results:
@@ -90,12 +92,12 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
                          "compare")
     os.makedirs(out, exist_ok=True)
     first = next(iter(results.values()))[0]
-    caption = _caption(title, first, metrics, reference, permutations, cov)
-    table = build_table(results, metrics, reference, permutations, cases=cov.common)
+    caption = _caption(title, first, metrics, reference, permutations, cov, mean)
+    table = build_table(results, metrics, reference, permutations, cases=cov.common, mean=mean)
     atomic_write_text(os.path.join(out, "table.md"), to_markdown(table, reference, caption))
     atomic_write_text(os.path.join(out, "table.tex"), to_latex(table, reference, caption))
     atomic_write_text(os.path.join(out, "table.csv"), _csv(p_value_rows(table)))
-    figures = _plots(results, out, metrics, plots, cov.common)
+    figures = _plots(results, out, metrics, plots, cov.common, mean)
 
     lines = [f"# {title}", "", caption, "",
              "Runs evaluated per loss: " + ", ".join(f"{loss}: {len(runs)}" for loss, runs in results.items()) + "."]

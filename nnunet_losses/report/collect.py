@@ -49,10 +49,16 @@ class RunResult:
     def cases(self) -> List[str]:
         return sorted({r["case"] for r in self.evaluation["cases"]})
 
-    def mean_foreground(self, metric: str) -> float:
-        """Mean over cases of the per-case mean over classes (defined values only)."""
-        value = self.evaluation["summary"]["mean_foreground"][metric]["mean"]
-        return math.nan if value is None else float(value)
+    def mean_over_classes(self, metric: str, mean: str = "per-class") -> float:
+        """This run's mean over classes: ``per-class`` the mean of the class means over the cases where each is
+        defined (nnU-Net's ``foreground_mean``), ``per-case`` the mean over cases of each case's class mean."""
+        if mean == "per-case":
+            value = self.evaluation["summary"]["mean_foreground"][metric]["mean"]
+            return math.nan if value is None else float(value)
+        class_means = [np.mean(defined) for defined in
+                       ([v for v in self.values(metric, cls).values() if not math.isnan(v)] for cls in self.classes)
+                       if defined]
+        return float(np.mean(class_means)) if class_means else math.nan
 
 
 def _float(value) -> float:

@@ -1,5 +1,12 @@
 """The papers' result tables: mean +- std over cases per loss, class and metric, ``*`` where a loss differs from the
-reference loss (paired permutation test, p < 0.05), as in the RW paper's Tables 2-4 (001)."""
+reference loss (paired permutation test, p < 0.05), as in the RW paper's Tables 2-4 (Valverde & Tohka, Pattern
+Recognition 2023, arXiv:2108.01405), and a mean column over the classes.
+
+The mean column is by default the mean over classes of each class's mean over the cases where it is defined
+(``per-class``: nnU-Net's ``foreground_mean``, the papers' average of their per-class columns); its ± is the std
+over the classes, and its test flips each case's whole vector of class values (``paired_class_mean_test``). With
+``per-case`` it is the mean over cases of each case's mean over its defined classes, a quantity in which a class
+absent from most cases hardly counts."""
 from __future__ import annotations
 
 import math
@@ -9,11 +16,18 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..metrics.case import LOWER_IS_BETTER
-from ..stats import paired_permutation_test
+from .catalogue import MEANS
+from ..stats import paired_class_mean_test, paired_permutation_test
 from .collect import RunResult, per_case, per_case_foreground
 
 ALPHA = 0.05
-MEAN_COLUMN = "mean"
+MEAN_COLUMNS = {"per-class": "mean (per class)", "per-case": "mean (per case)"}
+MEAN_CAPTIONS = {
+    "per-class": "mean (per class) = the mean over classes of each class's mean over the cases where it is defined "
+                 "(nnU-Net's foreground_mean), ± the std over classes; its test flips each case's vector of class "
+                 "values as a whole",
+    "per-case": "mean (per case) = the mean over cases of each case's mean over its defined classes (a class absent "
+                "from most cases hardly counts in it)"}
 TITLES = {"dice": "Dice", "iou": "IoU", "hd": "HD (mm)", "hd95": "HD95 pooled (mm)",
           "hd95_max": "HD95 max-directed (mm)", "assd": "ASSD (mm)", "nsd": "NSD", "fpr": "FPR", "fnr": "FNR",
           "precision": "Precision", "recall": "Recall"}
@@ -44,24 +58,50 @@ def _cell(values: Dict[str, float], reference: Optional[Dict[str, float]], permu
     return Cell(float(defined.mean()), float(defined.std()), int(defined.size), p_value)
 
 
+def _class_matrix(runs: Sequence[RunResult], metric: str, classes: Sequence[str], cases: Sequence[str]) -> np.ndarray:
+    """(cases, classes) run-averaged values, NaN where undefined or not evaluated."""
+    columns = [per_case(runs, metric, cls, cases) for cls in classes]
+    return np.array([[column.get(case, math.nan) for column in columns] for case in cases], dtype=np.float64)
+
+
+def _class_mean_cell(values: np.ndarray, reference: Optional[np.ndarray], permutations: int, seed: int) -> Cell:
+    """The mean over classes of the class means (classes with no defined value left out), ± std over classes."""
+    defined = ~np.isnan(values)
+    class_means = np.array([values[defined[:, c], c].mean() for c in range(values.shape[1]) if defined[:, c].any()])
+    p_value = None if reference is None else paired_class_mean_test(values, reference, permutations, seed)
+    if class_means.size == 0:
+        return Cell(math.nan, math.nan, 0, p_value)
+    return Cell(float(class_means.mean()), float(class_means.std()), int(class_means.size), p_value)
+
+
 def build_table(results: Dict[str, List[RunResult]], metrics: Sequence[str], reference: str,
-                permutations: int = 10000, seed: int = 0,
-                cases: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, Dict[str, Cell]]]:
-    """``table[metric][loss][class]`` (classes plus ``mean`` over classes) with p-values against ``reference``;
-    means, std and tests over ``cases`` only when given (``collect.coverage``: the cases every loss has)."""
+                permutations: int = 10000, seed: int = 0, cases: Optional[Sequence[str]] = None,
+                mean: str = "per-class") -> Dict[str, Dict[str, Dict[str, Cell]]]:
+    """``table[metric][loss][column]`` (the classes, then ``MEAN_COLUMNS[mean]``) with p-values against
+    ``reference``; means, std and tests over ``cases`` only when given (``collect.coverage``: the cases every loss
+    has)."""
     if reference not in results:
         raise ValueError(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
+    if mean not in MEANS:
+        raise ValueError(f"mean must be one of {', '.join(MEANS)}, got {mean!r}")
     classes = next(iter(results.values()))[0].classes
+    if cases is None:
+        cases = sorted({case for runs in results.values() for run in runs for case in run.cases()})
     table: Dict[str, Dict[str, Dict[str, Cell]]] = {}
     for metric in metrics:
-        columns = {cls: (lambda runs, c=cls: per_case(runs, metric, c, cases)) for cls in classes}
-        columns[MEAN_COLUMN] = lambda runs: per_case_foreground(runs, metric, classes, cases)
         table[metric] = {}
         for loss, runs in results.items():
-            table[metric][loss] = {}
-            for column, values_of in columns.items():
-                ref = None if loss == reference else values_of(results[reference])
-                table[metric][loss][column] = _cell(values_of(runs), ref, permutations, seed)
+            row = table[metric][loss] = {}
+            for cls in classes:
+                ref = None if loss == reference else per_case(results[reference], metric, cls, cases)
+                row[cls] = _cell(per_case(runs, metric, cls, cases), ref, permutations, seed)
+            if mean == "per-class":
+                ref = None if loss == reference else _class_matrix(results[reference], metric, classes, cases)
+                cell = _class_mean_cell(_class_matrix(runs, metric, classes, cases), ref, permutations, seed)
+            else:
+                ref = None if loss == reference else per_case_foreground(results[reference], metric, classes, cases)
+                cell = _cell(per_case_foreground(runs, metric, classes, cases), ref, permutations, seed)
+            row[MEAN_COLUMNS[mean]] = cell
     return table
 
 
