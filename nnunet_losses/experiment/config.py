@@ -181,6 +181,27 @@ def _check_numbers(path: str, exp: dict, texts: dict, numbers: dict, folds: tupl
         _fail(path, "synthetic_train must be >= 2 and synthetic_test >= 1")
     if numbers["split_offset"] not in (0, 1):
         _fail(path, f"split_offset must be 0 or 1, got {numbers['split_offset']}")
+    _check_split_keys(path, exp, texts["split"], bool(texts["split_group"]), folds)
+
+
+def _check_split_keys(path: str, exp: dict, split: str, grouped: bool, folds: tuple) -> None:
+    """The split's keys only where the split uses them (a key that changes nothing is refused), and folds that the
+    split has."""
+    from .split import NNUNET_FOLDS
+
+    if "split_offset" in exp and split != "alternate":
+        _fail(path, f"split_offset has no effect with split = {split!r} (it sets where split = \"alternate\" "
+                    "starts): remove it")
+    if "split_seed" in exp and not (split == "half" or (split == "nnunet" and grouped)):
+        what = "split = \"nnunet\" without split_group (nnU-Net draws its own folds)" if split == "nnunet" \
+            else f"split = {split!r}"
+        _fail(path, f"split_seed has no effect with {what}: it shuffles split = \"half\" and the grouped folds of "
+                    "split = \"nnunet\" with split_group; remove it")
+    if len(set(folds)) != len(folds) or min(folds) < 0:
+        _fail(path, f"folds = {list(folds)}: list each fold once, as a number >= 0")
+    if split == "nnunet" and grouped and max(folds) >= NNUNET_FOLDS:
+        _fail(path, f"folds = {list(folds)}: the grouped split (split = \"nnunet\" with split_group) has folds "
+                    f"0..{NNUNET_FOLDS - 1}")
 
 
 def load_experiment(path: str) -> Experiment:

@@ -1,11 +1,14 @@
 """The commands that reproduce an experiment, in order, each with the files that say it is done.
 
-Stages: ``prepare`` (the synthetic dataset when the spec asks for it, ``nnUNetv2_plan_and_preprocess``, the paper's
-split, ``nnunet-losses precompute-maps``), ``train`` (one task per training of the matrix: ``nnUNetv2_train --c``,
+Stages: ``prepare`` (the synthetic dataset when the spec asks for it, ``nnUNetv2_plan_and_preprocess``, the spec's
+split: the paper's half split, or 5 folds by ``split_group`` with ``split = "nnunet"``; ``nnunet-losses
+precompute-maps``), ``train`` (one task per training of the matrix: ``nnUNetv2_train --c``,
 whose final validation predicts the held-out cases, then ``nnunet-losses evaluate`` on them; with
 ``evaluate = "test"``, ``nnUNetv2_predict`` on the raw dataset's imagesTs and ``nnunet-losses evaluate`` against its
 labelsTs instead), ``report``.
-Every command is one a user could type; ``done`` only reads files, so a rerun skips what is finished.
+Every command is one a user could type; ``done`` only reads files, so a rerun skips what is finished. A
+``splits_final.json`` the spec's trainings must not use (another half split, a group on both sides of a fold) refuses
+the split step and every training, with the ``nnunet-losses split ... --force`` command that replaces it.
 """
 from __future__ import annotations
 
@@ -14,12 +17,11 @@ import json
 import os
 import shlex
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..metrics.evaluate import is_current_evaluation
 from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
-
 
 
 TEST_PREDICTIONS = "test_predictions"  # evaluate = "test": nnUNetv2_predict's output folder inside the fold folder
@@ -111,25 +113,74 @@ def _raw_datasets(exp: Experiment, paths: Paths, generated: bool) -> List[str]:
     return [f for f in folders if os.path.isfile(os.path.join(f, "nnunet_losses_synthetic.json")) == generated]
 
 
-def _split_status(exp: Experiment, paths: Paths) -> str:
-    """``done`` when splits_final.json holds exactly this spec's split, ``other`` when it holds anything else
-    (nnU-Net's 5 folds from an earlier training, another seed, a broken file), ``todo`` when there is none."""
+def split_command(exp: Experiment) -> Optional[List[str]]:
+    """The ``nnunet-losses split`` command that writes the spec's split; None for ``split = "nnunet"`` without a
+    ``split_group`` (nnU-Net makes its own 5 folds by case at the first training)."""
+    from .split import NNUNET_FOLDS
+
+    if exp.split == "nnunet" and not exp.split_group:
+        return None
+    command = ["nnunet-losses", "split", "-d", str(exp.dataset)]
+    if exp.split == "alternate":
+        command += ["--alternate", str(exp.split_offset)]
+    else:
+        command += (["--folds", str(NNUNET_FOLDS)] if exp.split == "nnunet" else []) + ["--seed", str(exp.split_seed)]
+    return command + (["--group", exp.split_group] if exp.split_group else [])
+
+
+def _grouping_problem(exp: Experiment, splits) -> Optional[str]:
+    """What in an existing ``splits_final.json`` breaks the spec's grouped folds, or None when the trainings can use
+    it (any split that has the spec's folds and keeps every group on one side of each fold, ours or not)."""
+    from .split import mixed_group
+
+    if not isinstance(splits, list) or not all(isinstance(fold, dict) for fold in splits):
+        return "is not a list of folds"
+    if len(splits) <= max(exp.folds):
+        return (f"holds {len(splits)} fold(s) and the spec trains folds {list(exp.folds)} (nnU-Net would draw the "
+                "missing ones at random, by case)")
+    try:
+        mixed = mixed_group(splits, exp.split_group)
+    except ValueError as err:
+        return f"has a case outside the spec's groups ({err})"
+    return f"puts {mixed}, against the spec's split_group" if mixed else None
+
+
+def _split_state(exp: Experiment, paths: Paths) -> Tuple[str, Optional[str]]:
+    """``("todo", None)`` without splits_final.json; ``("done", None)`` when it holds the spec's split (grouped folds:
+    any split that keeps the groups apart, see :func:`_grouping_problem`); else ``("other", what is wrong)``:
+    nnU-Net's 5 folds by case from an earlier training, another seed, a broken file."""
     from .split import dataset_half_split
 
-    pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
-    path = os.path.join(pre, "splits_final.json")
+    path = os.path.join(paths.preprocessed, dataset_name(exp, paths), "splits_final.json")
     if not os.path.isfile(path):
-        return "todo"
-    try:
-        expected = dataset_half_split(pre, exp.split_seed, exp.split_group or None,
-                                      exp.split_offset if exp.split == "alternate" else None)
-    except (OSError, ValueError, KeyError):  # no references yet, or a group pattern the cases miss: the command says
-        return "todo"
+        return "todo", None
     try:
         with open(path) as f:
-            return "done" if json.load(f) == expected else "other"
+            splits = json.load(f)
     except (OSError, ValueError):
-        return "other"
+        return "other", "is not a readable JSON file"
+    if exp.split == "nnunet":
+        problem = _grouping_problem(exp, splits)
+        return ("other", problem) if problem else ("done", None)
+    try:
+        expected = dataset_half_split(os.path.dirname(path), exp.split_seed, exp.split_group or None,
+                                      exp.split_offset if exp.split == "alternate" else None)
+    except (OSError, ValueError, KeyError):  # no references yet, or a group pattern the cases miss: the command says
+        return "todo", None
+    return ("done", None) if splits == expected else ("other", "holds another split than this spec's")
+
+
+def split_refusal(exp: Experiment, paths: Paths) -> Optional[str]:
+    """Why the spec's trainings must not use the existing splits_final.json, with the command that replaces it (one
+    line); None when there is none, it holds the spec's split, or nnU-Net makes its own split."""
+    command = split_command(exp)
+    state, problem = _split_state(exp, paths) if command else ("todo", None)
+    if state != "other":
+        return None
+    path = os.path.join(paths.preprocessed, dataset_name(exp, paths), "splits_final.json")
+    return (f"{path} {problem} ({exp.path}): trainings would use it. Replace it with: "
+            f"{shlex.join(command + ['--force'])} (trainings already run on it no longer match the new split: "
+            "remove their output folders)")
 
 
 def _map_kinds(exp: Experiment) -> List[str]:
@@ -149,7 +200,6 @@ def _map_kinds(exp: Experiment) -> List[str]:
 
 def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List[Step]:
     did = str(exp.dataset)
-    pre = lambda *p: os.path.join(paths.preprocessed, dataset_name(exp, paths), *p)  # noqa: E731
     steps = []
     if exp.convert == "synthetic":
         steps.append(Step("prepare", "generate the synthetic dataset",
@@ -172,18 +222,12 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
                           ["nnunet-losses", "small-plans", "-d", did, "-c", exp.configuration, "-p", source,
                            "--features", str(small[1]), "--batch-size", str(small[2])],
                           lambda: _plans_done(exp, paths)))
-    if exp.split != "nnunet":
-        command = ["nnunet-losses", "split", "-d", did]
-        command += (["--alternate", str(exp.split_offset)] if exp.split == "alternate"
-                    else ["--seed", str(exp.split_seed)])
-        if exp.split_group:
-            command += ["--group", exp.split_group]
-        refusal = (f"{pre('splits_final.json')} holds another split than this spec's ({exp.path}): trainings "
-                   f"would use it. Replace it with: {shlex.join(command + ['--force'])} (trainings already run on "
-                   "it no longer match the new split: remove their output folders)")
-        steps.append(Step("prepare", "write the paper's split (half train, half validation)", command,
-                          lambda: _split_status(exp, paths) == "done",
-                          refused=lambda: refusal if _split_status(exp, paths) == "other" else None))
+    command = split_command(exp)
+    if command:
+        title = ("write the grouped 5-fold split (no group on both sides of a fold)" if exp.split == "nnunet"
+                 else "write the paper's split (half train, half validation)")
+        steps.append(Step("prepare", title, command, lambda: _split_state(exp, paths)[0] == "done",
+                          refused=lambda: split_refusal(exp, paths)))
     kinds = _map_kinds(exp)
     if kinds:
         steps.append(Step("prepare", "precompute maps (resumes: up-to-date maps are skipped)",
@@ -202,7 +246,8 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
     train = Step("train", f"train {run.label} seed {run.seed} fold {run.fold}",
                  ["nnUNetv2_train", str(exp.dataset), exp.configuration, str(run.fold), "-tr", run.trainer, "-p",
                   exp.plans, "--c", "-device", device],
-                 lambda: os.path.isfile(os.path.join(folder, "checkpoint_final.pth")) and os.path.isfile(summary))
+                 lambda: os.path.isfile(os.path.join(folder, "checkpoint_final.pth")) and os.path.isfile(summary),
+                 refused=lambda: split_refusal(exp, paths))
     if exp.evaluate == "test":
         return [train, *_test_steps(exp, paths, run, device, out)]
     evaluate = Step("train", f"evaluate {run.label} seed {run.seed} fold {run.fold}",
@@ -211,7 +256,7 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
                      "-o", out, "--strict", "--split", os.path.join(pre, "splits_final.json"), "--fold",
                      str(run.fold), "--no-progress"],
                     lambda: is_current_evaluation(out) and os.path.isfile(summary)
-                    and os.path.getmtime(out) >= os.path.getmtime(summary))
+                    and os.path.getmtime(out) >= os.path.getmtime(summary), refused=lambda: split_refusal(exp, paths))
     return [train, evaluate]
 
 

@@ -67,11 +67,15 @@ def _log_file(paths: Paths, name: str) -> str:
 
 
 def run_prepare(exp: Experiment, paths: Paths, num_processes: int = 1, env: Optional[Dict[str, str]] = None) -> None:
+    """The prepare stage, skipping what is done; refused before any step runs when the plans or a file already on
+    disk (a split the trainings must not use, another dataset under the id) contradict the spec."""
     env = env or command_env()
-    problem = configuration_problem(exp, paths)
-    if problem:
+    steps = prepare_steps(exp, paths, num_processes)
+    problem = configuration_problem(exp, paths) or next(
+        (step.refused() for step in steps if not step.done() and step.refused()), None)
+    if problem:  # before any step runs: plan_and_preprocess may take hours
         raise RuntimeError(problem)
-    for step in prepare_steps(exp, paths, num_processes):
+    for step in steps:
         if step.done():
             print(f"[skip] {step.title}: done", flush=True)
             continue
