@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 11, one script within a time budget (nothing downloaded). Stages, in order of value:
+# The GPU measurements in one script within a time budget (nothing downloaded). Stages, in order of value:
 #   loss_eager           loss cost against nnU-Net's DC_and_CE, 2D and 3D, every loss, eager (loss_cost.py)
 #   train_step_eager     a whole train_step per paper family against nnUNetTrainer, nnUNet_compile=f (train_step.py)
 #   loss_compiled        loss cost compiled, the three slowest eager losses (Combo, CE + TopK Dice, Dice+Boundary)

@@ -1,4 +1,4 @@
-"""Does a loss learn every class? In-process training on a generated dataset (issue 8, item 5; default: many classes).
+"""Does a loss learn every class? In-process training on a generated dataset (default: many classes).
 
 nnU-Net's network of the small plans (``PlainConvUNet``, 5 stages, features 8-128, deep supervision with nnU-Net's
 weights through nnU-Net's ``DeepSupervisionWrapper``), nnU-Net's optimiser (SGD, Nesterov momentum 0.99, weight

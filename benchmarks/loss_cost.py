@@ -8,8 +8,8 @@
 
 Both the baseline and each loss run on the same tensors in the same process, timed in alternating pairs; the ratio
 is the loss's median time / the baseline's median over its pairs. On the CPU, eager, Combo is timed twice: with its
-fused C kernel (``combo``, the default) and with its PyTorch path (``combo [PyTorch path]``). Goals (issues 2 and
-11): every loss <= 1.25x, TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given the map <= 1.1x; compiled,
+fused C kernel (``combo``, the default) and with its PyTorch path (``combo [PyTorch path]``). Goals: every
+loss <= 1.25x, TopK Dice (and CE + TopK Dice) <= 1.5x, RegionWiseLoss given the map <= 1.1x; compiled,
 every loss <= 1.1x.
 """
 from __future__ import annotations

@@ -6,8 +6,8 @@
 Why: on the CPU, one process's allocation history moves the baseline's own time (with glibc's defaults a freed large
 tensor is often returned to the system and the next one faults its pages in again). The baseline (nnU-Net's
 DC_and_CE) of one run took 132 ms in 3D and 432 ms in another, and a loss that allocates less can slow the baseline
-timed beside it (BENCHMARKS.md, ninth session). A single run, or a single regime, can make a ratio look better than
-it is. Each run is its own process; the table gives every run's ratio and says "yes" only if all meet the goal.
+timed beside it (BENCHMARKS.md, Loss cost, eager). A single run, or a single regime, can make a ratio look better
+than it is. Each run is its own process; the table gives every run's ratio and says "yes" only if all meet the goal.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Do the RRW maps the loss receives equal eq. 4 (Valverde & Tohka) of the augmented target at every scale?
+"""Do the RRW maps the loss receives equal eq. 4 of Valverde & Tohka (Pattern Recognition 2023) for the augmented
+target at every scale?
 
 Draws training batches through nnU-Net's own loader and augmentation with the trainer's map pipeline
 (:class:`~nnunet_losses.nnunet.map_pipeline.MapPipeline`, as ``RRWTrainer`` wires it), takes ``z`` as the trainer does, and compares it per deep-supervision scale with

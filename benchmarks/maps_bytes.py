@@ -4,7 +4,7 @@
 
 Bytes of the maps folder as a fraction of the preprocessed image files (``<case>.b2nd``, not ``_seg``), per stored
 kind. Goal: <= 15%. ``--explore`` also measures alternative encodings of the same maps (size, error, encode and
-decode time): the ones tried and not adopted, whose last measured numbers BENCHMARKS.md keeps as a record. The
+decode time) that the stored format does not use, with their measured numbers in BENCHMARKS.md, Maps. The
 data: ``maps_data.py``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ NEAR_BOUNDARY = 2.0  # |map value| below this (units of the spacing): where the 
 
 def add_arguments(parser):
     parser.add_argument("--explore", action="store_true",
-                        help="also measure the alternative encodings that were not adopted (BENCHMARKS.md)")
+                        help="also measure alternative encodings the stored format does not use (BENCHMARKS.md)")
 
 
 def folder_bytes(folder, suffix, exclude=None):

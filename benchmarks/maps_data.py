@@ -24,7 +24,7 @@ from nnunet_losses.maps import STORED_KINDS
 
 KINDS = STORED_KINDS  # what precompute-maps writes
 NUM_CLASSES = 4
-# loader: the ratio to the stock loader each precomputed variant should reach (issue 11); online maps have none,
+# loader: the ratio to the stock loader each precomputed variant should reach; online maps have none,
 # the loader table reports the nnU-Net workers they need instead
 GOALS = {"precompute_speedup": 30.0, "loader_ratio": {"precomputed-rrw": 0.95, "precomputed-boundary": 0.8},
          "bytes_fraction": 0.15}

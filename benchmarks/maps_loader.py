@@ -10,7 +10,7 @@ precomputed (the stored form rides on the full-resolution target only; the train
 rebuilds the full map on its device) and online (computed in the workers); ``device-ac``: RW-AC, whose ``1 - Y`` the
 trainer builds on its device (the loader carries nothing).
 Every variant runs on the same seeds (same cases, crops and augmentation draws), alternating round by round, after a
-warm-up batch. Goals (issue 11): precomputed RRW >= 0.95x of stock, precomputed boundary >= 0.8x; online maps: the
+warm-up batch. Goals: precomputed RRW >= 0.95x of stock, precomputed boundary >= 0.8x; online maps: the
 workers they need. The data: ``maps_data.py``.
 """
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     python benchmarks/topk_selection.py [--device cpu|cuda] [--k 30]
 
-``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (the loss's eager-CPU path until issue
-11; it reads the row counts on the host, ``.tolist()``, so it is kept here only as the reference). ``region path``:
+``per-row``: one ``kthvalue`` per (sample, class) on its foreground voxels (it reads the row counts on the host,
+``.tolist()``, so the loss does not use it; it is kept here as the reference). ``region path``:
 the K% lowest of all (sample, class) rows at once (``TopKDiceLoss.keep_mask``: numpy's sort on the CPU, ``topk``
 elsewhere). ``label sort``: one sort per sample of (class, TP) keys (``TopKDiceLoss.dropped_by_label``, the
 label-mode path). All three keep the same voxels (checked here and in the tests). Inputs: softmax probabilities of 4 channels (background dropped) and random

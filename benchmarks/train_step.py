@@ -10,7 +10,7 @@ step) plus, for map-based trainers, the map hand-over (``_take_maps``: separate 
 the RRW map on the device). Every trainer gets the same network weights (same seed before ``initialize``) and
 batches drawn from its own nnU-Net loader under the same seeds (same cases, crops and augmentation; the map
 trainers' batches carry their maps too). Trainers are timed round-robin, so drifts in machine load hit all of
-them; the ratio is the median step time over the median of ``nnUNetTrainer`` in the same run. Goal (issue 11):
+them; the ratio is the median step time over the median of ``nnUNetTrainer`` in the same run. Goal:
 <= 1.05x on CPU.
 
 The dataset is the project's generated one (``nnunet-losses synthetic-dataset``), planned and preprocessed by nnU-Net

@@ -4,11 +4,13 @@ Layers, each importing only those before it (``tests/test_layering.py``):
 
 * the core, importable without nnU-Net: ``losses`` (PyTorch modules), ``maps`` (numpy + edt distance maps and their
   stored formats), ``metrics`` (per-case metrics and the folder evaluator), ``stats`` (the papers' statistics),
-  ``registry`` (loss name -> factory with typed parameters);
+  ``registry`` (loss name -> factory with typed parameters), ``catalogue`` (the trainer families), ``papers`` (the
+  works cited);
 * ``nnunet``: the nnU-Net v2 glue (generated trainers, the map pipeline, precomputed maps, baselines, small plans);
   ``ext_trainers``: the ``nnUNet_extTrainer`` shim folder nnU-Net imports;
 * on top: ``experiment`` (specs, plans, runners), ``report`` (tables and figures), ``convert`` (public datasets to
-  nnU-Net's format), ``demo`` and ``loss_demo``, and ``cli`` (the ``nnunet-losses`` command).
+  nnU-Net's format), ``demo`` and ``loss_demo``, ``doc_tables`` (the generated tables of ``documentation/``), and
+  ``cli`` (the ``nnunet-losses`` command).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from .maps import PRECOMPUTED_KINDS
+from .papers import cite
 from .registry import get_spec
 
 
@@ -46,39 +47,45 @@ _EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
 _AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("ComboTrainer", "combo", "Combo loss (000 eq. 5); a = alpha, b = beta; per-class mean Dice by default "
-           "(docs/learning.md), flat = the paper's one Dice over all foreground channels, pc = per-class (explicit)",
+    Family("ComboTrainer", "combo", f"Combo loss ({cite('combo', 'eq. 5')}); a = alpha, b = beta; per-class mean "
+           "Dice by default (docs/learning.md), flat = the paper's one Dice over all foreground channels pooled, pc = "
+           "per-class (explicit)",
            (_A, _B, NameParam("pc", "dice", kind="flag", flag_value="per_class"),
             NameParam("flat", "dice", kind="flag", flag_value="flattened")),
            example="ComboTrainer_a0p5_b0p7", default_params={"dice": "per_class"}),
-    Family("RRWTrainer", "rrw", "Region-wise loss with rectified maps (001 eq. 4); Adam 1e-3 unless the name says "
-           "otherwise: _lr1em4 = the RW authors' code, _adam_lr1em5 = the paper, _sgd = nnU-Net's SGD "
+    Family("RRWTrainer", "rrw", f"Region-wise loss with rectified maps ({cite('rw', 'eq. 4')}); Adam 1e-3 unless "
+           "the name says otherwise: _lr1em4 = the RW authors' code, _adam_lr1em5 = the paper, _sgd = nnU-Net's SGD "
            "(docs/learning.md)", example="RRWTrainer_online", optimizer="adam", lr=1e-3),
-    Family("RWBoundaryTrainer", "rw_boundary", "Region-wise loss with boundary maps (001 eq. 3); authors = the RW "
-           "authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
-    Family("RWACTrainer", "rw_ac", "Region-wise loss with active-contour maps (001 section 3.2)"),
+    Family("RWBoundaryTrainer", "rw_boundary", f"Region-wise loss with boundary maps ({cite('rw', 'eq. 3')}); "
+           "authors = the RW authors' code's map (inside -d)", (_AUTHORS,), example="RWBoundaryTrainer_authors_online"),
+    Family("RWACTrainer", "rw_ac", f"Region-wise loss with active-contour maps ({cite('rw', 'section 3.2')})"),
     Family("DiceBoundaryTrainer", "dice_boundary",
            "alpha Dice + (1 - alpha) RW-Boundary, alpha 1 -> 0.01 by 0.01 per epoch; equal = Dice + RW-Boundary; "
            "authors = the RW authors' boundary map; Adam 1e-3 unless the name says otherwise (_sgd = nnU-Net's "
            "SGD, _adam_lr1em5 = the RW paper; docs/learning.md)", (_EQUAL, _AUTHORS),
            example="DiceBoundaryTrainer_equal_online", optimizer="adam", lr=1e-3),
-    Family("CEBoundaryTrainer", "ce_boundary", "as DiceBoundaryTrainer with CE as the partner (001 section 4.3)",
+    Family("CEBoundaryTrainer", "ce_boundary",
+           f"as DiceBoundaryTrainer with CE as the partner ({cite('rw', 'section 4.3')})",
            (_EQUAL, _AUTHORS)),
-    Family("IoUxyTrainer", "iou_xy", "IoU_xy (003); a = FP weight, b = FN weight, a + b = 2; nobg = no background; "
-           "Adam 1e-3 unless the name says otherwise (_sgd = nnU-Net's SGD; docs/learning.md)",
+    Family("IoUxyTrainer", "iou_xy", f"IoU_xy ({cite('iou_xy', 'section 2.2')}); a = FP weight, b = FN weight, "
+           "a + b = 2; nobg = no background; Adam 1e-3 unless the name says otherwise (_sgd = nnU-Net's SGD; "
+           "docs/learning.md)",
            (_A, _B, NameParam("nobg", "include_background", kind="flag", flag_value=False)),
            example="IoUxyTrainer_a0p5_b1p5", optimizer="adam", lr=1e-3),
-    Family("DiceNoBGTrainer", "dice_nobg", "soft Dice without background (003 diceBK)"),
-    Family("WCETrainer", "wce", "CE weighted by inverse class frequency of the training cases (003)"),
-    Family("TopKDiceTrainer", "topk_dice", "CE + TopK Dice (004); k = percentage kept", (_K,),
-           example="TopKDiceTrainer_k50"),
+    Family("DiceNoBGTrainer", "dice_nobg", f"soft Dice without background, the diceBK of {cite('iou_xy')}"),
+    Family("WCETrainer", "wce",
+           f"CE weighted by inverse class frequency of the training cases ({cite('iou_xy', 'section 2.2')})"),
+    Family("TopKDiceTrainer", "topk_dice", f"CE + TopK Dice ({cite('topk_dice', 'eq. 7')}); k = percentage kept",
+           (_K,), example="TopKDiceTrainer_k50"),
     Family("TopKCETrainer", "topk_ce", "nnU-Net's TopK cross-entropy; k = percentage kept", (_K,),
            example="TopKCETrainer_k10"),
     Family("FocalTrainer", "focal", "focal loss; g = gamma, a = alpha (default: none)",
            (NameParam("g", "gamma"), _A), example="FocalTrainer_g2"),
-    Family("FocalDiceTrainer", "focal_dice", "soft Dice + focal loss (004's DiceFocal); g = gamma, a = alpha",
+    Family("FocalDiceTrainer", "focal_dice",
+           f"soft Dice + focal loss (the DiceFocal baseline of {cite('topk_dice')}); g = gamma, a = alpha",
            (NameParam("g", "gamma"), _A), example="FocalDiceTrainer_g2"),
-    Family("DiceTopKCETrainer", "dice_topk_ce", "nnU-Net's TopK CE + Dice (004's DiceTopK); k = percentage kept",
+    Family("DiceTopKCETrainer", "dice_topk_ce",
+           f"nnU-Net's TopK CE + Dice (the DiceTopK baseline of {cite('topk_dice')}); k = percentage kept",
            (_K,), example="DiceTopKCETrainer_k10"),
     Family("DiceTrainer", "dice", "baseline: soft Dice with background (nnU-Net's class)"),
     Family("DiceCETrainer", "dice_ce", "baseline: nnU-Net's default Dice + CE", example="DiceCETrainer_ep300"),

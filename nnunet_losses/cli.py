@@ -21,12 +21,20 @@ from .synthetic_images import GENERATORS
 def run_losses(args) -> int:
     from .registry import describe
 
+    if args.markdown:
+        from .doc_tables import LOSS_TABLES
+
+        print(LOSS_TABLES[args.markdown]())
+        return 0
     print(describe())
     return 0
 
 
 def add_losses(sub) -> None:
     p = sub.add_parser("losses", help="list every loss with its paper, equation, parameters and defaults")
+    p.add_argument("--markdown", choices=("losses", "references"), default=None,
+                   help="print one table of documentation/losses.md instead: losses (name, class, paper and "
+                        "equation, parameters, regions) or references (every work cited)")
     p.set_defaults(func=run_losses)
 
 
@@ -71,8 +79,13 @@ def add_trainers_path(sub) -> None:
 def run_trainers(args) -> int:
     from .nnunet.naming import GRAMMAR
     from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES
-    from .registry import get_spec
+    from .registry import REGISTRY, cited_by, get_spec, references_text
 
+    if args.markdown:
+        from .doc_tables import TRAINER_TABLES
+
+        print(TRAINER_TABLES[args.markdown]())
+        return 0
     print("nnU-Net trainers (export nnUNet_extTrainer=$(nnunet-losses trainers-path)):")
     print(f"  name grammar: {GRAMMAR}")
     print("  training tokens: _ep<epochs> _it<iterations per epoch> _adam|_sgd _lr<initial lr> _s<seed>; "
@@ -94,12 +107,16 @@ def run_trainers(args) -> int:
         if family.optimizer:
             print(f"    default optimizer: {family.optimizer} lr {family.lr} (nnU-Net's SGD: _sgd; see docs/learning.md)")
         print(f"    example: {family.example or family.name}")
+    print("\n" + references_text(cited_by(REGISTRY[f.loss] for f in FAMILIES.values())))
     return 0
 
 
 def add_trainers(sub) -> None:
     p = sub.add_parser("trainers", help="list the nnU-Net trainer families, their name grammar, parameters and "
                                         "defaults")
+    p.add_argument("--markdown", choices=("families", "name-parameters"), default=None,
+                   help="print one table of documentation/trainers.md instead: families (loss, name parameters, "
+                        "maps, optimiser) or name-parameters (every token of a trainer name)")
     p.set_defaults(func=run_trainers)
 
 
@@ -280,25 +297,42 @@ def add_evaluate(sub) -> None:
 
 
 def run_split(args) -> int:
-    from .experiment.split import write_half_split
+    from .experiment.split import write_grouped_folds, write_half_split
     from .nnunet.precompute import resolve_dataset_folder
 
-    path = write_half_split(resolve_dataset_folder(args.d), seed=args.seed, group=args.group,
-                            alternate=args.alternate, force=args.force)
+    if args.folds is not None and args.alternate is not None:
+        raise ValueError("--folds and --alternate do not go together: --alternate writes one fold")
+    folder = resolve_dataset_folder(args.d)
+    if args.folds is None:
+        path = write_half_split(folder, seed=args.seed, group=args.group, alternate=args.alternate, force=args.force)
+    else:
+        path = write_grouped_folds(folder, seed=args.seed, group=args.group, folds=args.folds, force=args.force)
     with open(path) as f:
-        fold = json.load(f)[0]
-    print(f"{path}: fold 0 = {len(fold['train'])} training / {len(fold['val'])} validation cases")
+        splits = json.load(f)
+    if len(splits) == 1:
+        print(f"{path}: fold 0 = {len(splits[0]['train'])} training / {len(splits[0]['val'])} validation cases")
+    else:
+        print(f"{path}: {len(splits)} folds, validation cases per fold: "
+              f"{', '.join(str(len(fold['val'])) for fold in splits)}")
     return 0
 
 
 def add_split(sub) -> None:
-    p = sub.add_parser("split", help="write the RW paper's split (half of the cases train, half validate) as "
-                                     "splits_final.json",
-                       description="Writes nnU-Net's splits_final.json with one fold: half of the preprocessed "
-                                   "cases for training, the other half for validation (RW paper, 001). Cases sharing "
-                                   "--group's first capture group stay together. Refuses to replace a different "
+    p = sub.add_parser("split", help="write splits_final.json: the RW paper's half split (one fold), or N folds "
+                                     "that keep --group's groups apart",
+                       description="Writes nnU-Net's splits_final.json from the preprocessed cases. Default: one "
+                                   "fold, half of the cases train and the other half validate (Valverde & Tohka, "
+                                   "Region-wise loss for biomedical image segmentation, Pattern Recognition 2023), "
+                                   "at random (--seed) or alternating (--alternate). --folds N: N folds (5 as "
+                                   "nnU-Net's own split) in which every case validates once; the groups are "
+                                   "shuffled with --seed and dealt to the folds, largest first, balancing case "
+                                   "counts. Cases sharing --group's first capture group (e.g. the two frames of an "
+                                   "ACDC patient) are never on both sides of a fold. Refuses to replace a different "
                                    "existing split unless --force.")
     p.add_argument("-d", required=True, help="dataset id or name")
+    p.add_argument("--folds", type=int, default=None, metavar="N",
+                   help="write N cross-validation folds by group instead of the one-fold half split (reproduce "
+                        "writes --folds 5 for split = \"nnunet\" with a split_group)")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--alternate", type=int, choices=(0, 1), default=None,
                    help="instead of shuffling: every other sorted group trains, starting at this position (the "

@@ -14,13 +14,14 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
 from . import losses as L
 from .losses.iou_xy import check_weights_sum_to_two
 from .maps import MapKind
+from .papers import PAPERS, Paper, cite, cited_in
 
 
 class LossParameterError(TypeError, ValueError):
@@ -106,6 +107,12 @@ class LossSpec:
     needs_class_weights: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)
     rule: Optional[Callable[[Dict[str, Any]], None]] = None  # a rule between parameters; raises ValueError
+    implementation: str = ""  # the class(es) that compute it, ours or nnU-Net's
+
+    def references(self) -> List[Paper]:
+        """The works its paper field and parameter descriptions cite (nnunet_losses/papers.py), in the table's
+        order."""
+        return cited_in(" ".join([self.paper] + [p.doc for p in self.params]))
 
     def defaults(self) -> Dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -156,9 +163,11 @@ _SCHEDULE_PARAMS = (
     Param("minimum", float, 0.01, "lowest alpha (gradual)", interval="[0, 1]"),
 )
 
-# RW-Boundary map: eq. 3 of 001 (Kervadec's, inside -(d - 1)) or the RW authors' code (inside -d, eq. 3 minus Y)
-_BOUNDARY_MAP = Param("boundary_map", str, "eq3", "eq3: eq. 3 / Kervadec et al., inside -(d - 1); authors: the RW "
-                      "authors' code, inside -d (what their Fig. 5 and 6 ran)", choices=("eq3", "authors"))
+# RW-Boundary map: eq. 3 of Valverde & Tohka (Kervadec et al.'s, inside -(d - 1)) or the RW authors' code (inside
+# -d, eq. 3 minus Y)
+_BOUNDARY_MAP = Param("boundary_map", str, "eq3", f"eq3: eq. 3, the map of {cite('boundary')}, inside -(d - 1); "
+                      "authors: the RW authors' code, inside -d (what their Fig. 5 and 6 ran)",
+                      choices=("eq3", "authors"))
 
 _TOPK_DICE_K = Param("k", float, 50.0, "percentage of the hardest foreground voxels kept per class",
                      interval="(0, 100]")
@@ -170,10 +179,11 @@ def _weights_sum_to_two(p: Dict[str, Any]) -> None:
     check_weights_sum_to_two(p["alpha"], p["beta"], owner="loss 'iou_xy'")
 
 
-_RW = "Valverde & Tohka, Region-wise loss (001)"
+_COMBO, _RW, _FURTADO, _HOSSEINI = cite("combo"), cite("rw"), cite("iou_xy"), cite("topk_dice")
+_LIN, _NNUNET = cite("focal"), cite("nnunet")
 _SPECS = (
-    LossSpec("combo", "Combo loss: alpha * weighted BCE - (1 - alpha) * Dice, foreground channels",
-             "Taghanaki et al., Combo loss (000/002)", "eq. 5 (000) / eq. 3 (002)",
+    LossSpec("combo", "Combo loss: alpha * weighted BCE - (1 - alpha) * Dice, foreground channels", _COMBO,
+             "eq. 5 (eq. 3 of arXiv:1805.02798)",
              lambda p, c: L.ComboLoss(alpha=p["alpha"], beta=p["beta"], smooth=p["smooth"], dice=p["dice"],
                                       batch_dice=c.batch_dice, regions=c.regions, ignore_label=c.ignore_label,
                                       ddp=c.ddp),
@@ -181,71 +191,81 @@ _SPECS = (
               Param("beta", float, 0.5, "weight of false negatives in the cross-entropy (1 - beta: false positives)",
                     interval="[0, 1]"),
               Param("smooth", float, 1.0, "Dice smoothing S", interval="[0, inf)"),
-              Param("dice", str, "flattened", "one Dice over all foreground channels, or their per-class mean",
-                    choices=("flattened", "per_class")))),
+              Param("dice", str, "flattened", "flattened: the paper's one Dice over all foreground channels "
+                    "pooled; per_class: the mean of one Dice per foreground class (ComboTrainer's default)",
+                    choices=("flattened", "per_class"))),
+             implementation="ComboLoss"),
     LossSpec("rrw", "Region-wise loss with rectified RW maps", _RW, "eq. 1 with maps of eq. 4",
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
-             needs_map="rrw", supports_regions=False),
+             needs_map="rrw", supports_regions=False, implementation="RegionWiseLoss + maps.rrw_map"),
     LossSpec("rw_boundary", "Region-wise loss with boundary (signed distance) maps", _RW, "eq. 1 with maps of eq. 3",
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions), (_BOUNDARY_MAP,),
-             needs_map="boundary", supports_regions=False),
+             needs_map="boundary", supports_regions=False,
+             implementation="RegionWiseLoss + maps.boundary_map (authors: maps.boundary_map_authors)"),
     LossSpec("rw_ac", "Region-wise loss with active-contour maps Z = 1 - Y", _RW, "eq. 1, section 3.2",
              lambda p, c: L.RegionWiseLoss(ignore_label=c.ignore_label, regions=c.regions),
-             needs_map="ac", supports_regions=False),
+             needs_map="ac", supports_regions=False, implementation="RegionWiseLoss + maps.ac_map"),
     LossSpec("dice_boundary", "alpha * Dice + (1 - alpha) * RW-Boundary (Boundary loss)", _RW,
-             "section 4.1 and 4.3", _boundary(_baseline("build_boundary_dice_partner")),
-             _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary", supports_regions=False),
+             "sections 4.1 and 4.3", _boundary(_baseline("build_boundary_dice_partner")),
+             _SCHEDULE_PARAMS + (_BOUNDARY_MAP,), needs_map="boundary", supports_regions=False,
+             implementation="DiceBoundaryLoss (nnU-Net's soft Dice partner) + AlphaSchedule"),
     LossSpec("ce_boundary", "alpha * CE + (1 - alpha) * RW-Boundary (the paper's CE variant)", _RW, "section 4.3",
              _boundary(_baseline("build_boundary_ce_partner")), _SCHEDULE_PARAMS + (_BOUNDARY_MAP,),
-             needs_map="boundary", supports_regions=False),
-    LossSpec("iou_xy", "1 - mean_c TP / (TP + alpha FP + beta FN), alpha + beta = 2",
-             "Furtado, loss functions for abdominal MRI (003)", "section 2.2, IoU_xy",
+             needs_map="boundary", supports_regions=False,
+             implementation="DiceBoundaryLoss (nnU-Net's CE partner) + AlphaSchedule"),
+    LossSpec("iou_xy", "1 - mean_c TP / (TP + alpha FP + beta FN), alpha + beta = 2", _FURTADO,
+             "section 2.2, IoU_xy",
              lambda p, c: L.IoUxyLoss(alpha=p["alpha"], beta=p["beta"],
                                       include_background=p["include_background"], batch_dice=c.batch_dice,
                                       regions=c.regions, ignore_label=c.ignore_label, ddp=c.ddp),
              (Param("alpha", float, 1.0, "weight of false positives", interval="[0, 2]"),
               Param("beta", float, 1.0, "weight of false negatives (alpha + beta = 2)", interval="[0, 2]"),
               Param("include_background", bool, True, "average over the background class too (the paper)")),
-             rule=_weights_sum_to_two),
-    LossSpec("wce", "cross-entropy weighted by inverse class frequency", "Furtado (003)", "section 2.2, crossE",
-             _wce, supports_regions=False, needs_class_weights=True),
-    LossSpec("topk_dice", "CE + TopK Dice (the paper's training loss)", "Hosseini, TopK Dice (004)",
-             "eq. 7 + CE",
+             rule=_weights_sum_to_two, implementation="IoUxyLoss"),
+    LossSpec("wce", "cross-entropy weighted by inverse class frequency", _FURTADO, "section 2.2, crossE",
+             _wce, supports_regions=False, needs_class_weights=True,
+             implementation="WeightedCELoss + inverse_frequency_weights"),
+    LossSpec("topk_dice", "CE + TopK Dice (the paper's training loss)", _HOSSEINI, "eq. 7 + CE",
              lambda p, c: L.CEAndTopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (_TOPK_DICE_K,)),
-    LossSpec("topk_dice_only", "TopK Dice alone", "Hosseini, TopK Dice (004)", "eq. 7",
+             (_TOPK_DICE_K,), implementation="CEAndTopKDiceLoss"),
+    LossSpec("topk_dice_only", "TopK Dice alone", _HOSSEINI, "eq. 7",
              lambda p, c: L.TopKDiceLoss(k=p["k"], regions=c.regions, ignore_label=c.ignore_label),
-             (_TOPK_DICE_K,)),
-    LossSpec("focal", "focal loss (softmax; sigmoid for regions)", "Lin et al.; baseline of 000 and 001",
-             "FL = -alpha_t (1 - p_t)^gamma ln p_t",
+             (_TOPK_DICE_K,), implementation="TopKDiceLoss"),
+    LossSpec("focal", "focal loss (softmax; sigmoid for regions)",
+             f"{_LIN}; a baseline in {_COMBO} and {_RW}", "FL = -alpha_t (1 - p_t)^gamma ln p_t",
              lambda p, c: L.FocalLoss(gamma=p["gamma"], alpha=p["alpha"], regions=c.regions,
                                       ignore_label=c.ignore_label),
              (Param("gamma", float, 2.0, "focusing parameter", interval="[0, inf)"),
-              Param("alpha", float, None, "None: no balancing (001); 0.25 as in 000", optional=True,
-                    interval="[0, 1]"))),
-    LossSpec("focal_dice", "soft Dice + focal loss (baseline of 004, DiceFocal)", "Hosseini (004); Lin et al.",
-             "nnU-Net soft Dice + FL",
+              Param("alpha", float, None, "None: no balancing (as Valverde & Tohka); 0.25 as Taghanaki et al.",
+                    optional=True, interval="[0, 1]")),
+             implementation="FocalLoss"),
+    LossSpec("focal_dice", "soft Dice + focal loss (DiceFocal)", f"DiceFocal baseline of {_HOSSEINI}; {_LIN}",
+             "nnU-Net's soft Dice + FL",
              _baseline("build_focal_dice"),
              (Param("gamma", float, 2.0, "focusing parameter", interval="[0, inf)"),
               Param("alpha", float, None, "None: no balancing; 0.25 as Lin et al.", optional=True,
-                    interval="[0, 1]"))),
-    LossSpec("dice_ce", "nnU-Net's default Dice + CE (baseline)", "nnU-Net v2", "DC_and_CE_loss",
-             _baseline("build_dice_ce")),
-    LossSpec("dice", "soft Dice with background (nnU-Net's class; Furtado's dice)", "nnU-Net v2 / 003",
-             "MemoryEfficientSoftDiceLoss(do_bg=True)",
-             _baseline("build_dice")),
-    LossSpec("dice_nobg", "soft Dice without background (Furtado's diceBK)", "Furtado (003) / nnU-Net v2",
-             "MemoryEfficientSoftDiceLoss(do_bg=False)",
-             _baseline("build_dice_nobg")),
-    LossSpec("ce", "cross-entropy (nnU-Net's class)", "nnU-Net v2", "RobustCrossEntropyLoss",
-             _baseline("build_ce")),
-    LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", "nnU-Net v2; baseline of 004", "TopKLoss",
+                    interval="[0, 1]")),
+             implementation="nnU-Net's MemoryEfficientSoftDiceLoss (no background) + FocalLoss"),
+    LossSpec("dice_ce", "nnU-Net's default Dice + CE (baseline)", _NNUNET, "nnU-Net's default loss",
+             _baseline("build_dice_ce"),
+             implementation="nnU-Net's DC_and_CE_loss (DC_and_BCE_loss for regions)"),
+    LossSpec("dice", "soft Dice with background (nnU-Net's class; Furtado's dice)", f"{_NNUNET}; {_FURTADO}",
+             "soft Dice with background (Furtado: dice)",
+             _baseline("build_dice"), implementation="nnU-Net's MemoryEfficientSoftDiceLoss(do_bg=True)"),
+    LossSpec("dice_nobg", "soft Dice without background (Furtado's diceBK)", f"{_FURTADO}; {_NNUNET}",
+             "soft Dice without background (Furtado: diceBK)",
+             _baseline("build_dice_nobg"), implementation="nnU-Net's MemoryEfficientSoftDiceLoss(do_bg=False)"),
+    LossSpec("ce", "cross-entropy (nnU-Net's class)", _NNUNET, "cross-entropy", _baseline("build_ce"),
+             implementation="nnU-Net's RobustCrossEntropyLoss"),
+    LossSpec("topk_ce", "TopK cross-entropy (nnU-Net's class)", f"{_NNUNET}; a baseline in {_HOSSEINI}",
+             "CE of the k% hardest voxels",
              _baseline("build_topk_ce"),
-             (_TOPK_CE_K,), supports_regions=False),
-    LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; baseline of 004, DiceTopK)",
-             "nnU-Net v2; baseline of 004", "DC_and_topk_loss",
+             (_TOPK_CE_K,), supports_regions=False,
+             implementation="nnU-Net's TopKLoss (keeping at least one voxel)"),
+    LossSpec("dice_topk_ce", "TopK CE + soft Dice (nnU-Net's class; DiceTopK)",
+             f"{_NNUNET}; DiceTopK baseline of {_HOSSEINI}", "TopK CE + soft Dice without background",
              _baseline("build_dice_topk_ce"),
-             (_TOPK_CE_K,), supports_regions=False),
+             (_TOPK_CE_K,), supports_regions=False, implementation="nnU-Net's DC_and_topk_loss"),
 )
 
 REGISTRY: Dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
@@ -275,11 +295,14 @@ def build_loss(name: str, *, ignore_label: Optional[int] = None, regions: bool =
 
 
 def describe() -> str:
-    """A plain-text table of every loss: name, paper, equation, parameters with defaults."""
+    """A plain-text list of every loss: name, paper, equation, class, parameters with defaults; then the full
+    reference of every work cited."""
     lines = []
     for spec in REGISTRY.values():
         lines.append(f"{spec.name}: {spec.summary}")
-        lines.append(f"    paper: {spec.paper}; {spec.equation}")
+        lines.append(f"    paper: {spec.paper}")
+        lines.append(f"    equation: {spec.equation}")
+        lines.append(f"    class: {spec.implementation}")
         extra = []
         if spec.needs_map:
             extra.append(f"map: {spec.needs_map}")
@@ -293,4 +316,16 @@ def describe() -> str:
             choices = f" (one of {', '.join(map(str, p.choices))})" if p.choices else ""
             choices += f" (in {p.interval})" if p.interval else ""
             lines.append(f"    {p.name} = {p.default!r}{choices}: {p.doc}")
+    lines += ["", references_text(cited_by(REGISTRY.values()))]
     return "\n".join(lines)
+
+
+def cited_by(specs) -> List[Paper]:
+    """Every work the given specs cite, once each, in the table's order (nnunet_losses/papers.py)."""
+    keys = {p.key for spec in specs for p in spec.references()}
+    return [p for p in PAPERS.values() if p.key in keys]
+
+
+def references_text(papers: Sequence[Paper]) -> str:
+    """"References:" and one line per work: its short form, then its full reference."""
+    return "\n".join(["References:"] + [f"  {p.short}: {p.citation()}" for p in papers])

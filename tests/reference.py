@@ -22,7 +22,7 @@ def onehot(labels, num_classes):
 
 
 def combo(x, labels, alpha, beta, smooth=1.0, dice="flattened", regions=False, valid=None, batch_dice=False):
-    """Taghanaki eq. 5 (000) / eq. 3 (002) on the foreground channels."""
+    """Taghanaki et al. (CMIG 2019), eq. 5 (eq. 3 of the arXiv preprint), on the foreground channels."""
     if regions:
         p, t = sigmoid(x), labels.astype(np.float64)
     else:

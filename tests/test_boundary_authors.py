@@ -1,4 +1,5 @@
-"""The RW authors' RW-Boundary map (inside -d) next to eq. 3's (inside -(d - 1)): Valverde & Tohka (001), issue 9.6."""
+"""The RW authors' RW-Boundary map (inside -d) next to eq. 3's (inside -(d - 1)): Valverde & Tohka (Pattern
+Recognition 2023), eq. 3, and the code of their Fig. 5 and 6."""
 import numpy as np
 import pytest
 import torch

@@ -175,7 +175,7 @@ def test_a_forked_child_computes_combo_after_the_parent_used_the_kernel():
 @pytest.mark.parametrize("function", [SoftmaxForegroundSums, combo_cpu.FusedSoftmaxForegroundSums])
 def test_dice_sums_of_a_3d_batch_are_exact_to_float32(function):
     """2 x 128^3 voxels: the intersections and sums of p within 1e-6 (relative) of float64, on both paths (a float32
-    scatter_add of the intersections used to drift by 4e-4)."""
+    scatter_add of the intersections over the whole batch drifts by 4e-4)."""
     if function is combo_cpu.FusedSoftmaxForegroundSums and not HAS_COMPILER:
         pytest.skip("no C compiler")
     x, labels, mask = _case((2, 3, 128, 128, 128), 2.0, True)

@@ -13,9 +13,10 @@ import pytest
 import nnunet_losses
 
 CORE = ["losses", "maps", "metrics", "stats"]
-PURE_MODULES = ["registry", "catalogue", "synthetic_images"]  # single-file modules of the pure core
+PURE_MODULES = ["registry", "catalogue", "papers", "synthetic_images"]  # single-file modules of the pure core
 GLUE = ("nnunetv2", "nnunet_losses.nnunet")  # what the pure core may not import
-ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment")
+ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment",
+                "nnunet_losses.doc_tables")
 
 
 def _modules_after_import(modules):
@@ -149,6 +150,8 @@ def test_specs_and_trainer_names_import_no_nnunetv2():
             "check_name('IoUxyTrainer_a0p5_b1p5')\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    assert main(['trainers']) == 0\n"
+            "    assert main(['trainers', '--markdown', 'families']) == 0\n"
+            "    assert main(['losses', '--markdown', 'losses']) == 0\n"
             "print(json.dumps(sorted(sys.modules)))\n")
     root = os.path.dirname(os.path.dirname(nnunet_losses.__file__))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,

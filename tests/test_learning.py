@@ -1,6 +1,6 @@
-"""RRW must not collapse to background (issue 8): its family default, small plans, a few hundred iterations of
-nnU-Net's own training on the many-class generated dataset. Under nnU-Net's SGD RRW can reach the stationary point
-where it predicts background everywhere (docs/learning.md); this test fails if the default does that again."""
+"""RRW must not collapse to background on many-class data: its family default, small plans, a few hundred
+iterations of nnU-Net's own training on the many-class generated dataset. Under nnU-Net's SGD RRW can reach the
+stationary point where it predicts background everywhere (docs/learning.md); this test fails if the default does."""
 import glob
 import json
 import os

@@ -191,8 +191,8 @@ def test_missing_and_stale_maps_stop_training(dataset):
 
 
 def test_units_copies_and_read_only_with_the_cli(dataset, tmp_path):
-    """Issue 10.2 and 10.7 on real preprocessed data: a `cp -r` copy is up to date, a change of units is not, and
-    an up-to-date run writes nothing."""
+    """On real preprocessed data: a `cp -r` copy is up to date, a change of units is not, and an up-to-date run
+    writes nothing."""
     env = dict(dataset["env"], nnUNet_preprocessed=str(tmp_path))
     copy = tmp_path / dataset["name"]
     subprocess.run(["cp", "-r", dataset["pre"], str(copy)], check=True)  # new mtimes, same content

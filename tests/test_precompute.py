@@ -135,7 +135,8 @@ def _snapshot(root):
 
 
 def test_change_of_units_or_settings_recomputes(tmp_path):
-    """Issue 10.2: spacing -> voxel units used to report "up to date" and keep the maps in mm."""
+    """Maps computed in mm are stale for a run in voxel units (and the other way round): they are recomputed, not
+    reported "up to date"."""
     folder = _three_cases(tmp_path)
     spacing = (3.0, 2.0, 0.5)
     assert precompute_maps(folder, ["boundary"], 3, True, spacing, progress=False)["computed"] == 3
@@ -198,7 +199,8 @@ def _copy_map_and_record(path, other):
 
 @pytest.mark.parametrize("damage", [_truncate, _overwrite, _flip_byte, _copy_map, _copy_map_and_record])
 def test_corrupt_maps_are_found_and_recomputed(tmp_path, damage):
-    """Issue 10.3: damaged maps passed the start check and precompute-maps called them up to date."""
+    """Damaged maps (truncated, overwritten, a flipped byte, another case's map or record) fail the start check, and
+    precompute-maps recomputes them instead of calling them up to date."""
     folder = _three_cases(tmp_path)
     precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
     good = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
@@ -232,7 +234,7 @@ def test_unreadable_map_in_a_loader_names_file_and_command(tmp_path):
 
 
 def test_copied_dataset_is_up_to_date(tmp_path):
-    """Issue 10.7: `cp -r` gives every file a new mtime; the content decides, so nothing is recomputed."""
+    """`cp -r` gives every file a new mtime; the content decides, so nothing is recomputed."""
     folder = _three_cases(tmp_path / "a")
     precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
     copy = str(tmp_path / "b" / "nnUNetPlans_2d")
@@ -243,7 +245,7 @@ def test_copied_dataset_is_up_to_date(tmp_path):
 
 
 def test_up_to_date_writes_nothing_and_read_only_is_one_line(tmp_path, monkeypatch):
-    """Issue 10.7: read-only shared data: no write when up to date; otherwise one message naming the folder."""
+    """Read-only shared data: no write when up to date; otherwise one message naming the folder."""
     folder = _three_cases(tmp_path)
     precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
     before = _snapshot(str(tmp_path))

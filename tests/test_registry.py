@@ -171,8 +171,22 @@ def test_describe_lists_everything():
     text = describe()
     for name, spec in REGISTRY.items():
         assert f"{name}:" in text
+        assert f"    class: {spec.implementation}" in text
         for p in spec.params:
             assert p.name in text
+    assert "References:" in text and "doi:10.1038/s41592-020-01008-z" in text
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_implementation_names_the_class_built(name):
+    """The class column of `nnunet-losses losses` and documentation/losses.md: its first class name is the built
+    module's class, a base class of it, or the class of one of its submodules (nnU-Net's, inside an adapter)."""
+    import re
+
+    spec = REGISTRY[name]
+    loss = build_loss(name, class_weights=[1.0, 2.0, 3.0, 4.0] if spec.needs_class_weights else None)
+    first = re.search(r"[A-Za-z_]*[A-Z][A-Za-z_]*", spec.implementation.replace("nnU-Net's ", "")).group()
+    assert first in {c.__name__ for module in loss.modules() for c in type(module).__mro__}, (name, first)
 
 
 @pytest.mark.parametrize("name,params", [

@@ -1,7 +1,7 @@
 """Training logs and figures of ``nnunet-losses report``: the parser on a real nnU-Net v2 log (a 2-epoch CPU training
 of a tiny synthetic dataset, about 30 s) and on hand-written logs (NaN pseudo Dice, both NumPy reprs, a continued
-training redoing epochs, foreign lines); the PNGs of the RW paper's figures (001: Tables 2-4 as box plots, Fig. 5 CDF,
-Fig. 6-9 curves) with NaN values and empty inputs."""
+training redoing epochs, foreign lines); the PNGs of the RW paper's figures (Valverde & Tohka (Pattern Recognition
+2023): Tables 2-4 as box plots, Fig. 5 CDF, Fig. 6-9 curves) with NaN values and empty inputs."""
 import os
 import struct
 import subprocess

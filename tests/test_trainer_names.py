@@ -111,6 +111,19 @@ def test_nnunet_finds_generated_trainers_through_the_shim(tmp_path):
     assert "nearest valid name: ComboTrainer\n" in tail
 
 
+def test_run_tokens_table_follows_the_grammar():
+    """The run options the documentation lists (naming.RUN_TOKENS) are the grammar's, in its order."""
+    from nnunet_losses.nnunet.naming import GRAMMAR, RUN_TOKENS
+
+    tokens = [token for token, _, _ in RUN_TOKENS]
+    assert tokens == ["_online", "_ep<int>", "_it<int>", "_adam", "_sgd", "_lr<number>", "_s<int>"]
+    assert GRAMMAR.startswith("<Family>[_<loss parameters>][_online][_ep<int>][_it<int>][_adam|_sgd][_lr<number>]"
+                              "[_s<int>]")
+    parsed = parse_name("RRWTrainer_online_ep5_it7_adam_lr1em3_s2", T.FAMILIES, T.ONLINE_MAP_FAMILIES)
+    assert (parsed.online, parsed.epochs, parsed.iterations, parsed.optimizer, parsed.lr, parsed.seed) == \
+        (True, 5, 7, "adam", 1e-3, 2)
+
+
 def test_cli_lists_trainers(capsys):
     from nnunet_losses.cli import main
 

@@ -1,5 +1,5 @@
 """Experiment specs (``configs/*.toml``): which dataset, configuration, split, trainers and repeated runs reproduce
-one table or figure of a paper. Schema: see ``configs/README.md``; every key is checked here with a clear message.
+one table or figure of a paper. Schema: see ``documentation/reproducing.md``; every key is checked here with a clear message.
 """
 from __future__ import annotations
 

@@ -309,5 +309,5 @@ def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:
     if glob.glob(os.path.join(paths.preprocessed, f"Dataset{exp.dataset:03d}_*", "dataset.json")):
         return None
     how = (f"nnunet-losses convert {exp.convert} SOURCE_FOLDER -d {exp.dataset}" if exp.convert
-           else "convert it yourself (no converter ships for this dataset; see configs/README.md)")
+           else "convert it yourself (no converter ships for this dataset; see documentation/reproducing.md)")
     return f"dataset {exp.dataset} is not in nnUNet_raw ({paths.raw}): {how}"

@@ -1,7 +1,8 @@
-"""Combo loss: Taghanaki et al., "Combo Loss: Handling Input and Output Imbalance in Multi-Organ Segmentation".
+"""Combo loss: Taghanaki et al., "Combo Loss: Handling Input and Output Imbalance in Multi-Organ Segmentation",
+Computerized Medical Imaging and Graphics 2019 (nnunet_losses/papers.py has the full reference).
 
-Eq. (5) of the journal text (000), eq. (3) of the preprint (002), read as ``t ln p`` (the journal's ``(t - ln p)`` is a
-typo)::
+Eq. (5) of the journal version, eq. (3) of the arXiv preprint (arXiv:1805.02798), read as ``t ln p`` (the journal's
+``(t - ln p)`` is a typo)::
 
     L = alpha * WCE - (1 - alpha) * DiceTerm
     WCE = -(1/N) sum_i [beta * t_i ln p_i + (1 - beta) * (1 - t_i) ln(1 - p_i)]
@@ -26,7 +27,7 @@ class SoftmaxForegroundSums(torch.autograd.Function):
     ``p = softmax(logits)``, ``t`` the one-hot labels and ``m`` the mask, sums over the foreground channels c >= 1:
 
     * ``pos = sum m t_c ln p_c`` and ``neg = sum m (1 - t_c) ln(1 - p_c)`` (scalars: the two terms of the WCE of
-      Taghanaki et al. 2019, eq. 5 of 000 / eq. 3 of 002);
+      Taghanaki et al. (CMIG 2019), eq. 5; eq. 3 of the arXiv preprint);
     * ``inter[b, c-1] = sum_i m p_c t_c`` and ``sum_p[b, c-1] = sum_i m p_c`` (the Dice sums per sample and class).
 
     ``ln(1 - p_c)`` is exact and finite where ``p_c`` rounds to 1: only the maximum channel, when it is unique, can
@@ -112,7 +113,7 @@ class SoftmaxForegroundSums(torch.autograd.Function):
 
 
 class ComboLoss(nn.Module):
-    """Combo loss (Taghanaki et al., eq. 5 of 000 / eq. 3 of 002), foreground channels only.
+    """Combo loss (Taghanaki et al. (CMIG 2019), eq. 5; eq. 3 of the arXiv preprint), foreground channels only.
 
     Args:
         alpha: weight of the weighted cross-entropy term; ``1 - alpha`` weighs the Dice term (paper: 0.5).
@@ -120,8 +121,11 @@ class ComboLoss(nn.Module):
             ``(1 - t) ln(1 - p)``. beta < 0.5 penalises false positives more, beta > 0.5 false negatives (paper: 0.4
             PET, 0.6 MRI, 0.7 ultrasound, 0.9 in section 5.2).
         smooth: the add-one smoothing S of the Dice term (paper: 1).
-        dice: ``"flattened"`` (the paper: one Dice over the flattened multi-label volume W x H x D x C of each
-            sample) or ``"per_class"`` (mean of one Dice per foreground class).
+        dice: ``"flattened"`` (the default here and in ``build_loss("combo")``: the paper's one Dice over the
+            flattened multi-label volume W x H x D x C of each sample, which the largest class dominates) or
+            ``"per_class"`` (the mean of one Dice per foreground class). The nnU-Net trainers differ: ``ComboTrainer``
+            uses ``"per_class"`` unless its name says ``_flat`` (docs/learning.md); on data with one foreground
+            class the two are the same loss.
         batch_dice: pool the Dice sums over the batch (and over DDP ranks) as nnU-Net's batch Dice does.
         regions: sigmoid outputs and multi-hot targets (nnU-Net region datasets); otherwise softmax outputs whose
             foreground channels 1..C-1 are used (the paper's sigmoid has no background channel).

@@ -1,7 +1,7 @@
 /* Combo loss's softmax sums, forward and backward, fused in one pass over the logits each (CPU, float32).
  *
- * The same sums and gradient as SoftmaxForegroundSums in combo.py (Taghanaki et al. 2019, eq. 5 of 000 / eq. 3 of
- * 002): with p = softmax(x), t the one-hot labels, m the mask, over the foreground channels c >= 1,
+ * The same sums and gradient as SoftmaxForegroundSums in combo.py (Taghanaki et al. (CMIG 2019), eq. 5; eq. 3 of the
+ * arXiv preprint): with p = softmax(x), t the one-hot labels, m the mask, over the foreground channels c >= 1,
  *   pos = sum m t_c ln p_c,  neg = sum m (1 - t_c) ln(1 - p_c),  inter[b, c] = sum m p_c t_c,  sum_p[b, c] = sum m p_c
  * and, for the Dice, counts[b, c] = sum m t_c.
  * ln(1 - p_c) is log1p(-p_c) for every channel but a unique maximum d (where p_c < 1/2); at d it is

@@ -2,8 +2,8 @@
 
 Eager PyTorch needs about 22 full-size passes over the logits for Combo's exact ``ln(1 - p)`` (forward and backward,
 ``SoftmaxForegroundSums``) against about 10 for nnU-Net's DC_and_CE; the kernel reads the logits once forward and
-once backward, in blocks that stay in the cache, with the same equations (Taghanaki et al. 2019, eq. 5 of 000 /
-eq. 3 of 002) and the same gradient. nnU-Net trains eager on a CPU (it compiles only on CUDA): this is the path
+once backward, in blocks that stay in the cache, with the same equations (Taghanaki et al. (CMIG 2019), eq. 5; eq. 3
+of the arXiv preprint) and the same gradient. nnU-Net trains eager on a CPU (it compiles only on CUDA): this is the path
 that counts there.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, default ``cc``; ``-O3 -march=native

@@ -1,7 +1,7 @@
 """Dice (or CE) + Boundary with its alpha schedule: Valverde & Tohka, "Region-wise loss for biomedical image
-segmentation", Pattern Recognition 136, 2023, doi:10.1016/j.patcog.2022.109208 (arXiv:2108.01405; the project's
-001), sections 4.1 and 4.3, after Kervadec et al., "Boundary loss for highly unbalanced segmentation", MIDL 2019
-(arXiv:1812.07032). This module was ``losses/schedule.py``.
+segmentation", Pattern Recognition 136, 2023, doi:10.1016/j.patcog.2022.109208 (arXiv:2108.01405), sections 4.1
+and 4.3, after Kervadec et al., "Boundary loss for highly unbalanced segmentation", Medical Image Analysis 2021,
+doi:10.1016/j.media.2020.101851 (arXiv:1812.07032; first at MIDL 2019).
 
 ``L = alpha * L_partner + (1 - alpha) * L_RW(boundary map)`` with alpha going from 1 down to 0.01 by 0.01 per epoch
 (the *gradual* strategy), or ``L_partner + L_RW`` (the *equal* strategy). The partner is the Dice loss (Boundary

@@ -1,5 +1,6 @@
 """IoU_xy loss: Furtado, "Investigation of loss functions for improving deep segmentation of abdominal organs from
-MRI", University of Coimbra, preprint (the project's paper 003; no DOI or arXiv id in the text), section 2.2::
+MRI" (manuscript, University of Coimbra, 2021; no DOI or arXiv identifier; nnunet_losses/papers.py names a related
+journal article by the same author), section 2.2::
 
     L = 1 - (1/C) sum_c TP_c / (TP_c + alpha FP_c + beta FN_c),   alpha + beta = 2, alpha, beta >= 0
 
@@ -26,7 +27,8 @@ def check_weights_sum_to_two(alpha: float, beta: float, owner: str = "IoUxyLoss"
 
 
 class IoUxyLoss(nn.Module):
-    """IoU_xy (Furtado, 003): soft IoU with false positives weighted by ``alpha`` and false negatives by ``beta``.
+    """IoU_xy (Furtado (manuscript 2021), section 2.2): soft IoU with false positives weighted by ``alpha`` and false
+    negatives by ``beta``.
 
     Args:
         alpha: weight of FP; beta: weight of FN. ``alpha + beta`` must equal 2 (the paper's constraint), both >= 0.

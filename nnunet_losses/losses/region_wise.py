@@ -1,5 +1,5 @@
 """Region-wise (RW) loss: Valverde & Tohka, "Region-wise loss for biomedical image segmentation", Pattern
-Recognition 136, 2023, doi:10.1016/j.patcog.2022.109208 (arXiv:2108.01405); the project's paper 001.
+Recognition 136, 2023, doi:10.1016/j.patcog.2022.109208 (arXiv:2108.01405).
 
 Eq. (1): ``L_RW = sum_i softmax(phi_i)^T z_i``; we divide by N * K (mean over voxels and channels) so that the value
 does not depend on the patch size. Its gradient is eq. (2):

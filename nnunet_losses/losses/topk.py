@@ -1,4 +1,5 @@
-"""TopK Dice loss: Hosseini, "TopK Dice Loss for Medical Image Segmentation" (004), eq. (1)-(7).
+"""TopK Dice loss: Hosseini, "TopK Dice Loss for Medical Image Segmentation" (manuscript, University of Tehran, 2023;
+nnunet_losses/papers.py), eq. (1)-(7).
 
 Per sample and per class c present in the sample::
 
@@ -322,8 +323,8 @@ def pick(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
     A ``gather``; compiled for the CPU, a sum over the C classes of ``where(labels == c, ...)``, the same values:
     inductor's CPU code reads a gather's 16 lanes one by one (CE + TopK Dice compiled, 2D, 1 thread: its backward
-    kernel at the full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, twelfth
-    session). On a GPU, where this was never measured, a compiled graph keeps the gather.
+    kernel at the full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, Loss
+    cost, compiled (CPU proxy)). On a GPU a compiled graph keeps the gather.
     """
     if not _compiled_on_cpu(labels):
         return values.gather(1, labels) if values.ndim == 2 else values.gather(1, labels.unsqueeze(1))[:, 0]

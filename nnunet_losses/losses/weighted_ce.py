@@ -1,6 +1,6 @@
 """Cross-entropy weighted by inverse class frequency: Furtado, "Investigation of loss functions for improving deep
-segmentation of abdominal organs from MRI", University of Coimbra, preprint (the project's 003), section 2.2
-("crossE", class-weighted)."""
+segmentation of abdominal organs from MRI" (manuscript, University of Coimbra, 2021; nnunet_losses/papers.py),
+section 2.2 ("crossE", class-weighted)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

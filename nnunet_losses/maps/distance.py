@@ -1,7 +1,7 @@
 """RW maps of Valverde & Tohka, "Region-wise loss for biomedical image segmentation", Pattern Recognition 2023
-(doi:10.1016/j.patcog.2022.109208): RRW (eq. 4), RW-Boundary (eq. 3, the signed distance of Kervadec et al.,
-"Boundary loss for highly unbalanced segmentation", MIDL 2019, arXiv:1812.07032, and the variant the RW authors'
-code computes), RW-AC (1 - Y). The RW paper is arXiv:2108.01405 (the project's 001).
+(doi:10.1016/j.patcog.2022.109208, arXiv:2108.01405): RRW (eq. 4), RW-Boundary (eq. 3, the signed distance of
+Kervadec et al., "Boundary loss for highly unbalanced segmentation", Medical Image Analysis 2021,
+doi:10.1016/j.media.2020.101851, arXiv:1812.07032, and the variant the RW authors' code computes), RW-AC (1 - Y).
 
 The RRW map has three forms: the full map :func:`rrw_map` (K channels), the K-channel inside map
 :func:`rrw_inside_map` (``m Y``) and the one-channel :func:`rrw_own_class_map` (``m``, what is stored); the full map
@@ -138,12 +138,12 @@ def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequenc
 def boundary_map_authors(labels: np.ndarray, num_classes: int,
                          spacing: Optional[Sequence[float]] = None) -> np.ndarray:
     """RW-Boundary map as the RW authors' code computes it (``BoundaryLoss`` in their nnU-Net fork,
-    github.com/jmlipman/RegionWiseLoss), which Fig. 5 and 6 of Valverde & Tohka (001) come from::
+    github.com/jmlipman/RegionWiseLoss), which Fig. 5 and 6 of Valverde & Tohka (Pattern Recognition 2023) come from::
 
         outside k: distance to the nearest voxel of k          (> 0, as eq. 3)
         inside k:  -(distance to the nearest voxel not in k)   (-1 on the inner boundary)
 
-    i.e. :func:`boundary_map` minus the one-hot labels Y: eq. 3 and Kervadec et al. (2019) subtract 1 inside, the
+    i.e. :func:`boundary_map` minus the one-hot labels Y: eq. 3 and Kervadec et al. subtract 1 inside, the
     code does not. The constant -Y changes the loss by -mean(Y * softmax) and its gradient. Absent class: 0
     everywhere (the code reuses the previous class's map there, a bug we do not copy). Class filling the array: the
     outside of the array counts as "not k" (the code's scipy call is undefined there).

@@ -5,8 +5,10 @@
 * ``dice`` / ``dice_nobg``: nnU-Net's ``MemoryEfficientSoftDiceLoss`` with / without the background channel
   (Furtado's "dice" and "diceBK"), behind an adapter that applies the ignore label as ``DC_and_CE_loss`` does.
 * ``ce``: nnU-Net's ``RobustCrossEntropyLoss``; ``topk_ce``: nnU-Net's ``TopKLoss``, keeping at least one voxel.
-* ``dice_topk_ce``: nnU-Net's ``DC_and_topk_loss`` (TopK CE + Dice, the DiceTopK baseline of 004).
-* ``focal_dice``: nnU-Net's soft Dice (as in ``DC_and_CE_loss``) + our focal loss (the DiceFocal baseline of 004).
+* ``dice_topk_ce``: nnU-Net's ``DC_and_topk_loss`` (TopK CE + Dice, the DiceTopK baseline of Hosseini (manuscript
+  2023)).
+* ``focal_dice``: nnU-Net's soft Dice (as in ``DC_and_CE_loss``) + our focal loss (the DiceFocal baseline of Hosseini
+  (manuscript 2023)).
 
 nnU-Net's soft Dice returns ``-Dice`` (not ``1 - Dice``): same gradients, values offset by 1. We keep it.
 
@@ -131,7 +133,8 @@ def nnunet_dice_topk_ce(k: float, batch_dice: bool, ddp: bool, ignore_label: Opt
 
 
 class DiceAndFocal(nn.Module):
-    """Soft Dice (nnU-Net's, as in DC_and_CE_loss) + focal loss, weights 1 and 1: 004's "Focal-CE + Dice"."""
+    """Soft Dice (nnU-Net's, as in DC_and_CE_loss) + focal loss, weights 1 and 1: the "Focal-CE + Dice" of Hosseini
+    (manuscript 2023)."""
 
     def __init__(self, focal: nn.Module, batch_dice: bool, ddp: bool, ignore_label: Optional[int], regions: bool):
         super().__init__()

@@ -101,6 +101,24 @@ RESERVED_PREFIXES = ("Pretrained", "DynamicPretrained")
 GRAMMAR = ("<Family>[_<loss parameters>][_online][_ep<int>][_it<int>][_adam|_sgd][_lr<number>][_s<int>]; "
            "numbers: 0p5 = 0.5, 1em4 = 1e-4")
 
+# The run options after the loss parameters, as the documentation's name-parameter table lists them:
+# (token, meaning, what applies when the name has no such token). nnU-Net's defaults: nnUNetTrainer.__init__.
+RUN_TOKENS = (
+    ("_online", "maps computed in nnU-Net's loader workers after augmentation, normalised over the patch (families "
+                "with precomputed maps only)", "maps precomputed by `nnunet-losses precompute-maps`"),
+    ("_ep<int>", "number of epochs", "nnU-Net's 1000"),
+    ("_it<int>", "training iterations per epoch; validation iterations keep nnU-Net's 5:1 ratio",
+     "nnU-Net's 250 (50 validation)"),
+    ("_adam", "Adam with nnU-Net's weight decay (3e-5) and poly schedule; torch's fused kernel on the CPU and CUDA",
+     "the family's optimiser"),
+    ("_sgd", "nnU-Net's SGD (momentum 0.99, Nesterov, weight decay 3e-5, poly schedule)", "the family's optimiser"),
+    ("_lr<number>", "initial learning rate",
+     "the family's for its default optimiser (Adam 1e-3 where Adam is the default), else 1e-4 for Adam and "
+     "nnU-Net's 1e-2 for SGD"),
+    ("_s<int>", "seed of Python, numpy and torch; runs with different seeds get their own output folders",
+     "no seed"),
+)
+
 
 def _format_token(param: NameParam, value: Any) -> str:
     if param.kind == "flag":

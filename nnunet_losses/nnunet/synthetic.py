@@ -92,7 +92,7 @@ def write_synthetic_dataset(raw_root: str, dataset_id: int = 901, name: str = "S
     _check_settings(kind, dataset_id, num_train, num_test, size, ignore_label, regions)
     spec = {"dataset_id": dataset_id, "name": name, "num_train": num_train, "num_test": num_test, "size": size,
             "seed": seed, "ignore_label": ignore_label, "regions": regions, "version": 1}
-    if kind != "discs":  # the datasets written before kinds existed stay up to date
+    if kind != "discs":  # a discs dataset's record has no "kind" key: its record, and so its check, stays the same
         spec["kind"] = kind
     folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
     if _is_written(folder, spec, (raw_root, *other_roots)):

@@ -1,9 +1,9 @@
 """The many-class generated dataset (``synthetic_images.make_many_classes``: one large and five small foreground
 classes) in nnU-Net v2 raw format.
 
-It is the stand-in for the multi-class anatomy on which RRW and Combo stopped learning (issue 8: a 7-class brain
-dataset, classes 0.09-5% of the voxels). Used by the learning tests (``tests/test_learning.py``) and the
-measurements in ``docs/learning.md``:
+It stands in for multi-class anatomy with many small classes, such as a 7-class brain dataset whose classes hold
+0.09-5% of the voxels, on which RRW and Combo failed to learn the small classes. Used by the learning tests
+(``tests/test_learning.py``) and the measurements in ``docs/learning.md``:
 
     python -m nnunet_losses.nnunet.synthetic_many $nnUNet_raw 902
 """

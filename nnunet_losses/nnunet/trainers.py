@@ -175,10 +175,13 @@ class LossTrainer(nnUNetTrainer):
         return "precomputed" if self.precomputed_maps else "online"
 
     def write_settings(self) -> str:
-        """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically)."""
+        """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically). ``paper`` is the short
+        citation the registry shows; ``references`` the full reference, DOI and arXiv id of every work it cites."""
         settings = {"trainer": type(self).__name__, "family": self.parsed.family.name,
                     "loss": self.parsed.family.loss, "paper": self.loss_spec.paper,
-                    "equation": self.loss_spec.equation, "loss_params": self.loss_params,
+                    "equation": self.loss_spec.equation,
+                    "references": [paper.as_dict() for paper in self.loss_spec.references()],
+                    "loss_params": self.loss_params,
                     "context": self.loss_context, "training": self._training_summary(),
                     "schedule": self.schedule_state()}
         return atomic_write_json(os.path.join(self.output_folder, "nnunet_losses.json"), settings, indent=2,
@@ -189,7 +192,7 @@ class LossTrainer(nnUNetTrainer):
         if self.parsed.resolved_optimizer() != "adam":
             return super().configure_optimizers()
         # torch's fused kernel where it has one: the same update, 70 -> 16 ms per step for nnU-Net's 2D network on
-        # 2 CPU cores (BENCHMARKS.md, train_step)
+        # 2 CPU cores (BENCHMARKS.md, Whole train_step)
         optimizer = torch.optim.Adam(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
                                      fused=True if self._fused_adam() else None)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)

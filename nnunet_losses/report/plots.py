@@ -1,6 +1,6 @@
-"""The figures of the RW paper (001) as PNG files: per-class distributions of a per-case metric (the values behind
-Tables 2-4), the empirical CDF of the final Dice of repeated runs (Fig. 5, Fig. 6c) and validation curves over
-epochs averaged over runs (Fig. 6a-b, 7-9).
+"""The figures of the RW paper, Valverde & Tohka (Pattern Recognition 2023), as PNG files: per-class distributions
+of a per-case metric (the values behind Tables 2-4), the empirical CDF of the final Dice of repeated runs (Fig. 5,
+Fig. 6c) and validation curves over epochs averaged over runs (Fig. 6a-b, 7-9).
 
 Matplotlib draws on its Agg canvas, created per figure (no backend switch, no pyplot state). Each loss takes its
 colour from a fixed palette in the order the losses first appear in the input, so one report that passes its losses
@@ -59,10 +59,11 @@ def _nan_note(nan: int) -> str:
 def box_plots(values: Mapping[str, Mapping[str, Sequence[float]]], metric: str, path: str,
               class_names: Optional[Sequence[str]] = None) -> str:
     """One panel per class, one box per loss over the per-case values ``values[loss][class]``: the distributions
-    behind the per-class means of the RW paper's Tables 2-4 (001). Boxes show the quartiles, whiskers 1.5 IQR,
-    outliers as dots and the mean as a white diamond; each tick label gives the number of cases and of NaN values
-    skipped. ``metric`` labels the y axis ("Dice", "HD (mm)"). ``class_names`` chooses and orders the classes
-    (default: every class, in order of first appearance); a class a loss lacks gets an empty slot."""
+    behind the per-class means of the RW paper's Tables 2-4 (Valverde & Tohka (Pattern Recognition 2023)). Boxes
+    show the quartiles, whiskers 1.5 IQR, outliers as dots and the mean as a white diamond; each tick label gives the
+    number of cases and of NaN values skipped. ``metric`` labels the y axis ("Dice", "HD (mm)"). ``class_names``
+    chooses and orders the classes (default: every class, in order of first appearance); a class a loss lacks gets an
+    empty slot."""
     if not values:
         raise ValueError("box_plots: no losses given")
     classes = list(class_names) if class_names is not None else list(
@@ -95,8 +96,9 @@ def box_plots(values: Mapping[str, Mapping[str, Sequence[float]]], metric: str, 
 
 def cdf_plot(values: Mapping[str, Sequence[float]], path: str, xlabel: str = "Final mean foreground Dice") -> str:
     """The step-wise empirical CDF, CDF(d) = fraction of runs with a value <= d, of one value per run for each loss
-    (``values[loss]``): Fig. 5 and Fig. 6c of the RW paper (001, Eq. 8), where a curve rising early marks runs that
-    failed to converge. The legend gives the runs counted and the NaN skipped."""
+    (``values[loss]``): Fig. 5 and Fig. 6c of the RW paper (Valverde & Tohka (Pattern Recognition 2023), eq. 8),
+    where a curve rising early marks runs that failed to converge. The legend gives the runs counted and the NaN
+    skipped."""
     if not values:
         raise ValueError("cdf_plot: no losses given")
     split = {loss: _split(runs) for loss, runs in values.items()}
@@ -141,9 +143,9 @@ def _mean_band(runs: Sequence[Sequence[float]]) -> tuple:
 def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: str,
                 ylabel: str = "Validation pseudo Dice (mean foreground)") -> str:
     """Per-epoch curves of repeated runs (``curves[loss]``: one 1-D array per run, lengths may differ): the mean over
-    runs as a line and the min-max over runs as a band, like the RW paper's validation Dice over epochs (001,
-    Fig. 6a-b, 7-9; epochs counted from 0 as nnU-Net does). NaN values are skipped (the line breaks where every run
-    is NaN) and counted in the legend."""
+    runs as a line and the min-max over runs as a band, like the RW paper's validation Dice over epochs
+    (Valverde & Tohka (Pattern Recognition 2023), Fig. 6a-b, 7-9; epochs counted from 0 as nnU-Net does). NaN values
+    are skipped (the line breaks where every run is NaN) and counted in the legend."""
     if not curves:
         raise ValueError("curves_plot: no losses given")
     runs_of = {loss: [run for run in runs if len(run)] for loss, runs in curves.items()}

@@ -1,5 +1,5 @@
 """Per-epoch values from nnU-Net v2's text training logs, the source of the validation curves of the RW paper
-(001, Fig. 6-9).
+(Valverde & Tohka (Pattern Recognition 2023), Fig. 6-9).
 
 ``nnUNetTrainer`` (2.8.1) writes ``fold_N/training_log_YYYY_M_D_HH_MM_SS.txt`` (no zero padding of month and day)
 through ``print_to_log_file``, which prefixes each line with ``str(datetime.now())`` and a colon. Per epoch:
