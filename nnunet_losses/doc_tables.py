@@ -22,6 +22,7 @@ import shlex
 import sys
 from typing import Dict, List, Sequence, Tuple
 
+from ._files import atomic_write_text
 from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam
 from .nnunet.naming import RUN_TOKENS
 from .registry import REGISTRY, Param, cited_by, get_spec
@@ -216,8 +217,7 @@ def update(path: str) -> int:
 
     new = _BLOCK.sub(replace, text)
     if new != text:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(new)
+        atomic_write_text(path, new)
     return changed
 
 

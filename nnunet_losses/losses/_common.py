@@ -9,6 +9,7 @@ Conventions (the same as nnU-Net v2's own losses):
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Optional
@@ -49,7 +50,10 @@ def float32_forward(forward):
             raise ValueError(
                 f"{type(self).__name__}: logits must be a tensor (B, C, *spatial) with 1-3 spatial dims, "
                 f"got {tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
-        with torch.autocast(device_type=logits.device.type, enabled=False):
+        # the meta device (shape-only runs of the device path, tests/test_gpu_path.py) has no autocast to disable
+        no_autocast = (contextlib.nullcontext() if logits.device.type == "meta"
+                       else torch.autocast(device_type=logits.device.type, enabled=False))
+        with no_autocast:
             args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
             return forward(self, logits.float(), *args, **kwargs)
 
@@ -124,17 +128,32 @@ def empty_batch_is_zero(loss: torch.Tensor, n_valid: torch.Tensor, logits: torch
     return torch.where(n_valid > 0, loss, zero_like_graph(logits))
 
 
-def compile_loss(loss: nn.Module) -> nn.Module:
-    """``torch.compile`` a loss for training (every loss here traces whole: no graph break, no host sync).
+def buffer_on(module: nn.Module, name: str, device: torch.device) -> torch.Tensor:
+    """Buffer ``name`` of ``module`` on ``device``: the buffer itself where the module was moved to (the trainers move
+    their loss to the training device), else a copy made on the first call there and kept, so that no call after the
+    first copies a constant to the GPU (each such copy waits for the device). Constant buffers only."""
+    tensor = getattr(module, name)
+    if tensor.device == device:
+        return tensor
+    copies = module.__dict__.setdefault("_buffer_copies", {})
+    copy = copies.get((name, device))
+    if copy is None:
+        copy = copies[(name, device)] = tensor.to(device)
+    return copy
+
+
+def compile_loss(loss: nn.Module, **options) -> nn.Module:
+    """``torch.compile`` a loss for training (every loss here traces whole: no graph break, no host sync);
+    ``options`` go to ``torch.compile`` (e.g. ``fullgraph=True``, a ``backend``).
 
     A loss whose Python state changes between epochs lists its stateless parts in ``compiled_parts``; only those are
     compiled, so a new epoch's weights do not trigger a recompilation (``DiceBoundaryLoss``'s alpha schedule).
     """
     parts = getattr(loss, "compiled_parts", ())
     if not parts:
-        return torch.compile(loss)
+        return torch.compile(loss, **options)
     for name in parts:
-        setattr(loss, name, torch.compile(getattr(loss, name)))
+        setattr(loss, name, torch.compile(getattr(loss, name), **options))
     return loss
 
 

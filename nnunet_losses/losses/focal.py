@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ._common import decode_target, float32_forward, masked
+from ._common import buffer_on, decode_target, float32_forward, masked
 
 
 class FocalLoss(nn.Module):
@@ -44,22 +44,24 @@ class FocalLoss(nn.Module):
             if not 0.0 <= alpha <= 1.0:
                 raise ValueError(f"FocalLoss: alpha must lie in [0, 1], got {alpha}")
         self.alpha = alpha
+        if isinstance(alpha, list):  # a buffer: it moves with the module (see buffer_on)
+            self.register_buffer("class_alpha", torch.tensor(alpha, dtype=torch.float32), persistent=False)
         self.regions = bool(regions)
         self.ignore_label = ignore_label
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}, regions={self.regions}, ignore_label={self.ignore_label}"
 
-    def _class_alpha(self, num_classes: int, device) -> Optional[torch.Tensor]:
+    def _alpha_weights(self, labels: torch.Tensor, num_classes: int) -> Optional[torch.Tensor]:
+        """Each voxel's alpha weight in label mode: ``1 - alpha`` for background and ``alpha`` for the others (a
+        float), or its class's weight (a list); arithmetic on the labels, no tensor made from Python per call."""
         if self.alpha is None:
             return None
         if isinstance(self.alpha, float):
-            weights = [1.0 - self.alpha] + [self.alpha] * (num_classes - 1)
-        else:
-            weights = self.alpha
-            if len(weights) != num_classes:
-                raise ValueError(f"FocalLoss: {len(weights)} class weights for {num_classes} channels")
-        return torch.tensor(weights, dtype=torch.float32, device=device)
+            return torch.where(labels == 0, 1.0 - self.alpha, self.alpha)
+        if len(self.alpha) != num_classes:
+            raise ValueError(f"FocalLoss: {len(self.alpha)} class weights for {num_classes} channels")
+        return buffer_on(self, "class_alpha", labels.device)[labels]
 
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,7 @@ class FocalLoss(nn.Module):
             return masked(loss, tgt.mask).sum() / (n_valid * logits.shape[1])
         log_pt = torch.log_softmax(logits, 1).gather(1, tgt.labels.unsqueeze(1))
         loss = -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
-        class_alpha = self._class_alpha(logits.shape[1], logits.device)
-        if class_alpha is not None:
-            loss = loss * class_alpha[tgt.labels].unsqueeze(1)
+        alpha = self._alpha_weights(tgt.labels, logits.shape[1])
+        if alpha is not None:
+            loss = loss * alpha.unsqueeze(1)
         return masked(loss, tgt.mask).sum() / n_valid

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import decode_target, empty_batch_is_zero, float32_forward, masked
+from ._common import buffer_on, decode_target, empty_batch_is_zero, float32_forward, masked
 
 
 def inverse_frequency_weights(voxel_counts: Sequence[float]) -> list:
@@ -55,7 +55,7 @@ class WeightedCELoss(nn.Module):
                              f"channels")
         tgt = decode_target(logits, target, regions=False, ignore_label=self.ignore_label, name="WeightedCELoss",
                             onehot=False)
-        weights = self.class_weights.to(logits.device)
+        weights = buffer_on(self, "class_weights", logits.device)
         labels = tgt.labels if tgt.mask is None else torch.where(tgt.mask[:, 0] > 0, tgt.labels, -100)
         weighted = nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=-100, reduction="sum")
         total_weight = masked(weights[tgt.labels].unsqueeze(1), tgt.mask).sum()

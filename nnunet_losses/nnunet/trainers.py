@@ -130,7 +130,8 @@ class LossTrainer(nnUNetTrainer):
                              "regions": self.label_manager.has_regions,
                              "batch_dice": bool(self.configuration_manager.batch_dice), "ddp": self.is_ddp,
                              "class_weights": class_weights}
-        self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.loss_kwargs())
+        # on the training device, with its constants (class weights): no copy to the device per call
+        self.base_loss = build_loss(p.family.loss, **self.loss_context, **p.loss_kwargs()).to(self.device)
         self.loss_params = self.loss_spec.resolve(**p.loss_kwargs())
         loss = self.base_loss
         if self._do_i_compile():  # nnU-Net's switch (nnUNet_compile, CUDA only); nnU-Net compiles only its own Dice
