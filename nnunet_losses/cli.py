@@ -134,9 +134,11 @@ def run_precompute_maps(args) -> int:
     except OSError as err:  # read-only data, full disk, no data: one line that names the folder or file
         print(f"nnunet-losses precompute-maps: error: {err}", file=sys.stderr)
         return 2
+    leftovers = summary.get("leftovers_removed", 0)
     print(f"maps in {summary['folder']}: {summary['computed']} case(s) computed, {summary['up_to_date']} up to "
           f"date ({summary['stale_before']} stale, {summary['corrupt_before']} corrupt before), kinds "
-          f"{', '.join(summary['kinds'])}")
+          f"{', '.join(summary['kinds'])}" + (f"; {leftovers} temporary file(s) of killed writes removed"
+                                              if leftovers else ""))
     return 0
 
 
@@ -147,8 +149,9 @@ def add_precompute_maps(sub) -> None:
                        description="Computes the maps of the map-based trainers (RRWTrainer: rrw; RWBoundaryTrainer, "
                                    "DiceBoundaryTrainer, CEBoundaryTrainer: boundary) for every preprocessed case "
                                    "into <data_identifier>_maps/ beside the data folder. Per slice for 2D "
-                                   "configurations, 3D for 3D ones. Resumes: up-to-date maps are skipped, stale "
-                                   "ones (re-preprocessed data) recomputed.")
+                                   "configurations, 3D for 3D ones. Resumes: up-to-date maps (every byte "
+                                   "checked) are skipped, stale or corrupt ones recomputed. Several runs on one "
+                                   "dataset at once (jobs of several folds) all finish.")
     p.add_argument("-d", required=True, help="dataset id or name (as for nnUNetv2_train)")
     p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
@@ -165,24 +168,27 @@ def add_precompute_maps(sub) -> None:
 def run_small_plans(args) -> int:
     from .nnunet.small_plans import write_small_plans
 
-    path = write_small_plans(args.d, args.c, features=args.features, batch_size=args.batch_size, source=args.p)
-    with open(path) as f:
-        info = json.load(f)["nnunet_losses_small_plans"]
-    name = os.path.basename(path)[:-len(".json")]
-    print(f"wrote {path}: features per stage {info['features_per_stage']}, batch {info['batch_size']}, "
-          f"data shared with {info['source']}; use it with -p {name}")
+    small = write_small_plans(args.d, args.c, features=args.features, batch_size=args.batch_size, source=args.p)
+    done = {"wrote": f"wrote {small.path} ({small.configuration})",
+            "added": f"added {small.configuration} to {small.path} (it holds {', '.join(small.configurations)})",
+            "unchanged": f"{small.path} already holds {small.configuration} with these settings (unchanged)"}
+    print(f"{done[small.action]}: features per stage {small.features_per_stage}, batch {small.batch_size}; shares "
+          f"the preprocessed data {small.data_identifier} (and its maps) of {small.source_file}; use it with "
+          f"-p {small.name}")
     return 0
 
 
 def add_small_plans(sub) -> None:
     p = sub.add_parser("small-plans", help="write CPU-sized plans (narrower network, CPU batch) that share nnU-Net's "
                                            "preprocessed data and maps; use them with -p",
-                       description="Copies one configuration of nnU-Net's plans into <plans>_small_f<F>_b<B>.json "
-                                   "beside it with features per stage F, 2F, 4F, ... (capped at 16F) and batch size "
-                                   "B; everything else, including the data_identifier (so the preprocessed data and "
-                                   "precomputed maps are shared), stays nnU-Net's. Use the printed name with -p in "
-                                   "nnUNetv2_train, nnUNetv2_predict, nnunet-losses precompute-maps and in "
-                                   "experiment specs (plans = ...).")
+                       description="Copies one configuration of nnU-Net's plans <plans>.json (-p) into "
+                                   "<plans>_small_f<F>_b<B>.json beside it with features per stage F, 2F, 4F, ... "
+                                   "(capped at 16F) and batch size B; everything else, including the "
+                                   "data_identifier (so the preprocessed data and precomputed maps are shared), "
+                                   "stays nnU-Net's. Another -c adds its configuration to the same file; a file of "
+                                   "that name from other plans or settings is never overwritten. Use the printed "
+                                   "name with -p in nnUNetv2_train, nnUNetv2_predict, nnunet-losses precompute-maps "
+                                   "and in experiment specs (plans = ...).")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.add_argument("-c", required=True, help="configuration, e.g. 2d")
     p.add_argument("-p", default="nnUNetPlans", help="source plans identifier (default nnUNetPlans)")
@@ -234,6 +240,9 @@ def run_evaluate(args) -> int:
     from .nnunet.evaluation import evaluate_folder, parse_class_arguments, parse_tolerances, validation_cases
 
     classes = parse_class_arguments(args.l) if args.l else None
+    if args.o and os.path.isdir(args.o):
+        raise ValueError(f"-o {args.o} is a folder: -o takes a JSON file path (e.g. "
+                         f"{os.path.join(args.o, 'metrics.json')})")
     output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
     if (args.split is None) != (args.fold is None):
         raise ValueError("--split and --fold go together")
@@ -265,8 +274,10 @@ def add_evaluate(sub) -> None:
                                    "FNR/recall undefined for an empty reference, precision for an empty "
                                    "prediction.\n"
                                    "Warnings (stderr and the JSON; errors with --strict): labels outside the "
-                                   "classes and the ignore label, non-finite or non-integer values, references "
-                                   "without a prediction.")
+                                   "classes and the ignore label, non-finite or non-integer values, a prediction "
+                                   "whose direction or origin differs from its reference's, references without a "
+                                   "prediction. Errors: a prediction without a reference, a file that cannot be "
+                                   "read, a prediction whose shape or spacing differs from its reference's.")
     p.add_argument("pred_dir", help="folder of predicted segmentations")
     p.add_argument("gt_dir", help="folder of reference segmentations (e.g. nnUNet_preprocessed/DatasetX/"
                                   "gt_segmentations)")
@@ -274,8 +285,8 @@ def add_evaluate(sub) -> None:
                    help="classes to evaluate: labels (-l 1 2 3) or regions as comma-separated labels "
                         "(-l 1,2,3 2,3 3). Default: the labels/regions of the dataset.json in or beside GT_DIR, "
                         "else every label found in the references")
-    p.add_argument("-o", default=None, help="output JSON (default PRED_DIR/nnunet_losses_metrics.json); the CSV "
-                                            "gets the same name with .csv")
+    p.add_argument("-o", default=None, help="output JSON file path (default PRED_DIR/nnunet_losses_metrics.json); "
+                                            "the CSV gets the same name with .csv")
     p.add_argument("--dataset-json", default=None, help="dataset.json giving labels, regions, ignore label and "
                                                         "file ending (default: found in or beside GT_DIR)")
     p.add_argument("-np", type=positive_int, default=1, help="number of processes (default 1)")
@@ -370,9 +381,11 @@ def add_synthetic_dataset(sub) -> None:
 
 
 def run_reproduce(args) -> int:
+    import shlex
+
     from .experiment import load_experiment
     from .experiment.plan import Paths, missing_raw_data_message
-    from .experiment.runner import describe, run_local, run_prepare, run_report, run_task
+    from .experiment.runner import describe, run_local, run_prepare, run_report, run_task, writable_folder
     from .experiment.slurm import SlurmOptions, emit_slurm
 
     exp = load_experiment(args.config)
@@ -383,11 +396,12 @@ def run_reproduce(args) -> int:
         if problem:
             print(f"# before running: {problem}")
         return 0
+    writable_folder(paths.work, "--work-dir")  # logs, evaluations, report, SLURM scripts: before anything runs
     if args.emit == "slurm":
         opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time, gpus=args.gpus,
                             cpus=args.cpus, mem=args.mem, max_parallel=args.max_parallel, setup=args.setup)
         path = emit_slurm(exp, paths, opts, device=args.device, num_processes=args.np)
-        print(f"wrote the SLURM scripts of {len(exp.matrix)} trainings; submit with: bash {path}")
+        print(f"wrote the SLURM scripts of {len(exp.matrix)} trainings; submit with: bash {shlex.quote(path)}")
         return 0
     if args.stage != "report":
         problem = missing_raw_data_message(exp, paths)
@@ -420,7 +434,11 @@ def add_reproduce(sub) -> None:
                                    "validation predicts the held-out cases), nnunet-losses evaluate on them, and "
                                    "nnunet-losses report. Uses nnU-Net's environment variables (nnUNet_raw, "
                                    "nnUNet_preprocessed, nnUNet_results). Every step resumes: finished trainings "
-                                   "and evaluations are skipped, interrupted trainings continue (--c).\n\n"
+                                   "and evaluations are skipped, interrupted trainings continue (--c). An "
+                                   "evaluation counts as finished only when it is of the step's predictions (trainer, "
+                                   "plans, configuration, fold), references and conventions, newer than the "
+                                   "training; before the report, evaluations under the spec's labels that are not "
+                                   "of its matrix and settings are moved to WORK/evaluation_superseded/.\n\n"
                                    "  nnunet-losses reproduce configs/regionwise_acdc.toml --dry-run\n"
                                    "  nnunet-losses reproduce configs/regionwise_acdc.toml --local -j 2\n"
                                    "  nnunet-losses reproduce configs/regionwise_acdc.toml --emit slurm "
@@ -488,7 +506,9 @@ def add_report(sub) -> None:
                                    "of a loss; the table shows mean +- std per class over the cases every loss "
                                    "has (the others are listed), * where a loss differs from --reference (paired "
                                    "permutation test, p < 0.05, as in the RW paper's Tables 2-4). Evaluations of "
-                                   "other classes or empty-mask conventions are refused. fold_all.json (nnU-Net's "
+                                   "other classes or empty-mask conventions are refused, and so are evaluations "
+                                   "under one label that differ in more than the seed (trainer name apart from "
+                                   "_s<N>, plans, configuration, evaluated set). fold_all.json (nnU-Net's "
                                    "fold all) counts as a fold. Plots: box (per-case values per class), cdf (final "
                                    "mean Dice of each run, RW paper Fig. 5), curves (validation pseudo Dice from "
                                    "nnU-Net's training logs).")
@@ -534,6 +554,17 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        # one line for the errors raised on purpose, which carry a message; a bug keeps its traceback: a dict
+        # lookup's KeyError (its argument is the missing key, not a sentence), and RuntimeError's subclasses from
+        # outside the package (NotImplementedError, RecursionError, torch's OutOfMemoryError)
+        ours = type(err).__module__.split(".")[0] == (__package__ or "nnunet_losses")
+        if isinstance(err, KeyError):
+            message = err.args[0] if len(err.args) == 1 else None
+            if not ours and not (type(err) is KeyError and isinstance(message, str) and len(message.split()) >= 3):
+                raise
+            err = message
+        elif isinstance(err, RuntimeError) and not (type(err) is RuntimeError or ours):
+            raise
         print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -41,8 +41,8 @@ def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[i
     epochs, iterations = epochs or spec_length.epochs, iterations or spec_length.iterations
     labels = list(trainers) if trainers else list(exp.trainers)
     named = {label: f"{label}_ep{epochs}_it{iterations}" for label in labels}
-    check_trainers(spec, named)
     plans = "nnUNetPlans" if full_plans else exp.plans
+    check_trainers(spec, named, plans, exp.configuration, exp.runs, exp.folds)
     reference = exp.reference if exp.reference in named else labels[0]
     paper = (f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU, plans {plans})")
     return dataclasses.replace(exp, trainers=named, plans=plans, reference=reference, paper=paper)
@@ -53,11 +53,11 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
              json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False,
              jobs: Optional[int] = None) -> List[Dict]:
     from .experiment.plan import Paths, evaluation_file
-    from .experiment.runner import command_env, describe, run_local, threads_per_job
+    from .experiment.runner import command_env, describe, run_local, threads_per_job, writable_folder
     from .nnunet.synthetic import nnunet_env
 
     exp = demo_experiment(trainers, epochs, iterations, full_plans)
-    root = os.path.abspath(root)
+    root = writable_folder(os.path.abspath(root), "--root", "demo folder")  # nnU-Net's folders, logs, report
     jobs = jobs or min(2, os.cpu_count() or 1)
     env = command_env(nnunet_env(root))  # run_local shares the cores out between side-by-side trainings
     paths = Paths.from_env(root, env)

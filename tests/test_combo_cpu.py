@@ -1,8 +1,13 @@
 """Combo's fused CPU kernel (combo_cpu.c) against its PyTorch path (SoftmaxForegroundSums, the reference), its
 build and its fallbacks."""
+import hashlib
 import multiprocessing
 import os
 import shutil
+import struct
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -207,3 +212,238 @@ def test_the_kernel_converts_or_refuses_what_it_cannot_read():
         combo_cpu.FusedSoftmaxForegroundSums.apply(x.double(), labels, mask)
     with pytest.raises(ValueError, match="must have"):
         combo_cpu.FusedSoftmaxForegroundSums.apply(x, labels[:, :, :4], mask)
+
+
+# --------------------------------------------------------------------------------- the cache, the switch, faults
+_COMBO_SCRIPT = """
+import os, sys, torch
+from nnunet_losses.losses import ComboLoss, combo_cpu
+g = torch.Generator().manual_seed(0)
+x = torch.randn(2, 3, 40, 40, generator=g)
+labels = torch.randint(0, 3, (2, 1, 40, 40), generator=g)
+fused = combo_cpu.applies(x)
+value = ComboLoss()(x, labels).item()
+os.environ[combo_cpu.SWITCH] = "f"
+print(fused, value, ComboLoss()(x, labels).item())
+"""
+
+
+def _combo_in_process(cache, expect_kernel=True):
+    """Combo on the CPU in a new process with the kernel cache in ``cache`` (a crash stays in that process)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env.pop(combo_cpu.SWITCH, None)
+    proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", _COMBO_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    fused, value, reference = proc.stdout.split()
+    assert fused == str(expect_kernel)
+    assert float(value) == pytest.approx(float(reference), rel=1e-5)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory):
+    """A kernel cache as a first Combo run leaves it (built in another process)."""
+    cache = tmp_path_factory.mktemp("built")
+    _combo_in_process(cache)
+    return cache / "nnunet_losses"
+
+
+def _copy_of(built_cache, tmp_path):
+    shutil.copytree(built_cache, tmp_path / "nnunet_losses")
+    os.chmod(tmp_path / "nnunet_losses", 0o700)
+    (kernel,) = (tmp_path / "nnunet_losses").glob("combo_cpu-*.so")
+    return kernel
+
+
+def _record_matches(kernel):
+    record = kernel.with_name(kernel.name + ".sha256")
+    return record.read_text().split()[0] == hashlib.sha256(kernel.read_bytes()).hexdigest()
+
+
+def _text_section(data: bytes):
+    """(offset, size) of an ELF64 file's .text section."""
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = sections[shstrndx][4]
+    for name, _, _, _, offset, size in sections:
+        if data[names + name:data.index(b"\0", names + name)] == b".text":
+            return offset, size
+    raise AssertionError("no .text section")
+
+
+@needs_kernel
+def test_the_build_records_the_kernels_hash(built_cache):
+    (kernel,) = built_cache.glob("combo_cpu-*.so")
+    assert _record_matches(kernel)
+    assert os.stat(built_cache).st_mode & 0o777 == 0o700
+
+
+@needs_kernel
+def test_a_truncated_kernel_is_rebuilt(built_cache, tmp_path):
+    """A kernel cut short (a full disk, a killed copy) crashed every Combo run with a bus error."""
+    kernel = _copy_of(built_cache, tmp_path)
+    data = kernel.read_bytes()
+    kernel.write_bytes(data[:len(data) // 2])
+    _combo_in_process(tmp_path)
+    assert kernel.read_bytes() == data and _record_matches(kernel)
+
+
+@needs_kernel
+def test_a_kernel_with_changed_code_is_rebuilt(built_cache, tmp_path):
+    """Flipped bytes in the kernel's code crashed Combo (or gave wrong sums): the record catches them."""
+    kernel = _copy_of(built_cache, tmp_path)
+    data = kernel.read_bytes()
+    offset, size = _text_section(data)
+    kernel.write_bytes(data[:offset] + bytes(b ^ 0xFF for b in data[offset:offset + size]) + data[offset + size:])
+    _combo_in_process(tmp_path)
+    assert kernel.read_bytes() == data and _record_matches(kernel)
+
+
+@needs_kernel
+def test_a_kernel_without_its_record_is_rebuilt(built_cache, tmp_path):
+    kernel = _copy_of(built_cache, tmp_path)
+    record = kernel.with_name(kernel.name + ".sha256")
+    record.unlink()
+    kernel.write_bytes(b"\0" * 4096)  # not an ELF file: loading it would fail
+    _combo_in_process(tmp_path)
+    assert record.is_file() and _record_matches(kernel)
+
+
+@needs_kernel
+def test_a_kernel_that_cannot_be_rebuilt_warns_and_uses_the_pytorch_path(monkeypatch, fresh_build):
+    monkeypatch.setattr(combo_cpu, "FLAGS", (*combo_cpu.FLAGS, "-no-such-flag"))  # the build fails
+    fresh_build.mkdir(mode=0o700)
+    kernel = fresh_build / (combo_cpu._kernel_name(os.environ.get("CC", "cc")) + ".so")
+    kernel.write_bytes(b"\0" * 4096)
+    with pytest.warns(UserWarning) as caught:
+        assert combo_cpu.library() is None
+    (message,) = [str(w.message) for w in caught]
+    assert "\n" not in message and "nnUNet_losses_fused=f" in message and str(fresh_build) in message
+
+
+@needs_kernel
+def test_a_library_without_the_kernels_symbols_warns_and_uses_the_pytorch_path(fresh_build, tmp_path):
+    fresh_build.mkdir(mode=0o700)
+    source = tmp_path / "other.c"
+    source.write_text("int other(void) { return 0; }\n")
+    kernel = fresh_build / (combo_cpu._kernel_name(os.environ.get("CC", "cc")) + ".so")
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", str(source), "-o", str(kernel)], check=True)
+    kernel.with_name(kernel.name + ".sha256").write_text(hashlib.sha256(kernel.read_bytes()).hexdigest() + "\n")
+    with pytest.warns(UserWarning, match="combo_forward") as caught:
+        assert combo_cpu.library() is None
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert "nnUNet_losses_fused=f" in str(caught[0].message)
+    assert not combo_cpu.applies(torch.zeros(1, 2, 3, 3))
+
+
+@needs_kernel
+@pytest.mark.parametrize("problem", ["mode 0777", "mode 0775", "another owner"])
+def test_a_cache_folder_others_could_write_is_not_used(monkeypatch, fresh_build, tmp_path, problem):
+    """A kernel another user could plant would run as this user: such a folder is refused, the kernel is built
+    in a private folder of this process instead."""
+    fresh_build.mkdir()
+    planted = fresh_build / (combo_cpu._kernel_name(os.environ.get("CC", "cc")) + ".so")
+    planted.write_bytes(b"planted")
+    if problem == "another owner":
+        os.chmod(fresh_build, 0o700)
+        real_getuid = os.getuid
+        monkeypatch.setattr(combo_cpu.os, "getuid", lambda: real_getuid() + 1)
+    else:
+        os.chmod(fresh_build, int(problem.split()[1], 8))
+    monkeypatch.setattr(combo_cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with pytest.warns(UserWarning, match=f"{fresh_build}.*(other users|belongs to)"):
+        assert combo_cpu.library() is not None
+    assert planted.read_bytes() == b"planted" and sorted(p.name for p in fresh_build.iterdir()) == [planted.name]
+    (private,) = (tmp_path / "tmp").glob("nnunet_losses-*")
+    assert os.stat(private).st_mode & 0o777 == 0o700 and len(list(private.glob("combo_cpu-*.so"))) == 1
+
+
+@needs_kernel
+def test_a_folder_planted_at_the_old_temporary_path_is_not_used(monkeypatch, fresh_build, tmp_path):
+    """Where the user's cache cannot be written, the kernel goes to a new private folder, never to a name another
+    user could create first (``/tmp/nnunet_losses-<uid>``)."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    monkeypatch.setattr(combo_cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    planted = tmp_path / "tmp" / f"nnunet_losses-{os.getuid()}"
+    planted.mkdir(parents=True)
+    os.chmod(planted, 0o777)
+    assert combo_cpu.library() is not None
+    assert list(planted.iterdir()) == []
+    (private,) = [p for p in (tmp_path / "tmp").glob("nnunet_losses-*") if p != planted]
+    assert os.stat(private).st_mode & 0o777 == 0o700
+
+
+@needs_kernel
+def test_a_loose_cache_folder_of_this_users_is_made_private(fresh_build):
+    """A cache folder of this user's that only they can write (0755, as mkdir made it) is kept and made 0700."""
+    fresh_build.mkdir()
+    os.chmod(fresh_build, 0o755)
+    assert combo_cpu.library() is not None
+    assert os.stat(fresh_build).st_mode & 0o777 == 0o700 and len(list(fresh_build.glob("combo_cpu-*.so"))) == 1
+
+
+@needs_kernel
+def test_leftovers_of_killed_builds_are_removed(fresh_build):
+    """A build killed mid-way leaves its temporary file; the next build removes those older than a build can take
+    and leaves younger ones (a build running in another process)."""
+    fresh_build.mkdir(mode=0o700)
+    name = combo_cpu._kernel_name(os.environ.get("CC", "cc"))
+    old = [fresh_build / "tmpab12cd.so", fresh_build / f"{name}.so.tmpxy", fresh_build / f"{name}.so.sha256.tmpz"]
+    young = fresh_build / f"{name}.so.tmpnew"
+    for path in old + [young]:
+        path.write_bytes(b"")
+    hour_ago = time.time() - 3600
+    for path in old:
+        os.utime(path, (hour_ago, hour_ago))
+    assert combo_cpu.library() is not None
+    assert [p for p in old if p.exists()] == [] and young.exists()
+    assert sorted(p.name for p in fresh_build.glob("*.so")) == [f"{name}.so"]
+
+
+@needs_kernel
+def test_a_killed_build_leaves_no_kernel_and_the_next_run_builds_it(built_cache, tmp_path):
+    """The compiler writes a temporary file that is renamed when complete: a kill leaves no kernel under the final
+    name, only a temporary file, and the next run builds the kernel."""
+    kernel = _copy_of(built_cache, tmp_path)
+    kernel.unlink()
+    leftover = kernel.with_name(kernel.name + ".tmp1234")
+    leftover.write_bytes(b"")
+    _combo_in_process(tmp_path)
+    assert _record_matches(kernel)
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", "f", "n", "NO", "Off", "False", " F "])
+def test_each_spelling_of_false_switches_the_kernel_off(monkeypatch, value):
+    monkeypatch.setenv(combo_cpu.SWITCH, value)
+    assert not combo_cpu.enabled() and not combo_cpu.applies(torch.zeros(1, 2, 3, 3))
+    assert combo_cpu.description() == f"PyTorch ops (nnUNet_losses_fused={value.strip()})"
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on", "t", "y", "TRUE", "Yes", ""])
+def test_each_spelling_of_true_leaves_the_kernel_on(monkeypatch, value):
+    monkeypatch.setenv(combo_cpu.SWITCH, value)
+    assert combo_cpu.enabled()
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "fused"])
+def test_an_unknown_switch_value_is_an_error(monkeypatch, value):
+    monkeypatch.setenv(combo_cpu.SWITCH, value)
+    x, labels, _ = _case((1, 3, 4, 4), 1.0, False)
+    for call in (combo_cpu.enabled, combo_cpu.description, lambda: ComboLoss()(x, labels)):
+        with pytest.raises(ValueError) as err:
+            call()
+        message = str(err.value)
+        assert "\n" not in message and f"nnUNet_losses_fused={value!r}" in message
+        assert all(word in message for word in ("0", "false", "no", "off", "1", "true", "yes", "on"))
+
+
+def test_the_kernel_is_not_loaded_for_logits_on_another_device(monkeypatch):
+    """Logits on a GPU (here the meta device, which has no data) never load the kernel: no build, no library in a
+    process whose loss runs on CUDA."""
+    monkeypatch.setattr(combo_cpu, "library", lambda: pytest.fail("the kernel was loaded"))
+    assert not combo_cpu.applies(torch.zeros(1, 2, 3, 3, device="meta"))

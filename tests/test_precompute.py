@@ -1,8 +1,13 @@
 """precompute-maps: values equal the map functions, per-slice 2D vs 3D, stale detection by settings and content,
-corrupt maps, resume, atomic writes, read-only data."""
+corrupt maps (every byte checked at training start), resume, atomic writes, concurrent runs, read-only data."""
+import glob
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,8 +103,11 @@ def test_resume_stale_and_missing(tmp_path):
     with pytest.raises(RuntimeError, match="Run: nnunet-losses precompute-maps"):
         check_maps(folder, ["c0", "c1", "c2"], "rrw", "nnunet-losses precompute-maps -d 1 -c 2d")
 
-    # an interrupted write leaves only a .tmp file, which is neither used nor counted
-    open(map_file(maps_folder(folder), "c2", "rrw") + ".tmp4242", "w").write("half")
+    # an interrupted write (days ago) leaves only a .tmp file, which is neither used nor counted
+    leftover = map_file(maps_folder(folder), "c2", "rrw") + ".tmp4242"
+    open(leftover, "w").write("half")
+    old = time.time() - 3 * 24 * 3600
+    os.utime(leftover, (old, old))
     third = precompute_maps(folder, ["rrw"], 3, True, None, progress=False, num_processes=2)
     assert third["computed"] == 2 and third["stale_before"] == 1
     check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
@@ -268,3 +276,141 @@ def test_up_to_date_writes_nothing_and_read_only_is_one_line(tmp_path, monkeypat
     message = str(info.value)
     assert "\n" not in message and f"cannot write maps into {read_only}" in message and "1 case(s)" in message
     assert _snapshot(str(tmp_path)) == before
+
+
+def _flip_bit_in_the_middle(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        byte = f.read(1)[0]
+        f.seek(size // 2)
+        f.write(bytes([byte ^ 0x10]))
+
+
+@pytest.mark.parametrize("kind", ["rrw", "boundary"])
+def test_start_check_reads_every_byte(tmp_path, kind):
+    """One bit flipped in the middle of a map (far from its first and last 64 KiB), or of the segmentation it was
+    computed from: training does not start."""
+    folder = str(tmp_path / "nnUNetPlans_2d")
+    cases = ["c0", "c1", "c2"]
+    for i, case in enumerate(cases):
+        _write_case(folder, case, _blobs((32, 160, 160), 3, 30 + i)[None])
+    precompute_maps(folder, [kind], 3, True, None, progress=False)
+    check_maps(folder, cases, kind, "CMD")
+    path = map_file(maps_folder(folder), "c1", kind)
+    assert os.path.getsize(path) > 4 * 65536
+    _flip_bit_in_the_middle(path)
+    with pytest.raises(RuntimeError, match=r"corrupt: 1 case\(s\), e.g. c1\). Run: CMD --voxel-units$"):
+        check_maps(folder, cases, kind, "CMD")
+    assert precompute_maps(folder, [kind], 3, True, None, progress=False)["corrupt_before"] == 1
+    check_maps(folder, cases, kind, "CMD")
+
+    seg = os.path.join(folder, "c2_seg.b2nd")
+    assert os.path.getsize(seg) > 2 * 65536 + 2  # its middle byte lies outside the first and last 64 KiB
+    _flip_bit_in_the_middle(seg)
+    with pytest.raises(RuntimeError, match=r"stale: 1 case\(s\), e.g. c2\). Run: CMD --voxel-units$"):
+        check_maps(folder, cases, kind, "CMD")
+
+
+def test_a_file_where_the_maps_folder_goes(tmp_path, capsys, monkeypatch):
+    """Said as it is (a file, not a folder) with what to do, in one line, also from the command line."""
+    from types import SimpleNamespace
+
+    from nnunet_losses import cli
+    from nnunet_losses.nnunet import precompute
+
+    folder = _three_cases(tmp_path)
+    open(maps_folder(folder), "w").write("not a folder")
+    with pytest.raises(OSError) as info:
+        precompute_maps(folder, ["rrw"], 3, True, None, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "not writable" not in message
+    assert f"{maps_folder(folder)} is a file, not a folder" in message and "move or delete it" in message
+    with pytest.raises(RuntimeError, match=r"_maps is a file, not the folder of precomputed maps: move or delete "
+                                           r"it. Run: CMD$"):
+        check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
+
+    labels = SimpleNamespace(has_regions=False, num_segmentation_heads=3)
+    monkeypatch.setattr(precompute, "resolve_dataset", lambda d, c, p: (folder, labels, True, (1.0, 1.0, 1.0)))
+    assert cli.main(["precompute-maps", "-d", "5", "-c", "2d", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"nnunet-losses precompute-maps: error: cannot write maps into {maps_folder(folder)}")
+    assert open(maps_folder(folder)).read() == "not a folder"
+
+
+_PAUSED_RUN = """
+import os, sys, time
+ready, go, folder = sys.argv[1:]
+real_replace = os.replace
+
+def paused(src, dst):  # the first map: hold its temporary file in flight until the other run has finished
+    if dst.endswith(".b2nd") and not os.path.exists(ready):
+        os.close(os.open(ready, os.O_CREAT | os.O_WRONLY))
+        deadline = time.time() + 120
+        while not os.path.exists(go):
+            if time.time() > deadline:
+                sys.exit("not released")
+            time.sleep(0.01)
+    return real_replace(src, dst)
+
+os.replace = paused
+from nnunet_losses.nnunet.precompute import precompute_maps
+summary = precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+print("computed", summary["computed"])
+"""
+
+
+def test_concurrent_runs_on_one_dataset(tmp_path):
+    """Two folds' jobs run precompute-maps on one dataset at once: one run is held with a map's temporary file in
+    flight while the other runs from start to end; both finish, and the maps are right."""
+    folder = _three_cases(tmp_path / "pre")
+    ready, go = str(tmp_path / "ready"), str(tmp_path / "go")
+    first = subprocess.Popen([sys.executable, "-c", _PAUSED_RUN, ready, go, folder], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(ready) and first.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert os.path.exists(ready), first.communicate(timeout=30)
+        in_flight = glob.glob(os.path.join(glob.escape(maps_folder(folder)), "*.b2nd.tmp*"))
+        assert len(in_flight) == 1
+        second = precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)
+        assert second["computed"] == 3 and glob.glob(os.path.join(glob.escape(maps_folder(folder)), "*.tmp*")) \
+            == in_flight  # the other run's file is left alone
+    finally:
+        open(go, "w").close()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and out.strip() == "computed 3", err[-2000:]
+    assert not glob.glob(os.path.join(glob.escape(maps_folder(folder)), "*.tmp*"))
+    for kind in ("rrw", "boundary"):
+        check_maps(folder, ["c0", "c1", "c2"], kind, "CMD")
+    assert precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)["computed"] == 0
+    labels = _blobs((2, 24, 20), 3, 10)
+    stored = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
+    assert np.allclose(stored[:, 1], boundary_map(labels[1], 3), atol=0.125 + 1e-6)
+
+
+def test_leftovers_of_killed_record_and_manifest_writes(tmp_path):
+    """A kill while a map, its record or the manifest is written leaves a temporary file; the next run removes it
+    (its writer is gone) but not a file another host is writing now."""
+    from nnunet_losses._files import temporary_path
+
+    folder = _three_cases(tmp_path)
+    precompute_maps(folder, ["rrw"], 3, True, None, progress=False)
+    maps = maps_folder(folder)
+    names = [os.path.join(maps, name) for name in ("manifest.json", "c0_rrw.json", "c1_rrw.b2nd")]
+    code = ("import os, signal, sys\n"
+            "from nnunet_losses._files import atomic_file\n"
+            "files = [atomic_file(path, 'w') for path in sys.argv[1:]]\n"
+            "for f in files:\n"
+            "    f.__enter__().write('{\"half')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", code, *names]).returncode == -signal.SIGKILL
+    killed = glob.glob(os.path.join(glob.escape(maps), "*.tmp*"))
+    assert len(killed) == 3
+    elsewhere = temporary_path(os.path.join(maps, "c2_rrw.json"), pid=1, where="node-17")
+    open(elsewhere, "w").close()
+    again = precompute_maps(folder, ["rrw"], 3, True, None, progress=False)
+    assert again["computed"] == 0 and glob.glob(os.path.join(glob.escape(maps), "*.tmp*")) == [elsewhere]
+    check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")

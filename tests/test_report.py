@@ -213,6 +213,11 @@ def _report_cli(*args):
     ("not_evaluation", "fold_0.json: not an nnunet-losses evaluate JSON (no 'classes', 'cases', 'summary')"),
     ("fold_name", "fold_x.json: expected fold_<number>.json or fold_all.json"),
     ("order", "--order: no evaluation for Z under"),
+    ("cases_null", "fold_0.json: 'cases' is null, expected a list of per-case rows"),
+    ("classes_null", "fold_0.json: 'classes' is null, expected a list of classes"),
+    ("summary_list", "fold_0.json: 'summary' is a list, expected an object"),
+    ("row_not_object", "fold_0.json: 'cases' row 0 is a string, expected an object with 'case' and 'class'"),
+    ("class_without_name", "fold_0.json: 'classes' entry 0 has no 'name'"),
 ])
 def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
     root = tmp_path / "evaluation"
@@ -225,6 +230,12 @@ def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
         path.write_text(json.dumps({"foreground_mean": {"Dice": 0.5}}))
     elif fault == "fold_name":
         path.rename(path.with_name("fold_x.json"))
+    elif fault != "order":
+        evaluation = json.loads(path.read_text())
+        key, value = {"cases_null": ("cases", None), "classes_null": ("classes", None), "summary_list": ("summary", []),
+                      "row_not_object": ("cases", ["c0"]), "class_without_name": ("classes", [{}])}[fault]
+        evaluation[key] = value
+        path.write_text(json.dumps(evaluation))
     else:
         args = ["--order", "Z"]
     proc = _report_cli(root, "-o", tmp_path / "r", "--plots", *args)
@@ -295,3 +306,53 @@ def test_report_command_names_its_mean(one_class_against_every_class, tmp_path):
     assert "| mean (per case) |" in (tmp_path / "r2" / "table.md").read_text()
     proc = _report_cli(root, "-o", tmp_path / "r3", "--mean", "per-voxel")
     assert proc.returncode == 2 and "invalid choice: 'per-voxel'" in proc.stderr
+
+
+def _nnunet_evaluation(root, label, trainer, plans="nnUNetPlans", configuration="2d", kind="validation",
+                       results="results"):
+    """An evaluation whose pred_dir is nnU-Net's <trainer>__<plans>__<configuration>/fold_0/<kind> folder."""
+    _evaluation(root, label, trainer, {"c0": 0.8, "c1": 0.7}, **NNUNET)
+    path = root / label / trainer / "fold_0.json"
+    evaluation = json.loads(path.read_text())
+    evaluation["pred_dir"] = str(root.parent / results / f"{trainer}__{plans}__{configuration}" / "fold_0" / kind)
+    path.write_text(json.dumps(evaluation))
+    return os.path.join(label, trainer, "fold_0.json")
+
+
+@pytest.mark.parametrize("second,what", [
+    (dict(trainer="DiceTrainer_ep2_s1"), "trainer DiceTrainer_ep1 and DiceTrainer_ep2"),  # demo --epochs 2, then 1
+    (dict(trainer="DiceTrainer_ep1_s2", plans="nnUNetPlans_small_f8_b8"), "plans nnUNetPlans and nnUNetPlans_small"),
+    (dict(trainer="DiceTrainer_ep1_s2", configuration="3d_fullres"), "configuration 2d and 3d_fullres"),
+    (dict(trainer="DiceTrainer_ep1_s2", kind="test_predictions"), "predictions validation and test_predictions"),
+])
+def test_evaluations_of_different_settings_under_one_label_are_refused(tmp_path, second, what):
+    """Runs of one loss differ in their seed only: the report refuses to average evaluations of other trainers
+    (apart from the seed), plans, configurations or evaluated sets under one label, naming both files."""
+    root = tmp_path / "evaluation"
+    first = _nnunet_evaluation(root, "Dice", "DiceTrainer_ep1_s1")
+    other = _nnunet_evaluation(root, "Dice", **second)
+    _nnunet_evaluation(root, "CE", "CETrainer_s1")
+    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert first in proc.stderr and other in proc.stderr and what in proc.stderr and "label Dice" in proc.stderr
+    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--order", "CE")
+    assert proc.returncode == 0, proc.stderr  # not shown: not read
+
+
+def test_runs_of_one_setting_with_other_seeds_or_folds_are_averaged(tmp_path):
+    root = tmp_path / "evaluation"
+    _nnunet_evaluation(root, "Dice", "DiceTrainer_ep1_s1")
+    _nnunet_evaluation(root, "Dice", "DiceTrainer_ep1_s2")
+    _nnunet_evaluation(root, "CE", "CETrainer_s1", results="elsewhere")  # other losses: other folders are fine
+    _evaluation(root, "CE", "CETrainer_s2", {"c0": 0.8, "c1": 0.7}, **NNUNET)  # hand-made: no plans recorded
+    text = open(build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[], permutations=10)).read()
+    assert "Runs evaluated per loss: CE: 2, Dice: 2." in text
+
+
+def test_labels_not_reported_are_not_read(tmp_path):
+    root = tmp_path / "evaluation"
+    _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
+    (root / "Old" / "DiceTrainer").mkdir(parents=True)
+    (root / "Old" / "DiceTrainer" / "fold_0.json").write_text("")
+    text = open(build_report(str(root), str(tmp_path / "r"), order=["A"], metrics=["dice"], plots=[])).read()
+    assert "**Not shown** (not in --order): Old." in text

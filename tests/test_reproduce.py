@@ -81,6 +81,43 @@ def test_spec_values_of_the_wrong_type_name_file_and_key(tmp_path, experiment, t
     assert str(err.value).startswith(f"{path}: ") and key in str(err.value), str(err.value)
 
 
+LONG = "DiceTrainer_ep" + "1" * 236  # 250 characters: a valid name, but nnU-Net's output folder name is longer
+
+
+@pytest.mark.parametrize("trainers,words", [
+    ('A = "ComboTrainer"\nB = "ComboTrainer_a0p5"\n', ["trainers A and B", "same loss and settings"]),
+    ('A = "ComboTrainer"\nC = "ComboTrainer_pc"\n', ["trainers A and C", "same loss and settings"]),
+    ('A = "DiceCETrainer"\nB = "DiceCETrainer_ep1000_it250_sgd_lr0p01"\n', ["trainers A and B"]),
+    ('"Dice/CE" = "DiceCETrainer"\n', ["label 'Dice/CE'", "folder name"]),
+    ('"Dice CE" = "DiceCETrainer"\n', ["label 'Dice CE'"]),
+    ('".." = "DiceCETrainer"\n', ["label '..'"]),
+    ('"-x" = "DiceCETrainer"\n', ["label '-x'"]),
+    (f'{"L" * 256} = "DiceCETrainer"\n', ["256 bytes", "limit of 255 bytes"]),
+    (f'Long = "{LONG}"\n', ["trainer Long", "output folder name", "limit of 255 bytes"]),
+    ('S = "DiceTrainer_ep1"\n', ["seed 4294967296 is outside [0, 4294967295]"]),
+])
+def test_spec_refuses_one_loss_twice_unsafe_labels_and_names_too_long(tmp_path, trainers, words):
+    """Labels are folder names (WORK/evaluation/<label>) and report arguments; two labels of one loss and settings
+    would be reported as two losses; names are checked against the folders and seeds the matrix makes of them."""
+    experiment = BASE + ("runs = 4294967296\n" if trainers.startswith("S =") else "")
+    path = _spec(tmp_path, experiment, trainers)
+    with pytest.raises(ValueError) as err:
+        load_experiment(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+def test_spec_name_length_counts_the_plans_and_configuration(tmp_path):
+    """The output folder <trainer>_s<runs>__<plans>__<configuration> must fit 255 bytes: a name that fits with
+    nnU-Net's plans may not with a longer plans name."""
+    fits = "DiceTrainer_ep" + "1" * (255 - len("DiceTrainer_ep") - len("_s1__nnUNetPlans__2d"))
+    load_experiment(_spec(tmp_path, BASE, f'A = "{fits}"\n'))
+    with pytest.raises(ValueError, match="256 bytes"):
+        load_experiment(_spec(tmp_path, BASE + "runs = 10\n", f'A = "{fits}"\n'))
+
+
 @pytest.mark.parametrize("option", ["-np", "-j"])
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_reproduce_refuses_non_positive_process_counts(option, value, capsys):
@@ -183,6 +220,158 @@ def test_test_set_steps_predict_imagests_and_are_refused_without_it(tmp_path):
         run_task(exp, paths, exp.matrix[0], "cpu")
 
 
+def _evaluation_as_the_step_writes(step, rows=None, **changes):
+    """The JSON the evaluate step's command writes (``nnunet-losses evaluate PRED GT --dataset-json DS -o OUT``),
+    with ``changes``; ``rows``: per-case rows (default: one case of one class)."""
+    from nnunet_losses.metrics.case import METRICS
+
+    command = step.command
+    rows = rows or [{"case": "case_000", "class": "organ", "status": "both", **{m: 0.5 for m in METRICS}}]
+    evaluation = {"pred_dir": command[2], "ref_dir": command[3],
+                  "dataset_json": command[command.index("--dataset-json") + 1],
+                  "classes": [{"name": "organ", "labels": [1]}], "metrics": list(METRICS), "num_cases": len(rows),
+                  "aggregation": {"both_empty": "exclude", "description": "nnU-Net's evaluator"},
+                  "nsd_tolerance_mm": {"organ": 1.0}, "warnings": [], "cases": rows,
+                  "summary": {"organ": {"status": {"both": len(rows), "ref_empty": 0, "pred_empty": 0,
+                                                   "both_empty": 0}},
+                              "mean_foreground": {"dice": {"mean": 0.5}}}}
+    evaluation.update(changes)
+    out = command[command.index("-o") + 1]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(evaluation, f)
+    return out
+
+
+def _trained(step_or_folder):
+    """The files that say a training finished (checkpoint_final.pth, validation/summary.json), written now."""
+    folder = step_or_folder if isinstance(step_or_folder, str) else os.path.dirname(step_or_folder.command[2])
+    os.makedirs(os.path.join(folder, "validation"), exist_ok=True)
+    for name in ("checkpoint_final.pth", os.path.join("validation", "summary.json")):
+        open(os.path.join(folder, name), "w").close()
+
+
+def _age(path, seconds=100):
+    stat = os.stat(path)
+    os.utime(path, (stat.st_atime - seconds, stat.st_mtime - seconds))
+
+
+def test_an_evaluation_of_other_settings_is_not_done(tmp_path):
+    """`demo --full-plans`, then `demo`: one evaluation path (WORK/evaluation/<label>/<trainer>/fold_<f>.json) for
+    two plans. The evaluate step is done only for an evaluation of its own prediction folder (which names dataset,
+    trainer, plans, configuration and fold), references and conventions, newer than the training's result."""
+    import dataclasses
+
+    from nnunet_losses.experiment.plan import Paths, evaluation_file, evaluation_mismatch, run_steps
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    _fake_preprocessed(paths, None)
+    full = load_experiment(_spec(tmp_path, BASE, 'Dice = "DiceTrainer"\n'))
+    small = dataclasses.replace(full, plans="nnUNetPlans_small_f8_b8")
+    lowres = dataclasses.replace(full, configuration="3d_lowres")
+    run = full.matrix[0]
+    assert evaluation_file(full, paths, run) == evaluation_file(small, paths, run)  # the same file
+    steps = {name: run_steps(exp, paths, run, "cpu")[1] for name, exp in
+             (("full", full), ("small", small), ("lowres", lowres))}
+    for step in steps.values():
+        _trained(step)
+        _age(os.path.join(os.path.dirname(step.command[2]), "validation", "summary.json"))
+    out = _evaluation_as_the_step_writes(steps["full"])  # what `demo --full-plans` left
+    assert steps["full"].done()
+    assert not steps["small"].done() and not steps["lowres"].done()
+    why = evaluation_mismatch(out, steps["small"].command[2], steps["small"].command[3], steps["small"].command[5])
+    assert "(plans nnUNetPlans, configuration 2d, trainer DiceTrainer_s1, fold_0, validation)" in why
+    assert why.endswith("the evaluate step's: plans nnUNetPlans_small_f8_b8, configuration 2d, trainer "
+                        "DiceTrainer_s1, fold_0, validation")
+    _evaluation_as_the_step_writes(steps["small"])
+    assert steps["small"].done() and not steps["full"].done()
+    for change in ({"aggregation": {"both_empty": "one"}}, {"nsd_tolerance_mm": {"organ": 2.0}},
+                   {"metrics": ["dice"]}, {"ref_dir": str(tmp_path / "elsewhere")},
+                   {"dataset_json": None}, {"pred_dir": None}):
+        _evaluation_as_the_step_writes(steps["small"], **change)
+        assert not steps["small"].done(), change
+    _evaluation_as_the_step_writes(steps["small"])
+    _trained(steps["small"])  # trained again after the evaluation: its numbers are of the older training
+    _age(out, 200)
+    assert not steps["small"].done()
+
+
+def test_a_test_set_evaluation_of_other_settings_is_not_done(tmp_path):
+    import dataclasses
+
+    from nnunet_losses.experiment.plan import Paths, run_steps
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    os.makedirs(os.path.join(paths.raw, "Dataset901_Mine", "imagesTs"))
+    os.makedirs(os.path.join(paths.raw, "Dataset901_Mine", "labelsTs"))
+    exp = load_experiment(_spec(tmp_path, BASE + 'evaluate = "test"\n', 'Dice = "DiceTrainer"\n'))
+    other = dataclasses.replace(exp, plans="nnUNetPlans_small_f8_b8")
+    run = exp.matrix[0]
+    _, predict, evaluate = run_steps(exp, paths, run, "cpu")
+    _, other_predict, other_evaluate = run_steps(other, paths, run, "cpu")
+    for step in (evaluate, other_evaluate):
+        folder = os.path.dirname(step.command[2])
+        _trained(folder)
+        _age(os.path.join(folder, "checkpoint_final.pth"))
+    _evaluation_as_the_step_writes(evaluate)
+    assert evaluate.done() and predict.done()
+    assert not other_evaluate.done() and not other_predict.done()
+
+
+def _spec_evaluations(tmp_path, trainers, runs=1):
+    """A spec, its paths with a fake preprocessed dataset, and each run's evaluate step."""
+    from nnunet_losses.experiment.plan import Paths, run_steps
+
+    paths = Paths(str(tmp_path / "raw"), str(tmp_path / "pre"), str(tmp_path / "res"), str(tmp_path / "work"))
+    _fake_preprocessed(paths, None)
+    exp = load_experiment(_spec(tmp_path, BASE + f"runs = {runs}\nmetrics = [\"dice\"]\npermutations = 10\n", trainers))
+    return exp, paths, {run: run_steps(exp, paths, run, "cpu")[1] for run in exp.matrix}
+
+
+def test_the_report_stage_sets_aside_evaluations_of_other_settings(tmp_path):
+    """`demo --epochs 2` after `demo --epochs 1`, or a spec edited in place: the evaluations of the earlier
+    trainers stay under the same label. The report stage moves them (and those of other plans or conventions at
+    the matrix's own paths) to WORK/evaluation_superseded/ first: the report never averages them as runs."""
+    import dataclasses
+
+    from nnunet_losses.experiment.plan import (SUPERSEDED, evaluations_to_set_aside, run_steps,
+                                               set_aside_evaluations)
+    from nnunet_losses.experiment.runner import describe, run_report
+
+    exp, paths, steps = _spec_evaluations(tmp_path, 'Dice = "DiceTrainer_ep2"\nCE = "CETrainer_ep2"\n', runs=2)
+    earlier = dataclasses.replace(exp, trainers={"Dice": "DiceTrainer_ep1", "CE": "CETrainer_ep2"}, folds=(0, 1))
+    kept = [_evaluation_as_the_step_writes(step) for step in steps.values()]
+    moved = []
+    for run in earlier.matrix:
+        if run.trainer.startswith("DiceTrainer_ep1") or run.fold == 1:
+            moved.append(_evaluation_as_the_step_writes(run_steps(earlier, paths, run, "cpu")[1]))
+    ce_s2 = [step for run, step in steps.items() if run.trainer == "CETrainer_ep2_s2"][0]
+    other_plans = dataclasses.replace(exp, plans="nnUNetPlans_small_f8_b8")
+    run = [run for run in exp.matrix if run.trainer == "CETrainer_ep2_s2"][0]
+    _evaluation_as_the_step_writes(run_steps(other_plans, paths, run, "cpu")[1])  # at the matrix's own path
+    moved.append(kept.pop(kept.index(ce_s2.command[ce_s2.command.index("-o") + 1])))
+    os.makedirs(os.path.join(paths.work, "evaluation", "Unlisted", "DiceTrainer_s1"))  # another label: untouched
+    unlisted = os.path.join(paths.work, "evaluation", "Unlisted", "DiceTrainer_s1", "fold_0.json")
+    open(unlisted, "w").close()
+
+    listed = evaluations_to_set_aside(exp, paths)
+    assert sorted(path for path, _ in listed) == sorted(moved)
+    reasons = dict(listed)
+    assert "not a training of" in reasons[moved[0]] and "nnUNetPlans_small_f8_b8__2d" in reasons[moved[-1]]
+    dry = describe(exp, paths, "cpu", 1)
+    assert dry.count("# set aside before the report: ") == len(moved)
+    assert all(os.path.isfile(p) for p in moved)  # a dry run moves nothing
+
+    run_report(exp, paths)
+    assert not any(os.path.exists(p) for p in moved) and all(os.path.isfile(p) for p in kept + [unlisted])
+    aside = glob.glob(os.path.join(paths.work, SUPERSEDED, "*", "*", "*", "fold_*.json"))
+    assert sorted(os.path.relpath(p, os.path.dirname(os.path.dirname(os.path.dirname(p)))) for p in aside) == \
+        sorted(os.path.relpath(p, os.path.join(paths.work, "evaluation")) for p in moved)
+    report = open(os.path.join(paths.work, "report", "report.md")).read()
+    assert "Runs evaluated per loss: Dice: 2, CE: 1." in report
+    assert set_aside_evaluations(exp, paths) == []  # nothing left to move
+
+
 def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
     """`nnunet-losses demo --dry-run` lists the spec's commands (configs/demo.toml); the options rebuild its
     trainer names; unknown trainers are refused with the spec's path."""
@@ -254,6 +443,103 @@ def test_slurm_scripts_chain_prepare_array_and_report(tmp_path):
     assert "--stage report" in (folder / "report.sbatch").read_text()
     for script in ("prepare.sbatch", "train.sbatch", "report.sbatch", "submit.sh"):
         assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0
+
+
+def _sbatch_arguments(line):
+    """The arguments sbatch reads from an ``#SBATCH`` line (src/sbatch/opt.c, _get_argument): whitespace separates,
+    double or single quotes group, a backslash escapes the next character, an unescaped # outside quotes starts a
+    comment."""
+    arguments, current, quote, escape, started = [], "", None, False, False
+    for char in line[len("#SBATCH"):]:
+        if escape:
+            current, escape, started = current + char, False, True
+        elif char == "\\":
+            escape = True
+        elif quote:
+            if char == quote:
+                quote = None
+            else:
+                current += char
+        elif char in "\"'":
+            quote, started = char, True
+        elif char == "#":
+            break
+        elif char.isspace():
+            if started:
+                arguments.append(current)
+            current, started = "", False
+        else:
+            current, started = current + char, True
+    assert quote is None, line
+    return arguments + ([current] if started else [])
+
+
+def test_slurm_scripts_quote_every_path(tmp_path):
+    """A work folder with a space, a quote, a '#' and a '%' (sbatch's file name pattern character): every path of
+    the generated scripts reads back as itself, in the #SBATCH lines (sbatch's parser) and in the shell lines."""
+    import shlex
+
+    env = nnunet_env(str(tmp_path / "nn"))
+    work = tmp_path / "my work's #1 100%"
+    proc = _cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu queue",
+                "--account", "lab #2", env=env)
+    folder = work / "slurm"
+    submit = str(folder / "submit.sh")
+    assert f"submit with: bash {shlex.quote(submit)}" in proc.stdout
+    train = (folder / "train.sbatch").read_text().splitlines()
+    options = [argument for line in train if line.startswith("#SBATCH") for argument in _sbatch_arguments(line)]
+    logs = str(work / "logs").replace("%", "%%")
+    assert f"--output={logs}/slurm-train-%A_%a.out" in options
+    assert "--partition=gpu queue" in options and "--account=lab #2" in options
+    command = shlex.split(train[-1].replace('"$SLURM_ARRAY_TASK_ID"', "0"))
+    assert command[command.index("--work-dir") + 1] == str(work) and command[2] == TINY
+    for script in ("prepare.sbatch", "train.sbatch", "report.sbatch", "submit.sh"):
+        assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0
+    submitted = [shlex.split(line.split("$(", 1)[1][:-1])[-1] for line in open(submit).read().splitlines()
+                 if "sbatch --parsable" in line]
+    assert submitted == [str(folder / name) for name in ("prepare.sbatch", "train.sbatch", "report.sbatch")]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder in which nothing can be created: permission bits, or (as root, whom they do not stop) sysfs."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").mkdir()
+    except OSError:
+        yield str(folder)
+    else:
+        (folder / "probe").rmdir()
+        try:
+            os.mkdir("/sys/nnunet_losses_probe")
+        except OSError:
+            yield "/sys"
+        else:
+            os.rmdir("/sys/nnunet_losses_probe")
+            pytest.skip("no folder here refuses new entries")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("args,option", [
+    (["reproduce", TINY, "--local", "--device", "cpu"], "--work-dir"),
+    (["reproduce", TINY, "--emit", "slurm"], "--work-dir"),
+    (["reproduce", TINY, "--stage", "report"], "--work-dir"),
+    (["demo", "--dry-run"], "--root"),
+    (["demo", "--epochs", "1", "--iterations", "1"], "--root"),
+])
+def test_a_folder_that_cannot_be_written_is_named_with_the_option_that_moves_it(tmp_path, read_only_dir, args,
+                                                                               option):
+    env = nnunet_env(str(tmp_path / "nn"))
+    proc = subprocess.run([os.path.join(BIN, "nnunet-losses"), *args], capture_output=True, text=True, env=env,
+                          cwd=read_only_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = proc.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, message
+    folder = os.path.join(read_only_dir, "nnunet_losses_demo" if args[0] == "demo" else "nnunet_losses_experiments")
+    assert folder in message and "not writable" in message and option in message, message
 
 
 def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path):
@@ -356,6 +642,33 @@ def test_split_command_refuses_to_replace_a_different_split(tiny_run):
     proc = _cli("split", "-d", "901", "--seed", "5", env=env, check=False)
     assert proc.returncode == 2 and "another split" in proc.stderr
     assert "6 training / 6 validation" in _cli("split", "-d", "901", "--seed", "0", env=env).stdout
+
+
+def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(tiny_run):
+    """On the real run: an evaluation of another trainer under a label (a spec edited in place, `demo --epochs`)
+    makes `report` refuse, naming both files, and is set aside by the report stage; an evaluation of other plans at
+    a run's own path (`demo --full-plans`, then `demo`) is redone, the training is not."""
+    env, work = tiny_run["env"], tiny_run["work"]
+    evaluation = work / "evaluation"
+    source = evaluation / "RRW" / "RRWTrainer_ep1_it2_s1" / "fold_0.json"
+    earlier = evaluation / "RRW" / "RRWTrainer_ep9_it2_s1" / "fold_0.json"
+    earlier.parent.mkdir()
+    earlier.write_text(source.read_text().replace("RRWTrainer_ep1_it2_s1", "RRWTrainer_ep9_it2_s1"))
+    by_hand = _cli("report", str(evaluation), "-o", str(work / "by_hand"), "--plots", env=env, check=False)
+    assert by_hand.returncode == 2 and str(source) in by_hand.stderr and str(earlier) in by_hand.stderr
+    assert "trainer RRWTrainer_ep1_it2 and RRWTrainer_ep9_it2" in by_hand.stderr
+    stage = _cli("reproduce", TINY, "--stage", "report", "--work-dir", str(work), env=env)
+    assert f"[set aside] {earlier} -> {work / 'evaluation_superseded'}" in stage.stdout and not earlier.exists()
+    assert "Runs evaluated per loss: RRW: 2, Dice: 2." in (work / "report" / "report.md").read_text()
+
+    other = evaluation / "Dice" / "DiceTrainer_ep1_it2_s2" / "fold_0.json"
+    text = other.read_text()
+    other.write_text(text.replace("__nnUNetPlans__2d", "__nnUNetPlans_small_f8_b8__2d"))
+    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env).stdout
+    assert dry.count("[todo] nnunet-losses evaluate") == 1 and dry.count("[done] nnUNetv2_train") == 4
+    again = _cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
+    assert again.stdout.count("done before") == 3 and "Dice seed 2 fold 0: evaluate" in again.stdout
+    assert json.loads(other.read_text())["pred_dir"] == json.loads(text)["pred_dir"]
 
 
 def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path):

@@ -153,3 +153,47 @@ def test_online_applies_to_precomputed_maps_only():
     assert "RRWTrainer" in ONLINE_MAP_FAMILIES and "RWACTrainer" not in ONLINE_MAP_FAMILIES
     with pytest.raises(TrainerNameError, match="RWACTrainer builds its map on the training device"):
         check_name("RWACTrainer_online")
+
+
+@pytest.mark.parametrize("seed,ok", [(0, True), (2**32 - 1, True), (2**32, False), (10**30, False)])
+def test_seeds_outside_numpys_range_are_refused(seed, ok):
+    """numpy.random.seed takes 0 .. 2**32 - 1: a larger _s would fail inside nnUNetv2_train, after the name was
+    accepted."""
+    name = f"DiceTrainer_s{seed}"
+    if ok:
+        assert check_name(name).seed == seed
+    else:
+        with pytest.raises(TrainerNameError, match=r"seed .* outside \[0, 4294967295\]"):
+            check_name(name)
+
+
+def test_names_longer_than_a_file_name_are_refused():
+    """A name is a folder name (nnU-Net's output folder, the report's evaluation folder): at most 255 bytes."""
+    from nnunet_losses.nnunet.naming import MAX_NAME_BYTES, output_folder_name, parse_output_folder_name
+
+    assert MAX_NAME_BYTES == 255
+    longest = "DiceTrainer_ep" + "1" * (255 - len("DiceTrainer_ep"))
+    assert check_name(longest).epochs > 0
+    with pytest.raises(TrainerNameError, match="256 bytes.*limit of 255 bytes"):
+        check_name(longest + "1")
+    assert output_folder_name("DiceTrainer_s1", "nnUNetPlans", "2d") == "DiceTrainer_s1__nnUNetPlans__2d"
+    assert parse_output_folder_name("DiceTrainer_s1__nnUNetPlans__2d") == ("DiceTrainer_s1", "nnUNetPlans", "2d")
+    assert parse_output_folder_name("DiceTrainer_s1") is None
+
+
+@pytest.mark.parametrize("first,second,same", [
+    ("ComboTrainer", "ComboTrainer_a0p5", True),          # alpha's default written out
+    ("ComboTrainer", "ComboTrainer_pc", True),            # the family's per-class Dice written out
+    ("ComboTrainer", "ComboTrainer_flat", False),
+    ("ComboTrainer", "ComboTrainer_a0p6", False),
+    ("RRWTrainer", "RRWTrainer_adam_lr1em3", True),       # the family's optimiser and lr written out
+    ("RRWTrainer", "RRWTrainer_lr1em4", False),
+    ("DiceCETrainer", "DiceCETrainer_ep1000_it250_sgd_lr0p01", True),  # nnU-Net's defaults written out
+    ("DiceCETrainer", "DiceCETrainer_ep999", False),
+    ("RRWTrainer", "RRWTrainer_online", False),           # maps computed after augmentation: another training
+    ("DiceTrainer", "CETrainer", False),
+])
+def test_names_that_train_the_same_loss_and_settings_resolve_alike(first, second, same):
+    from nnunet_losses.nnunet.naming import resolved_settings
+
+    assert (resolved_settings(check_name(first)) == resolved_settings(check_name(second))) is same

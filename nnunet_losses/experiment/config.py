@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 try:
     import tomllib
@@ -93,25 +93,61 @@ def _value(path: str, exp: dict, key: str, kind: type, default=None, of: type = 
     return value
 
 
-def check_trainers(path: str, trainers: Dict[str, str]) -> None:
-    """Each ``label = trainer`` names a trainer nnU-Net can import (the parser its import goes through), without a
-    seed token, and no trainer is listed twice; else a ValueError naming ``path`` and the label."""
-    from ..nnunet.naming import TrainerNameError, check_name
+# a label names the folder WORK/evaluation/<label> and is an argument of `nnunet-losses report --order`
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
-    seen: Dict[str, str] = {}
+
+def _short(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
+
+
+def check_label(path: str, label: str) -> None:
+    """A label is a safe folder name: letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most
+    255 bytes; else a ValueError naming ``path`` and the label."""
+    from ..nnunet.naming import TrainerNameError, check_name_length
+
+    if not _LABEL.fullmatch(label):
+        _fail(path, f"label {_short(label)!r}: letters, digits, '_', '.', '+', '-' only, starting with a letter or "
+                    "digit: it must be a safe folder name (WORK/evaluation/<label>) and report argument")
+    try:
+        check_name_length(label, "label")
+    except TrainerNameError as err:
+        _fail(path, str(err))
+
+
+def check_trainers(path: str, trainers: Dict[str, str], plans: Optional[str] = None,
+                   configuration: Optional[str] = None, runs: int = 1, folds: Tuple[int, ...] = (0,)) -> None:
+    """Each ``label = trainer`` has a safe folder name as label and names a trainer nnU-Net can import (the parser
+    its import goes through), without a seed token; the matrix's names (``_s1`` .. ``_s<runs>``) have seeds numpy
+    takes and fit the file systems' 255 bytes as nnU-Net's output folder ``<trainer>__<plans>__<configuration>``
+    and as log file; no two labels train the same loss with the same settings once every default is resolved
+    (``ComboTrainer`` and ``ComboTrainer_a0p5`` are one). Else a ValueError naming ``path`` and the label(s)."""
+    from ..nnunet.naming import (TrainerNameError, check_name, check_name_length, output_folder_name,
+                                 resolved_settings)
+
+    seen: Dict[tuple, str] = {}
     for label, trainer in trainers.items():
+        check_label(path, label)
         if not isinstance(trainer, str):
             _fail(path, f"trainer {label} = {trainer!r}: expected a trainer name (a string)")
         if re.search(r"_s\d+$", trainer):
             _fail(path, f"trainer {label} = {trainer!r}: leave out the seed token; runs = N appends _s1.._sN")
-        if trainer in seen:
-            _fail(path, f"trainers {seen[trainer]} and {label} are both {trainer!r}: one nnU-Net output folder for "
-                        "two labels; list each trainer once")
-        seen[trainer] = label
+        last = f"{trainer}_s{runs}"  # the matrix's longest name, with its largest seed
         try:
-            check_name(f"{trainer}_s1")
+            parsed = check_name(f"{trainer}_s1")
+            check_name(last)
+            if plans and configuration:
+                check_name_length(output_folder_name(last, plans, configuration), "nnU-Net's output folder name")
+            check_name_length(f"{last}_fold{max(folds)}.log", "log file name")
         except (TrainerNameError, ValueError, KeyError) as err:
-            _fail(path, f"trainer {label} = {trainer!r}: {err}")
+            _fail(path, f"trainer {label} = {_short(trainer)!r}: {err}")
+        settings = resolved_settings(parsed)
+        if settings in seen:
+            other = seen[settings]
+            what = "both" if trainers[other] == trainer else f"{trainers[other]!r} and {trainer!r}"
+            _fail(path, f"trainers {other} and {label} are {what}: the same loss and settings once the defaults "
+                        "are resolved (one nnU-Net training reported as two losses); list each setting once")
+        seen[settings] = label
 
 
 def _read_tables(path: str) -> dict:
@@ -222,7 +258,7 @@ def load_experiment(path: str) -> Experiment:
     metrics = tuple(_value(path, exp, "metrics", list, ["dice", "hd"], of=str))
     plots = tuple(_value(path, exp, "plots", list, ["box"], of=str))
     _check_numbers(path, exp, texts, numbers, folds)
-    check_trainers(path, trainers)
+    check_trainers(path, trainers, texts["plans"], texts["configuration"], numbers["runs"], folds)
     _check_choices(path, texts, metrics, plots)
     reference = _value(path, exp, "reference", str, next(iter(trainers)))
     if reference not in trainers:

@@ -9,6 +9,16 @@ labelsTs instead), ``report``.
 Every command is one a user could type; ``done`` only reads files, so a rerun skips what is finished. A
 ``splits_final.json`` the spec's trainings must not use (another half split, a group on both sides of a fold) refuses
 the split step and every training, with the ``nnunet-losses split ... --force`` command that replaces it.
+
+An evaluation (``WORK/evaluation/<label>/<trainer>/fold_<f>.json``) is keyed by what produced it, as the JSON of
+``nnunet-losses evaluate`` records it: the prediction folder (nnU-Net's ``<trainer>__<plans>__<configuration>/
+fold_<f>/validation`` or ``test_predictions``: dataset, trainer with its settings and seed, plans, configuration,
+fold), the references, the dataset.json and the evaluation conventions (empty masks, metrics, NSD tolerance). The
+evaluate step is done only when all of them are the step's and the evaluation is newer than the training's result
+(:func:`evaluation_mismatch`); else it is redone. Before the report, evaluations under the spec's labels that are not
+of the spec's matrix (another trainer, seed or fold: an earlier version of the spec, ``demo --epochs 1``) or not of
+its settings are moved to ``WORK/evaluation_superseded/<time>/`` (:func:`set_aside_evaluations`): the report never
+averages them as runs of one loss.
 """
 from __future__ import annotations
 
@@ -16,15 +26,19 @@ import glob
 import json
 import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..metrics.evaluate import is_current_evaluation
+from ..metrics.case import DEFAULT_NSD_TOLERANCE, METRICS
 from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
 
 
 TEST_PREDICTIONS = "test_predictions"  # evaluate = "test": nnUNetv2_predict's output folder inside the fold folder
+EVALUATION = "evaluation"  # WORK/evaluation/<label>/<trainer>/fold_<f>.json: what the report reads
+SUPERSEDED = "evaluation_superseded"  # WORK/evaluation_superseded/<time>/<label>/<trainer>/: set aside, never reported
+BOTH_EMPTY = "exclude"  # the evaluate step's empty-mask convention (nnunet-losses evaluate's default)
 
 
 @dataclass
@@ -75,7 +89,118 @@ def fold_dir(exp: Experiment, paths: Paths, run: Run) -> str:
 
 
 def evaluation_file(exp: Experiment, paths: Paths, run: Run) -> str:
-    return os.path.join(paths.work, "evaluation", run.label, run.trainer, f"fold_{run.fold}.json")
+    return os.path.join(paths.work, EVALUATION, run.label, run.trainer, f"fold_{run.fold}.json")
+
+
+def evaluation_inputs(exp: Experiment, paths: Paths, run: Run) -> Tuple[str, str, str]:
+    """What the evaluate step of ``run`` evaluates: (prediction folder, reference folder, dataset.json). The
+    prediction folder is nnU-Net's ``<trainer>__<plans>__<configuration>/fold_<f>/validation`` (or
+    ``test_predictions``): it names everything the training was run with."""
+    if exp.evaluate == "test":
+        raw = os.path.join(paths.raw, dataset_name(exp, paths))
+        return (os.path.join(fold_dir(exp, paths, run), TEST_PREDICTIONS), os.path.join(raw, "labelsTs"),
+                os.path.join(raw, "dataset.json"))
+    pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
+    return (os.path.join(fold_dir(exp, paths, run), "validation"), os.path.join(pre, "gt_segmentations"),
+            os.path.join(pre, "dataset.json"))
+
+
+def _same_path(recorded, expected: str) -> bool:
+    return isinstance(recorded, str) and os.path.realpath(recorded) == os.path.realpath(expected)
+
+
+def _prediction_settings(folder: str) -> str:
+    """``plans P, configuration C, trainer T, fold F, <set>`` of an nnU-Net prediction folder, else ''."""
+    from ..nnunet.naming import parse_output_folder_name
+
+    fold = os.path.dirname(os.path.normpath(folder))
+    named = parse_output_folder_name(os.path.basename(os.path.dirname(fold)))
+    return (f"plans {named[1]}, configuration {named[2]}, trainer {named[0]}, {os.path.basename(fold)}, "
+            f"{os.path.basename(os.path.normpath(folder))}" if named else "")
+
+
+def evaluation_mismatch(path: str, predictions: str, references: str, dataset_json: str) -> Optional[str]:
+    """Why the evaluation JSON at ``path`` is not the one the evaluate step of these inputs writes, or None when it
+    is: missing or incomplete, of another prediction folder (another trainer, seed, plans, configuration, fold or
+    evaluation set), other references or dataset.json, other conventions (empty masks, metrics, NSD tolerance)."""
+    try:
+        with open(path) as f:
+            evaluation = json.load(f)
+    except OSError:
+        return "no evaluation yet"
+    except ValueError:
+        return "not a complete evaluation JSON"
+    if not isinstance(evaluation, dict):
+        return "not an evaluation JSON"
+    both_empty = (evaluation.get("aggregation") or {}).get("both_empty")
+    if both_empty != BOTH_EMPTY:
+        return (f"written with the empty-mask convention {both_empty!r} (before conventions were recorded, if None); "
+                f"the evaluate step's is {BOTH_EMPTY!r}")
+    recorded = evaluation.get("pred_dir")
+    if not _same_path(recorded, predictions):
+        if not isinstance(recorded, str):
+            return "its prediction folder is not recorded (pred_dir)"
+        ours = _prediction_settings(predictions)
+        return (f"an evaluation of {recorded}" + (f" ({_prediction_settings(recorded)})" if ours else "")
+                + f"; the evaluate step's: " + (ours or predictions))
+    for key, expected in (("ref_dir", references), ("dataset_json", dataset_json)):
+        if not _same_path(evaluation.get(key), expected):
+            return f"{key} {evaluation.get(key)!r}; the evaluate step's: {expected}"
+    lacking = [m for m in METRICS if m not in (evaluation.get("metrics") or [])]
+    if lacking:
+        return f"lacks the metrics {', '.join(lacking)} (an older nnunet-losses evaluate)"
+    tolerances = evaluation.get("nsd_tolerance_mm")
+    if not isinstance(tolerances, dict) or any(t != DEFAULT_NSD_TOLERANCE for t in tolerances.values()):
+        return f"NSD tolerance {tolerances!r} mm; the evaluate step's: {DEFAULT_NSD_TOLERANCE:g} mm for every class"
+    return None
+
+
+def _evaluation_done(path: str, inputs: Tuple[str, str, str], result: str) -> bool:
+    """The evaluation at ``path`` is of ``inputs`` with the step's conventions, and newer than ``result`` (the
+    training's summary.json or final checkpoint: a training run again makes its evaluation stale)."""
+    return (evaluation_mismatch(path, *inputs) is None and os.path.isfile(result)
+            and os.path.getmtime(path) >= os.path.getmtime(result))
+
+
+def evaluations_to_set_aside(exp: Experiment, paths: Paths) -> List[Tuple[str, str]]:
+    """``(path, why)`` of every evaluation under the spec's labels (WORK/evaluation/<label>/) that the report must
+    not average with the spec's runs: of a trainer, seed or fold outside the matrix (an earlier version of the spec,
+    another `demo --epochs`), or at a matrix run's path but of other settings (:func:`evaluation_mismatch`).
+    Evaluations of the matrix's settings older than a training run again are kept (the next run redoes them)."""
+    expected = {evaluation_file(exp, paths, run): run for run in exp.matrix}
+    found = []
+    for label, trainer in exp.trainers.items():
+        for path in sorted(glob.glob(os.path.join(paths.work, EVALUATION, glob.escape(label), "*", "fold_*.json"))):
+            run = expected.get(path)
+            why = (evaluation_mismatch(path, *evaluation_inputs(exp, paths, run)) if run else
+                   f"not a training of {exp.path} ({label} = {trainer}, runs {exp.runs}, folds "
+                   f"{', '.join(map(str, exp.folds))}, plans {exp.plans}, configuration {exp.configuration})")
+            if why:
+                found.append((path, why))
+    return found
+
+
+def set_aside_evaluations(exp: Experiment, paths: Paths) -> List[Tuple[str, str, str]]:
+    """Move :func:`evaluations_to_set_aside` (with the CSV beside each) to WORK/evaluation_superseded/<time>/<label>/
+    <trainer>/; returns ``(path, new path, why)`` of each."""
+    found = evaluations_to_set_aside(exp, paths)
+    if not found:
+        return []
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    target, n = os.path.join(paths.work, SUPERSEDED, stamp), 1
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(paths.work, SUPERSEDED, f"{stamp}_{n}")
+    moved = []
+    for path, why in found:
+        new = os.path.join(target, os.path.relpath(path, os.path.join(paths.work, EVALUATION)))
+        os.makedirs(os.path.dirname(new), exist_ok=True)
+        os.replace(path, new)
+        csv = path[:-len(".json")] + ".csv"
+        if os.path.isfile(csv):
+            os.replace(csv, new[:-len(".json")] + ".csv")
+        moved.append((path, new, why))
+    return moved
 
 
 def _plans_done(exp: Experiment, paths: Paths, plans: Optional[str] = None) -> bool:
@@ -240,9 +365,11 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
     """Train (continuing from the latest checkpoint when there is one), then evaluate the validation cases (or, with
     ``evaluate = "test"``, predict the raw dataset's test images and evaluate those)."""
     folder = fold_dir(exp, paths, run)
-    pre = os.path.join(paths.preprocessed, dataset_name(exp, paths))
     summary = os.path.join(folder, "validation", "summary.json")
     out = evaluation_file(exp, paths, run)
+    inputs = evaluation_inputs(exp, paths, run)
+    predictions, references, dataset_json = inputs
+    splits = os.path.join(paths.preprocessed, dataset_name(exp, paths), "splits_final.json")
     train = Step("train", f"train {run.label} seed {run.seed} fold {run.fold}",
                  ["nnUNetv2_train", str(exp.dataset), exp.configuration, str(run.fold), "-tr", run.trainer, "-p",
                   exp.plans, "--c", "-device", device],
@@ -251,27 +378,24 @@ def run_steps(exp: Experiment, paths: Paths, run: Run, device: str = "cuda") -> 
     if exp.evaluate == "test":
         return [train, *_test_steps(exp, paths, run, device, out)]
     evaluate = Step("train", f"evaluate {run.label} seed {run.seed} fold {run.fold}",
-                    ["nnunet-losses", "evaluate", os.path.join(folder, "validation"),
-                     os.path.join(pre, "gt_segmentations"), "--dataset-json", os.path.join(pre, "dataset.json"),
-                     "-o", out, "--strict", "--split", os.path.join(pre, "splits_final.json"), "--fold",
-                     str(run.fold), "--no-progress"],
-                    lambda: is_current_evaluation(out) and os.path.isfile(summary)
-                    and os.path.getmtime(out) >= os.path.getmtime(summary), refused=lambda: split_refusal(exp, paths))
+                    ["nnunet-losses", "evaluate", predictions, references, "--dataset-json", dataset_json, "-o", out,
+                     "--strict", "--split", splits, "--fold", str(run.fold), "--no-progress"],
+                    lambda: _evaluation_done(out, inputs, summary), refused=lambda: split_refusal(exp, paths))
     return [train, evaluate]
 
 
 def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) -> List[Step]:
     """``nnUNetv2_predict`` of the raw test images with the final checkpoint into FOLD/test_predictions, then their
-    evaluation. Both are done
-    when the evaluation is current and newer than the checkpoint (a prediction cut short is simply redone)."""
+    evaluation. Both are done when the evaluation is of these predictions with the step's conventions and newer than
+    the checkpoint (a prediction cut short is simply redone)."""
     raw = os.path.join(paths.raw, dataset_name(exp, paths))
     checkpoint = os.path.join(fold_dir(exp, paths, run), "checkpoint_final.pth")
     # in the fold folder, beside nnU-Net's validation/: the report finds the training log next to what was evaluated
-    predictions = os.path.join(fold_dir(exp, paths, run), TEST_PREDICTIONS)
+    inputs = evaluation_inputs(exp, paths, run)
+    predictions, references, dataset_json = inputs
 
     def done() -> bool:
-        return (is_current_evaluation(out) and os.path.isfile(checkpoint)
-                and os.path.getmtime(out) >= os.path.getmtime(checkpoint))
+        return _evaluation_done(out, inputs, checkpoint)
 
     def missing() -> Optional[str]:
         folder = os.path.join(paths.raw, dataset_name(exp, paths))
@@ -286,16 +410,15 @@ def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) 
                     str(exp.dataset), "-c", exp.configuration, "-f", str(run.fold), "-tr", run.trainer, "-p",
                     exp.plans, "-device", device, *workers, "--disable_progress_bar"], done, refused=missing)
     evaluate = Step("train", f"evaluate the test images {run.label} seed {run.seed} fold {run.fold}",
-                    ["nnunet-losses", "evaluate", predictions, os.path.join(raw, "labelsTs"), "--dataset-json",
-                     os.path.join(raw, "dataset.json"), "-o", out, "--strict", "--no-progress"], done,
-                    refused=missing)
+                    ["nnunet-losses", "evaluate", predictions, references, "--dataset-json", dataset_json, "-o", out,
+                     "--strict", "--no-progress"], done, refused=missing)
     return [predict, evaluate]
 
 
 def report_step(exp: Experiment, paths: Paths) -> Step:
     title = exp.paper or exp.name
     return Step("report", "tables and plots",
-                ["nnunet-losses", "report", os.path.join(paths.work, "evaluation"), "-o",
+                ["nnunet-losses", "report", os.path.join(paths.work, EVALUATION), "-o",
                  os.path.join(paths.work, "report"), "--reference", exp.reference, "--order", *exp.trainers,
                  "--metrics", *exp.metrics, "--plots", *exp.plots, "--permutations", str(exp.permutations),
                  "--mean", exp.mean, "--title", title])

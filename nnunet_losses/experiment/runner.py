@@ -1,19 +1,44 @@
 """Run an experiment's steps on this machine: in order, skipping what is done, trainings on N local workers.
 
 Each training task (train, then evaluate) logs to ``WORK/logs/<trainer>_fold<f>.log``; a failed task does not stop
-the others, the report is written from what finished, and the exit status says whether anything failed.
+the others, the report is written from what finished, and the exit status says whether anything failed. The report
+stage first moves the evaluations that are not of the spec's matrix and settings out of WORK/evaluation
+(:func:`..plan.set_aside_evaluations`). A work folder that cannot be written is refused before anything runs, with
+the option that moves it (:func:`writable_folder`).
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 from .config import Experiment, Run
-from .plan import Paths, Step, configuration_problem, prepare_steps, report_step, run_steps
+from .plan import (Paths, Step, configuration_problem, evaluations_to_set_aside, prepare_steps, report_step,
+                   run_steps, set_aside_evaluations)
+
+
+class FolderNotWritable(RuntimeError):
+    """A folder the command writes (work folder, demo root) cannot be created or written: one line naming it and
+    the option that moves it."""
+
+
+def writable_folder(folder: str, option: str, what: str = "work folder") -> str:
+    """Create ``folder`` if needed and check that files can be written in it; else :class:`FolderNotWritable`
+    naming the folder, why, and ``option``. Returns the folder."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        where = f" ({err.filename})" if err.filename and os.path.abspath(err.filename) != folder else ""
+        raise FolderNotWritable(f"the {what} {folder} is not writable: {reason}{where}; choose another with "
+                                f"{option}") from None
+    return folder
 
 
 def command_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -58,6 +83,8 @@ def describe(exp: Experiment, paths: Paths, device: str, num_processes: int) -> 
         lines.append(f"# task {index}: {run.label} seed {run.seed} fold {run.fold}")
         for step in run_steps(exp, paths, run, device):
             lines.append(f"[{_status(step)}] {step.shell()}")
+    for path, why in evaluations_to_set_aside(exp, paths):
+        lines.append(f"# set aside before the report: {path} ({why})")
     lines.append(f"[todo] {report_step(exp, paths).shell()}")
     return "\n".join(lines)
 
@@ -102,6 +129,9 @@ def run_task(exp: Experiment, paths: Paths, run: Run, device: str, env: Optional
 
 
 def run_report(exp: Experiment, paths: Paths, env: Optional[Dict[str, str]] = None) -> None:
+    """The report of the spec's evaluations, after moving the others aside (never averaged as runs of a loss)."""
+    for path, new, why in set_aside_evaluations(exp, paths):
+        print(f"[set aside] {path} -> {new}: {why}", flush=True)
     print("[run ] report", flush=True)
     execute(report_step(exp, paths), _log_file(paths, "report"), env or command_env())
     print(f"report: {os.path.join(paths.work, 'report', 'report.md')}", flush=True)

@@ -8,10 +8,14 @@
 * ``submit.sh``: submits the three with ``sbatch --parsable`` and prints the job ids.
 
 The scripts call this same command, so a resubmission resumes: finished trainings and evaluations are skipped.
+Every path is quoted: for the shell in the commands (``shlex``), for sbatch's own parser in the ``#SBATCH`` lines
+(double quotes, backslash escapes; ``%`` doubled in the log paths, where sbatch reads ``%j`` and the like), so that a
+work folder with spaces, quotes, ``#`` or ``%`` works.
 """
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -34,18 +38,37 @@ class SlurmOptions:
     setup: str = ""
 
 
+_SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_.,:/=+@%-]+")
+
+
+def sbatch_quote(value: str) -> str:
+    """``value`` as one argument of an ``#SBATCH`` line: as is when plain, else in double quotes with ``\\``, ``"``
+    and ``#`` escaped by a backslash (sbatch's parser, src/sbatch/opt.c ``_get_argument``: quotes group, a
+    backslash escapes the next character, an unescaped ``#`` starts a comment)."""
+    value = str(value)
+    if _SBATCH_PLAIN.fullmatch(value):
+        return value
+    return '"' + re.sub(r'([\\"#])', r"\\\1", value) + '"'
+
+
+def sbatch_file_pattern(folder: str, name: str) -> str:
+    """A log path for ``--output``: ``folder`` with ``%`` doubled (sbatch replaces ``%j``, ``%A``... in it), then
+    ``name`` with its patterns."""
+    return folder.replace("%", "%%") + "/" + name
+
+
 def _header(name: str, opts: SlurmOptions, log: str, gpus: int, time: str, array: str = "") -> List[str]:
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --output={log}",
-             f"#SBATCH --time={time}", f"#SBATCH --cpus-per-task={opts.cpus}", f"#SBATCH --mem={opts.mem}"]
+    options = [("job-name", name), ("output", log), ("time", time), ("cpus-per-task", opts.cpus), ("mem", opts.mem)]
     if gpus:
-        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+        options.append(("gres", f"gpu:{gpus}"))
     if opts.partition:
-        lines.append(f"#SBATCH --partition={opts.partition}")
+        options.append(("partition", opts.partition))
     if opts.account:
-        lines.append(f"#SBATCH --account={opts.account}")
+        options.append(("account", opts.account))
     if array:
-        lines.append(f"#SBATCH --array={array}")
-    return lines + ["set -euo pipefail"]
+        options.append(("array", array))
+    return ["#!/bin/bash"] + [f"#SBATCH --{key}={sbatch_quote(value)}" for key, value in options] + \
+        ["set -euo pipefail"]
 
 
 def _environment(paths: Paths, opts: SlurmOptions) -> List[str]:
@@ -69,12 +92,14 @@ def emit_slurm(exp: Experiment, paths: Paths, opts: SlurmOptions, device: str = 
     count = len(exp.matrix)
     array = f"0-{count - 1}" + (f"%{opts.max_parallel}" if opts.max_parallel else "")
     scripts = {
-        "prepare.sbatch": _header(f"{exp.name}-prepare", opts, f"{logs}/slurm-prepare-%j.out", 0, "24:00:00")
+        "prepare.sbatch": _header(f"{exp.name}-prepare", opts, sbatch_file_pattern(logs, "slurm-prepare-%j.out"), 0,
+                                  "24:00:00")
         + _environment(paths, opts) + [shlex.join(base + ["--stage", "prepare", "-np", str(num_processes)])],
-        "train.sbatch": _header(f"{exp.name}-train", opts, f"{logs}/slurm-train-%A_%a.out", opts.gpus, opts.time,
-                                array)
+        "train.sbatch": _header(f"{exp.name}-train", opts, sbatch_file_pattern(logs, "slurm-train-%A_%a.out"),
+                                opts.gpus, opts.time, array)
         + _environment(paths, opts) + [shlex.join(base + ["--task"]) + " \"$SLURM_ARRAY_TASK_ID\""],
-        "report.sbatch": _header(f"{exp.name}-report", opts, f"{logs}/slurm-report-%j.out", 0, "02:00:00")
+        "report.sbatch": _header(f"{exp.name}-report", opts, sbatch_file_pattern(logs, "slurm-report-%j.out"), 0,
+                                 "02:00:00")
         + _environment(paths, opts) + [shlex.join(base + ["--stage", "report"])],
     }
     for name, lines in scripts.items():

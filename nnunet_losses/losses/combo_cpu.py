@@ -7,37 +7,75 @@ of the arXiv preprint) and the same gradient. nnU-Net trains eager on a CPU (it 
 that counts there.
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, default ``cc``; ``-O3 -march=native
--fopenmp``, glibc's vector maths ``libmvec``) into ``$XDG_CACHE_HOME/nnunet_losses`` (default ``~/.cache``; if that
-cannot be written, a folder in the temporary directory), keyed by a hash of the source, the flags, the compiler and
-the CPU. Without a compiler, or with ``nnUNet_losses_fused=f``, Combo uses its PyTorch path (one warning says why);
-on other devices, for other dtypes and under ``torch.compile`` it always does.
+-fopenmp``, glibc's vector maths ``libmvec``), keyed by a hash of the source, the flags, the compiler and the CPU.
+
+The cache is ``$XDG_CACHE_HOME/nnunet_losses`` (default ``~/.cache/nnunet_losses``), a folder that must belong to
+this user and that no one else may write: it is made 0700 (a folder of this user's that others cannot write is
+tightened to 0700); one owned by another user or writable by others is refused with a warning and nothing
+in it is loaded. Where the cache is refused or cannot be written, the kernel is built in a new private folder
+(``tempfile.mkdtemp``, removed at exit) for this process only. Each build compiles to a temporary name in the cache
+and renames the result; beside it, ``<kernel>.sha256`` records the SHA-256 of the built library (written
+atomically, before the rename). A kernel is loaded only when its bytes match its record: a missing record, a
+truncated or otherwise changed library is rebuilt (one build at a time per kernel, under a lock file). Temporary
+files of killed builds older than ``2 x BUILD_TIMEOUT_S`` are removed. Without a compiler, when the build fails or
+the library lacks the kernel's functions, Combo uses its PyTorch path after one one-line warning naming the cause,
+the cache folder and ``nnUNet_losses_fused=f``; with ``nnUNet_losses_fused`` set to a false value (0, false, no,
+off, f, n, any case) it always does; on other devices, for other dtypes and under ``torch.compile`` it always does.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
 import os
 import platform
+import shutil
+import stat
 import subprocess
 import tempfile
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: builds are not serialised (the rename still keeps every file whole)
+    fcntl = None
+
 SOURCE = Path(__file__).with_name("combo_cpu.c")
-SWITCH = "nnUNet_losses_fused"  # f / false / 0: always the PyTorch path
+SWITCH = "nnUNet_losses_fused"  # a false value (FALSE below): always the PyTorch path
+FALSE = ("0", "false", "no", "off", "f", "n")
+TRUE = ("1", "true", "yes", "on", "t", "y", "")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC")
 LIBS = ("-lmvec",)
+BUILD_TIMEOUT_S = 300  # a compiler still running after this is stopped; older temporary files are leftovers
 _PTR, _I64 = ctypes.c_void_p, ctypes.c_int64
 
 
+class UnsafeCacheError(OSError):
+    """The cache folder belongs to another user or others can write to it: nothing in it is used."""
+
+
+def _switch() -> str:
+    return os.environ.get(SWITCH, "t").strip()
+
+
 def enabled() -> bool:
-    """False when ``nnUNet_losses_fused`` says f, false or 0 (nnU-Net's spelling for its own switches)."""
-    return os.environ.get(SWITCH, "t").strip().lower() not in ("f", "false", "0")
+    """False when ``nnUNet_losses_fused`` holds a false value (0, false, no, off, f, n; any case), True when unset or
+    a true value (1, true, yes, on, t, y); any other value is a ValueError."""
+    value = _switch().lower()
+    if value in FALSE:
+        return False
+    if value in TRUE:
+        return True
+    raise ValueError(f"{SWITCH}={_switch()!r}: expected a false value ({', '.join(FALSE)}) or a true value "
+                     f"({', '.join(v for v in TRUE if v)}), in any case")
 
 
 def _cpu_signature() -> str:
@@ -49,54 +87,187 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _cache_dirs():
-    """Where the built kernel is kept: the user's cache, else (not writable) a folder of this user's in /tmp."""
-    yield Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnunet_losses"
-    yield Path(tempfile.gettempdir()) / f"nnunet_losses-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+def _kernel_name(compiler: str) -> str:
+    """``combo_cpu-<hash>``: the hash of the source, the flags, the compiler's version and the CPU."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True,
+                             timeout=60).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, version, _cpu_signature()]).encode())
+    return f"combo_cpu-{key.hexdigest()[:16]}"
 
 
-def _build(compiler: str, path: Path) -> None:
-    """Compile the kernel to ``path`` through a temporary file (a concurrent build never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-    os.close(fd)
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnunet_losses"
+
+
+def _checked_folder(folder: Path) -> Path:
+    """``folder``, made (0700) if missing; refused unless it belongs to this user and no one else can write to it;
+    made 0700 if it is looser."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.stat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(f"{folder} is not a folder")
+    if hasattr(os, "getuid"):
+        if info.st_uid != os.getuid():
+            raise UnsafeCacheError(f"{folder} belongs to user id {info.st_uid}, not to this user ({os.getuid()})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeCacheError(f"{folder} can be written by other users (mode {info.st_mode & 0o777:04o})")
+        if info.st_mode & 0o777 != 0o700:
+            os.chmod(folder, 0o700)
+    return folder
+
+
+def _private_folder() -> Path:
+    """A new folder of this process's (0700, an unpredictable name), removed at exit."""
+    folder = tempfile.mkdtemp(prefix="nnunet_losses-")
+    pid = os.getpid()
+    atexit.register(lambda: os.getpid() == pid and shutil.rmtree(folder, ignore_errors=True))
+    return Path(folder)
+
+
+def _record(kernel: Path) -> Path:
+    return kernel.with_name(kernel.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(kernel: Path) -> bool:
+    """Whether ``kernel`` exists and its bytes match the SHA-256 recorded when it was built."""
     try:
-        build = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], capture_output=True, text=True)
+        recorded = _record(kernel).read_text().split()
+        return bool(recorded) and recorded[0] == _sha256(kernel)
+    except OSError:
+        return False
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files of builds killed before their rename (older than a build can take)."""
+    cutoff = time.time() - 2 * BUILD_TIMEOUT_S
+    for path in folder.iterdir():
+        name = path.name
+        leftover = (name.startswith("combo_cpu-") and ".tmp" in name) or (name.startswith("tmp") and
+                                                                            name.endswith(".so"))
+        try:
+            if leftover and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:  # removed meanwhile by another process
+            pass
+
+
+@contextmanager
+def _build_lock(kernel: Path):
+    """One build of ``kernel`` at a time (between processes); released when its holder ends, even by a kill."""
+    if fcntl is None:
+        yield
+        return
+    with open(kernel.with_name(kernel.stem + ".lock"), "a") as lock:
+        deadline = time.monotonic() + 2 * BUILD_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{lock.name} is still locked by another build after "
+                                       f"{2 * BUILD_TIMEOUT_S} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _temporary(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def _build(compiler: str, kernel: Path) -> None:
+    """Compile the kernel to a temporary file beside ``kernel``, record its SHA-256 (atomically), then rename it to
+    ``kernel``: a reader never sees half a file, and a kill leaves only a temporary file."""
+    tmp = _temporary(kernel)
+    tmp_record = None
+    try:
+        try:
+            build = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], capture_output=True,
+                                   text=True, timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{compiler} took more than {BUILD_TIMEOUT_S} s") from None
         if build.returncode:
-            raise RuntimeError(f"{compiler} failed: {build.stderr.strip()[-400:]}")
-        os.replace(tmp, path)
+            lines = [line.strip() for line in build.stderr.splitlines() if line.strip()]
+            raise RuntimeError(f"{compiler} failed: {' | '.join(lines)[-400:]}")
+        tmp_record = _temporary(_record(kernel))
+        Path(tmp_record).write_text(_sha256(Path(tmp)) + "\n")
+        os.replace(tmp_record, _record(kernel))
+        os.replace(tmp, kernel)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for path in (tmp, tmp_record):
+            if path and os.path.exists(path):
+                os.remove(path)
+
+
+def _cached_kernel(compiler: str, folder: Path, name: str) -> Path:
+    """The verified kernel in ``folder``, built first if it is missing, has no record or does not match it."""
+    kernel = folder / f"{name}.so"
+    _remove_leftovers(folder)
+    if _verified(kernel):
+        return kernel
+    with _build_lock(kernel):
+        if not _verified(kernel):  # not built by another process meanwhile
+            _build(compiler, kernel)
+    if not _verified(kernel):
+        raise RuntimeError(f"{kernel} does not match its record {_record(kernel).name} after the build")
+    return kernel
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """The kernel's signatures; a RuntimeError naming the function if the library lacks one."""
+    try:
+        lib.combo_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR]
+        lib.combo_backward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR, _PTR, _PTR, _PTR]
+    except AttributeError as err:  # ctypes: "<path>: undefined symbol: combo_forward"
+        raise RuntimeError(f"the library lacks the kernel's functions ({err})") from None
+    lib.combo_forward.restype = lib.combo_backward.restype = ctypes.c_int
+    return lib
 
 
 @functools.lru_cache(maxsize=None)
 def library() -> Optional[ctypes.CDLL]:
     """The compiled kernel, built on first call; None (after one warning naming the cause) if it cannot be built."""
     compiler = os.environ.get("CC", "cc")
+    where = "no cache folder yet"
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, version, _cpu_signature()]).encode())
-        name = f"combo_cpu-{key.hexdigest()[:16]}.so"
-        for folder in _cache_dirs():
-            path = folder / name
+        name = _kernel_name(compiler)
+        try:
+            folder = _checked_folder(_user_cache())
+        except UnsafeCacheError as err:
+            warnings.warn(f"nnunet-losses: the kernel cache is not used: {err}; Combo's fused CPU kernel is built "
+                          f"in a private folder for this process instead (delete that folder: it is made again "
+                          f"with mode 0700; or set XDG_CACHE_HOME to a folder of yours, or {SWITCH}=f for the "
+                          f"PyTorch path)", stacklevel=2)
+            folder = None
+        except (OSError, RuntimeError):  # no home, a file in the way, a read-only disk: a private folder
+            folder = None
+        kernel = None
+        if folder is not None:
+            where = str(folder)
             try:
-                if not path.exists():
-                    _build(compiler, path)
-                break
-            except OSError as err:  # a cache that cannot be written: the next folder
-                failure = err
-        else:
-            raise failure
-        lib = ctypes.CDLL(str(path))
+                kernel = _cached_kernel(compiler, folder, name)
+            except OSError:  # the cache cannot be written: a private folder
+                kernel = None
+        if kernel is None:
+            folder = _private_folder()
+            where = str(folder)
+            kernel = _cached_kernel(compiler, folder, name)
+        lib = _declare(ctypes.CDLL(str(kernel)))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-        warnings.warn(f"nnunet-losses: Combo's fused CPU kernel is unavailable ({err}); using its PyTorch path, "
-                      f"which is correct but 2-4x slower on the CPU (BENCHMARKS.md). Set {SWITCH}=f to silence this.",
-                      stacklevel=2)
+        cause = " ".join(str(err).split())
+        warnings.warn(f"nnunet-losses: Combo's fused CPU kernel is unavailable ({cause}; cache {where}); using its "
+                      f"PyTorch path, which is correct but 2-4x slower on the CPU (BENCHMARKS.md). Set {SWITCH}=f "
+                      f"to silence this.", stacklevel=2)
         return None
-    lib.combo_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR]
-    lib.combo_backward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, ctypes.c_int, _PTR, _PTR, _PTR, _PTR]
-    lib.combo_forward.restype = lib.combo_backward.restype = ctypes.c_int
     return lib
 
 
@@ -109,7 +280,7 @@ def applies(logits: torch.Tensor) -> bool:
 def description() -> str:
     """One line for a training log: which implementation Combo's sums use on the CPU."""
     if not enabled():
-        return f"PyTorch ops ({SWITCH}=f)"
+        return f"PyTorch ops ({SWITCH}={_switch()})"
     return "fused C kernel (combo_cpu.c)" if library() is not None else "PyTorch ops (the C kernel did not build)"
 
 

@@ -1,9 +1,9 @@
 """``nnunet-losses evaluate``: every metric of ``metrics.case`` for a folder of predictions against references.
 
-Files are read by the ``reader`` the caller passes (``path -> (labels, spacing)``), as nnU-Net's
+Files are read by the ``reader`` the caller passes (``path -> (labels, spacing[, Header])``), as nnU-Net's
 ``compute_metrics_on_folder`` takes its ``image_reader_writer``; nothing here imports nnunetv2.
 :func:`nnunet_losses.nnunet.evaluation.evaluate_folder` passes nnU-Net's own reader for the file ending (any format
-nnU-Net reads, spacing from the headers).
+nnU-Net reads, spacing, origin and direction from the headers).
 Classes are labels or regions (a region is a set of labels, as nnU-Net's ``dataset.json`` declares them); by default
 they come from the ``dataset.json`` beside or above the reference folder (nnU-Net's ``gt_segmentations`` sits beside
 it), else from the labels found in the references. Outputs: a per-case CSV and a JSON with the per-case rows and a
@@ -12,7 +12,10 @@ names the conventions it follows (``aggregation``, ``hd95``, ``nsd_tolerance_mm`
 
 Inputs that would be misread are reported (stderr and the JSON's ``warnings``), or refused with ``strict``: labels
 that are neither background, a label of the dataset (or of the classes) nor the ignore label, non-finite or
-non-integer voxel values, and references without a prediction.
+non-integer voxel values, a prediction whose direction or origin differs from its reference's (the arrays are
+compared voxel by voxel as stored: a mirrored header does not change the scores, an image stored flipped lowers
+them), and references without a prediction. Always errors: a prediction without a reference, a file that cannot be
+read, a prediction whose shape or spacing differs from its reference's.
 """
 from __future__ import annotations
 
@@ -43,8 +46,22 @@ HD95_DEFINITIONS = {"hd95": "pooled: 95th percentile of both directions' surface
                     "hd95_max": "max-directed: the larger of the two directed 95th percentiles (Metrics Reloaded, "
                                 "MONAI)"}
 MAX_PRINTED_WARNINGS = 10
-# path -> (labels (*spatial), spacing per axis); picklable (a module-level function) for num_processes > 1
-Reader = Callable[[str], Tuple[np.ndarray, Tuple[float, ...]]]
+ORIGIN_TOLERANCE_MM = 1e-3  # origins agree within 1e-3 mm + ORIGIN_TOLERANCE_RELATIVE x |origin| per axis
+ORIGIN_TOLERANCE_RELATIVE = 1e-5  # above float32 (NIfTI) and 6-digit text (MetaImage, NRRD) rounding
+DIRECTION_TOLERANCE = 1e-3  # direction cosines agree within this
+
+
+@dataclass(frozen=True)
+class Header:
+    """Where a file's voxels lie, in ITK's convention (LPS): origin in mm, direction cosines row by row (one column
+    per array axis, x first)."""
+    origin: Tuple[float, ...]
+    direction: Tuple[float, ...]
+
+
+# path -> (labels (*spatial), spacing per axis[, Header or None where the format has none]); picklable (a
+# module-level function) for num_processes > 1
+Reader = Callable[[str], Tuple]
 
 
 @dataclass(frozen=True)
@@ -140,26 +157,56 @@ def label_problems(array: np.ndarray, known: FrozenSet[int], what: str) -> List[
     return problems
 
 
+def _numbers(values: Sequence[float]) -> str:
+    return f"({', '.join(f'{float(v) + 0.0:.6g}' for v in values)})"  # + 0.0: no "-0"
+
+
+def header_problems(pred: Optional[Header], ref: Optional[Header]) -> List[str]:
+    """Where the prediction's direction or origin differs from the reference's (nothing where either has no
+    header): the scores compare the arrays as stored, so the two must describe the same voxels."""
+    if pred is None or ref is None:
+        return []
+    problems = []
+    if len(pred.direction) != len(ref.direction) or not np.allclose(pred.direction, ref.direction, rtol=0,
+                                                                    atol=DIRECTION_TOLERANCE):
+        problems.append(f"prediction direction {_numbers(pred.direction)} differs from the reference's "
+                        f"{_numbers(ref.direction)} (direction cosines, row by row; the arrays are compared as "
+                        "stored)")
+    if len(pred.origin) != len(ref.origin) or not np.allclose(pred.origin, ref.origin, rtol=ORIGIN_TOLERANCE_RELATIVE,
+                                                              atol=ORIGIN_TOLERANCE_MM):
+        problems.append(f"prediction origin {_numbers(pred.origin)} mm differs from the reference's "
+                        f"{_numbers(ref.origin)} mm (tolerance {ORIGIN_TOLERANCE_MM:g} mm + "
+                        f"{ORIGIN_TOLERANCE_RELATIVE:g} x |origin|)")
+    return problems
+
+
+def _read(reader: Reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...], Optional[Header]]:
+    """``reader(path)`` as (labels, spacing, header); a reader that returns no header gives None."""
+    out = reader(path)
+    return out[0], out[1], (out[2] if len(out) > 2 else None)
+
+
 def evaluate_case(pred_path: str, ref_path: str, classes: Sequence[EvalClass], reader: Reader,
                   ignore_label: Optional[int] = None, both_empty: str = "exclude",
                   nsd_tolerances: Optional[Mapping[str, float]] = None,
                   known_labels: Optional[FrozenSet[int]] = None,
                   strict: bool = False) -> Tuple[List[Dict[str, object]], List[str]]:
     """One row per class for one case (``metrics.case.class_metrics``), spacing from the reference header, and
-    the problems found in the two files (``label_problems``; with ``strict`` the first one raises ValueError)."""
-    pred, pred_spacing = reader(pred_path)
-    ref, spacing = reader(ref_path)
+    the problems found in the two files (``header_problems``, then ``label_problems`` when ``known_labels`` is
+    given; with ``strict`` the first one raises ValueError). A shape or spacing that differs raises ValueError."""
+    pred, pred_spacing, pred_header = _read(reader, pred_path)
+    ref, spacing, ref_header = _read(reader, ref_path)
     name = os.path.basename(pred_path)
     if pred.shape != ref.shape:
         raise ValueError(f"{name}: prediction shape {pred.shape} differs from the reference's {ref.shape}")
     if not np.allclose(pred_spacing, spacing, rtol=1e-3):
         raise ValueError(f"{name}: prediction spacing {pred_spacing} differs from the reference's {spacing}")
-    problems = []
+    problems = [f"{name}: {p}" for p in header_problems(pred_header, ref_header)]
     if known_labels is not None:
-        problems = [f"{name}: {p}" for what, array in (("prediction", pred), ("reference", ref))
-                    for p in label_problems(array, known_labels, what)]
-        if strict and problems:
-            raise ValueError(f"{problems[0]} (--strict)")
+        problems += [f"{name}: {p}" for what, array in (("prediction", pred), ("reference", ref))
+                     for p in label_problems(array, known_labels, what)]
+    if strict and problems:
+        raise ValueError(f"{problems[0]} (--strict)")
     valid = None if ignore_label is None else ref != ignore_label
     rows = []
     for cls in classes:
@@ -226,7 +273,7 @@ def _json_safe(value):
 def write_outputs(result: dict, output_json: str) -> str:
     """``output_json`` (NaN written as null) and the per-case CSV beside it (same stem); returns the CSV path."""
     atomic_write_text(output_json, json.dumps(_json_safe(result), indent=1))
-    csv_path = output_json[:-5] + ".csv" if output_json.endswith(".json") else output_json + ".csv"
+    csv_path = _csv_path(output_json)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "class", "status", *METRICS, *COUNTS], lineterminator="\n")
     writer.writeheader()
@@ -283,15 +330,23 @@ def _listed(names: Sequence[str]) -> str:
     return f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
 
 
-def _check_arguments(pred_dir: str, ref_dir: str, both_empty: str, reader: Optional[Reader]) -> None:
+def _csv_path(output_json: str) -> str:
+    return output_json[:-5] + ".csv" if output_json.endswith(".json") else output_json + ".csv"
+
+
+def _check_arguments(pred_dir: str, ref_dir: str, both_empty: str, reader: Optional[Reader],
+                     output: Optional[str]) -> None:
     if reader is None:
-        raise TypeError("evaluate_folder needs reader=path -> (labels, spacing); nnU-Net's reader: "
+        raise TypeError("evaluate_folder needs reader=path -> (labels, spacing[, header]); nnU-Net's reader: "
                         "nnunet_losses.nnunet.evaluation.evaluate_folder")
     if both_empty not in BOTH_EMPTY:
         raise ValueError(f"both_empty: choose one of {', '.join(BOTH_EMPTY)}, got {both_empty!r}")
     for folder in (pred_dir, ref_dir):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"no such folder: {folder}")
+    for path in ((output, _csv_path(output)) if output else ()):
+        if os.path.isdir(path):
+            raise ValueError(f"output {path} is a folder: the output is a JSON file path (its CSV beside it)")
 
 
 def _load_json(path: Optional[str]) -> Optional[dict]:
@@ -380,9 +435,10 @@ def evaluate_folder(pred_dir: str, ref_dir: str, classes: Optional[Sequence[Eval
     ``both_empty``: ``"exclude"`` (nnU-Net's evaluator, default) or ``"one"`` (``metrics.case``).
     ``nsd_tolerance``: mm, one for every class or ``{class name: mm}`` (others: 1 mm). A prediction without a
     reference is an error. References without a prediction (among ``expected_cases`` when given, e.g. a fold's
-    validation cases; else every reference) and ``label_problems`` are warnings, errors with ``strict``.
+    validation cases; else every reference), ``header_problems`` and ``label_problems`` are warnings, errors with
+    ``strict``. ``output`` naming a folder is an error, raised before any file is read.
     """
-    _check_arguments(pred_dir, ref_dir, both_empty, reader)
+    _check_arguments(pred_dir, ref_dir, both_empty, reader, output)
     dataset_json = dataset_json or find_dataset_json(ref_dir)
     ds = _load_json(dataset_json)
     ending = ds["file_ending"] if ds and "file_ending" in ds else detect_file_ending(ref_dir)

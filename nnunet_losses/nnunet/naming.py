@@ -8,7 +8,8 @@ Numbers: ``p`` for the decimal point, ``em``/``e`` for a negative/positive expon
 zeros: 0.5 -> ``0p5``, 1.5 -> ``1p5``, 50 -> ``50``, 1e-4 -> ``1em4``, 2.5e-4 -> ``2p5em4``. Values below 0.01 are
 written with an exponent. Each value has exactly one spelling; any other (``0p50``, ``0p0001``) is refused, with
 the canonical name in the message. Giving a default value explicitly is allowed (``ComboTrainer_a0p5``).
-No ``__`` ever appears (nnU-Net splits its output folder names on it).
+No ``__`` ever appears (nnU-Net splits its output folder names on it). Seeds lie in numpy's range, 0 .. 2**32 - 1, and
+a name is at most 255 bytes long (it names folders: nnU-Net's output folder, the report's evaluation folder).
 """
 from __future__ import annotations
 
@@ -218,11 +219,52 @@ def _read_run_token(token: str, option: str, values: Dict[str, Any], head: str,
     return True
 
 
+MAX_SEED = 2**32 - 1  # numpy.random.seed's largest seed (the trainers seed Python, numpy and torch with _s)
+MAX_NAME_BYTES = 255  # the longest file or folder name of common file systems (ext4, XFS, APFS, NTFS: NAME_MAX)
+
+
 def _check_run_values(values: Dict[str, Any]) -> None:
     if values["epochs"] == 0 or values["iterations"] == 0:
         raise TrainerNameError("_ep and _it must be at least 1")
     if values["lr"] is not None and values["lr"] <= 0:
         raise TrainerNameError("_lr must be > 0")
+    if values["seed"] is not None and values["seed"] > MAX_SEED:
+        raise TrainerNameError(f"seed {values['seed']} is outside [0, {MAX_SEED}] (numpy's seeds, 0 .. 2**32 - 1)")
+
+
+def check_name_length(name: str, what: str = "trainer name") -> None:
+    """A ``what`` that becomes a file or folder name is at most :data:`MAX_NAME_BYTES` bytes (UTF-8); else
+    TrainerNameError naming the limit (the file system would answer "File name too long" mid-run)."""
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise TrainerNameError(f"{what} {name[:40]}... is {size} bytes, over the file systems' limit of "
+                               f"{MAX_NAME_BYTES} bytes for a file or folder name")
+
+
+def output_folder_name(trainer: str, plans: str, configuration: str) -> str:
+    """nnU-Net's output folder of a training: ``<trainer>__<plans>__<configuration>`` (in nnUNet_results/Dataset)."""
+    return f"{trainer}__{plans}__{configuration}"
+
+
+def parse_output_folder_name(name: str) -> Optional[Tuple[str, str, str]]:
+    """``(trainer, plans, configuration)`` of an nnU-Net output folder name, None when ``name`` is not one."""
+    parts = name.split("__")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+
+
+# nnU-Net's values where a name has no _ep/_it/_lr (nnUNetTrainer.__init__); _it also sets the validation
+# iterations to _it // 5, which is nnU-Net's 50 for 250
+NNUNET_EPOCHS, NNUNET_ITERATIONS, NNUNET_LR = 1000, 250, 1e-2
+
+
+def resolved_settings(parsed: "ParsedName") -> Tuple:
+    """Everything a name sets, with every default resolved (the family's loss parameters, optimiser and lr,
+    nnU-Net's epochs, iterations and lr): two names train the same loss the same way exactly when these are equal
+    (``ComboTrainer``, ``ComboTrainer_a0p5`` and ``ComboTrainer_pc`` are one setting)."""
+    params = get_spec(parsed.family.loss).resolve(**parsed.loss_kwargs())
+    return (parsed.family.loss, tuple(sorted((k, repr(v)) for k, v in params.items())), parsed.online,
+            parsed.epochs or NNUNET_EPOCHS, parsed.iterations or NNUNET_ITERATIONS, parsed.resolved_optimizer(),
+            parsed.resolved_lr() or NNUNET_LR, parsed.seed)
 
 
 def parse_name(name: str, families: Dict[str, Family], online_families: Tuple[str, ...] = ()) -> ParsedName:
@@ -232,6 +274,7 @@ def parse_name(name: str, families: Dict[str, Family], online_families: Tuple[st
     """
     if "__" in name:
         raise TrainerNameError("a trainer name may not contain '__' (nnU-Net splits folder names on it)")
+    check_name_length(name)
     head, *tokens = name.split("_")
     family = _family_named(head, families)
     loss_params: Dict[str, Any] = {}

@@ -8,12 +8,15 @@ Layout: ``nnUNet_preprocessed/<Dataset>/<data_identifier>_maps/`` (a sibling of 
   3D, the spacing the distances use (``None``: voxels), quantisation;
 * ``seg``: size and SHA-256 of the ``<case>_seg.b2nd`` it was computed from (its content, not its modification
   time: a dataset copied with ``cp -r`` stays up to date, a re-preprocessed one does not);
-* ``map``: size and SHA-256 of the map file itself (a truncated, overwritten, bit-flipped or swapped map is found);
-* ``quick``: SHA-256 of the first and last :data:`QUICK_BYTES` bytes of both files (the whole file when smaller).
+* ``map``: size and SHA-256 of the map file itself (a truncated, overwritten, bit-flipped or swapped map is found).
 
-Two checks use them. :func:`check_maps` (training start, every rank) compares settings, sizes and the quick
-fingerprints: it reads at most 2 x 64 KiB per file. ``precompute-maps`` compares the full hashes and recomputes
-whatever differs; when everything is up to date it writes nothing (read-only shared datasets work).
+(Records of earlier versions also hold ``quick``, a hash of the first and last 64 KiB; it is no longer read.)
+
+Two checks use them, both on every byte. :func:`check_maps` (training start, every rank) compares settings, sizes
+and the SHA-256 of each map and its segmentation, the files hashed in a thread pool (hashlib releases the GIL);
+training does not start on a map that differs from its record. ``precompute-maps`` does the same and recomputes
+whatever differs; when everything is up to date it writes nothing (read-only shared datasets work) except that it
+removes the temporary files killed writes left behind.
 
 What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; the table is
 :data:`nnunet_losses.maps.formats.FORMATS`, BENCHMARKS.md has the sizes):
@@ -28,7 +31,9 @@ What is stored (quantised integers, blosc2/zstd-compressed, chunked like the seg
 
 2D configurations get per-slice 2D maps (each slice normalised on its own); 3D configurations get 3D maps with the
 configuration's spacing. Writes are atomic (:mod:`nnunet_losses._files`); an interrupted run resumes where it
-stopped.
+stopped. Runs on one dataset at once (two folds' jobs on a cluster) both finish: each removes only the temporary
+files of writes that are over (their process gone, or untouched for a day), never one another run is writing, and
+when both compute a map they write the same bytes.
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ import glob
 import hashlib
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,8 +52,9 @@ from ..maps import STORED_KINDS, map_format
 from ..maps.formats import quantise
 
 FORMAT_VERSION = 3
-QUICK_BYTES = 1 << 16
 MANIFEST = "manifest.json"
+READ_BYTES = 1 << 20  # files are hashed in pieces of this size (hashlib releases the GIL on each)
+CHECK_THREADS = min(16, (os.cpu_count() or 1) + 4)  # threads hashing at training start (reads overlap on slow disks)
 
 
 def maps_folder(preprocessed_dataset_folder: str) -> str:
@@ -89,32 +97,29 @@ def units_flag(settings: Dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------- fingerprints
-def _ends(data: bytes) -> bytes:
-    return data if len(data) <= 2 * QUICK_BYTES else data[:QUICK_BYTES] + data[-QUICK_BYTES:]
-
-
 def _fingerprint(data: bytes) -> Dict:
-    """Size, SHA-256 and the quick fingerprint (SHA-256 of the first and last QUICK_BYTES) of a file's bytes."""
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "quick": hashlib.sha256(_ends(data)).hexdigest()}
+    """Size and SHA-256 of a file's bytes."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _quick_fingerprint(path: str) -> Dict:
-    """Size and quick fingerprint of a file, reading at most 2 x QUICK_BYTES."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        if size <= 2 * QUICK_BYTES:
-            ends = f.read()
-        else:
-            ends = f.read(QUICK_BYTES)
-            f.seek(size - QUICK_BYTES)
-            ends += f.read()
-    return {"size": size, "quick": hashlib.sha256(ends).hexdigest()}
+_buffers = threading.local()  # one read buffer per thread
 
 
 def _file_fingerprint(path: str) -> Dict:
-    with open(path, "rb") as f:
-        return _fingerprint(f.read())
+    """Size and SHA-256 of a file, read in pieces of READ_BYTES (the GIL is released while reading and hashing)."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = memoryview(bytearray(READ_BYTES))
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buffer)
+            if not n:
+                break
+            digest.update(buffer[:n])
+            size += n
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 # ------------------------------------------------------------------------------------------------ maps
@@ -154,11 +159,22 @@ def _load_record(folder: str, case: str, kind: str) -> Optional[Dict]:
         return None
 
 
-def case_status(data_folder: str, case: str, settings: Dict, full: bool = True,
-                seg_fingerprint: Optional[Dict] = None) -> str:
+def _differs(recorded, path: str, known: Optional[Dict] = None) -> bool:
+    """Whether the file at ``path`` (``known``: its fingerprint) is not the one ``recorded`` (size and SHA-256);
+    a size that differs is found without reading the file."""
+    if not isinstance(recorded, dict):
+        return True
+    if known is None:
+        if recorded.get("size") != os.path.getsize(path):
+            return True
+        known = _file_fingerprint(path)
+    return any(recorded.get(k) != known[k] for k in ("size", "sha256"))
+
+
+def case_status(data_folder: str, case: str, settings: Dict, seg_fingerprint: Optional[Dict] = None) -> str:
     """'ok', 'missing', 'stale' (other settings or segmentation) or 'corrupt' (the map file is not the one written)
-    for the map of ``case`` with ``settings``. ``full``: compare SHA-256 of whole files; otherwise sizes and the
-    quick fingerprints only (training start)."""
+    for the map of ``case`` with ``settings``: sizes and SHA-256 of every byte of the map and its segmentation
+    (``seg_fingerprint``: the segmentation's, when known)."""
     folder = maps_folder(data_folder)
     path = map_file(folder, case, settings["kind"])
     record = _load_record(folder, case, settings["kind"])
@@ -166,13 +182,9 @@ def case_status(data_folder: str, case: str, settings: Dict, full: bool = True,
         return "missing"
     if record.get("settings") != settings or record.get("case") != case:
         return "stale"
-    keys = ("size", "sha256") if full else ("size", "quick")
-    seg_file = _seg_file(data_folder, case)
-    seg = (seg_fingerprint or _file_fingerprint(seg_file)) if full else _quick_fingerprint(seg_file)
-    if any(record.get("seg", {}).get(k) != seg[k] for k in keys):
+    if _differs(record.get("seg"), _seg_file(data_folder, case), seg_fingerprint):
         return "stale"
-    found = _file_fingerprint(path) if full else _quick_fingerprint(path)
-    if any(record.get("map", {}).get(k) != found[k] for k in keys):
+    if _differs(record.get("map"), path):
         return "corrupt"
     return "ok"
 
@@ -180,7 +192,7 @@ def case_status(data_folder: str, case: str, settings: Dict, full: bool = True,
 def _status_job(args: Tuple) -> Tuple[str, List[str]]:
     data_folder, case, all_settings = args
     seg = _file_fingerprint(_seg_file(data_folder, case))
-    return case, [case_status(data_folder, case, s, full=True, seg_fingerprint=seg) for s in all_settings]
+    return case, [case_status(data_folder, case, s, seg_fingerprint=seg) for s in all_settings]
 
 
 def _compute_job(args: Tuple) -> str:
@@ -199,7 +211,6 @@ def _compute_job(args: Tuple) -> str:
                                  settings["spacing"])
         data = _encode_b2nd(quantise(array, kind), seg)
         path = map_file(folder, case, kind)
-        remove_partial_files(glob.escape(path))  # of a killed earlier run
         atomic_write_bytes(path, data)
         record = {"settings": settings, "case": case, "channels": int(array.shape[0]),
                   "seg": _fingerprint(seg_bytes), "map": _fingerprint(data)}
@@ -225,12 +236,20 @@ def _map(fn, jobs, num_processes: int, bar):
             bar.update()
 
 
-def _unwritable(folder: str) -> Optional[str]:
-    """The folder that stops writing into ``folder`` (itself, or its nearest existing parent), or None."""
+def _cannot_write(folder: str, todo: int) -> Optional[OSError]:
+    """Why maps cannot be written into ``folder`` (itself or its nearest existing parent is a file, or is not
+    writable), as the one-line error to raise; None when they can. ``todo``: the cases that need maps."""
     path = os.path.abspath(folder)
-    while not os.path.exists(path):
+    while not os.path.lexists(path):
         path = os.path.dirname(path)
-    return None if os.access(path, os.W_OK | os.X_OK) else path
+    if not os.path.isdir(path):
+        return NotADirectoryError(f"cannot write maps into {folder}: {path} is a file, not a folder ({todo} case(s) "
+                                  f"need maps); move or delete it, then run nnunet-losses precompute-maps again")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return PermissionError(f"cannot write maps into {folder}: {path} is not writable ({todo} case(s) need "
+                               f"maps); make it writable, or copy the preprocessed dataset to a writable "
+                               f"nnUNet_preprocessed and run again there")
+    return None
 
 
 def read_manifest(data_folder: str) -> Dict:
@@ -267,13 +286,16 @@ def precompute_maps(data_folder: str, kinds: Sequence[str], num_classes: int, is
             for c in cases if any(st != "ok" for st in before[c])]
     manifest = read_manifest(data_folder) or {"version": FORMAT_VERSION, "kinds": {}}
     new_manifest = {**manifest, "kinds": {**manifest["kinds"], **{s["kind"]: s for s in all_settings}}}
-    if todo or new_manifest != manifest:
-        blocker = _unwritable(folder)
+    writes = bool(todo) or new_manifest != manifest
+    if writes:
+        blocker = _cannot_write(folder, len(todo))
         if blocker is not None:
-            raise PermissionError(f"cannot write maps into {folder}: {blocker} is not writable ({len(todo)} case(s) "
-                                  f"need maps); make it writable, or copy the preprocessed dataset to a writable "
-                                  f"nnUNet_preprocessed and run again there")
+            raise blocker
         os.makedirs(folder, exist_ok=True)
+    # temporary files of killed writes (maps, records, manifest), not those of a run writing now
+    leftovers = remove_partial_files(os.path.join(glob.escape(folder), "*")) \
+        if os.path.isdir(folder) and _cannot_write(folder, 0) is None else []
+    if writes:
         # the manifest first: it names the settings the maps must have, even if this run is interrupted
         atomic_write_json(os.path.join(folder, MANIFEST), new_manifest, indent=1)
     bar = tqdm(total=len(todo), desc="precompute-maps", unit="case", disable=not progress)
@@ -283,7 +305,7 @@ def precompute_maps(data_folder: str, kinds: Sequence[str], num_classes: int, is
     counts = {status: sum(st == status for c in cases for st in before[c]) for status in ("stale", "corrupt")}
     return {"cases": len(cases), "computed": len(todo), "up_to_date": len(cases) - len(todo),
             "stale_before": counts["stale"], "corrupt_before": counts["corrupt"], "folder": folder,
-            "kinds": list(kinds)}
+            "kinds": list(kinds), "leftovers_removed": len(leftovers)}
 
 
 def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, num_classes: Optional[int] = None,
@@ -291,10 +313,14 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
     """Training start: raise with the command to run when any map of ``cases`` is missing, stale or corrupt.
 
     The settings are those of ``manifest.json`` (the last ``precompute-maps`` run: voxels or spacing); with
-    ``num_classes``/``is_2d``/``spacing`` (the trainer's configuration) they must also match it. Cheap: sizes and
-    the quick fingerprints. Returns the settings.
+    ``num_classes``/``is_2d``/``spacing`` (the trainer's configuration) they must also match it. Every byte of the
+    maps and their segmentations is hashed (SHA-256, files in a thread pool; ``benchmarks/maps_verify.py`` measures
+    it). Returns the settings.
     """
     folder = maps_folder(data_folder)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise RuntimeError(f"{folder} is a file, not the folder of precomputed maps: move or delete it. Run: "
+                           f"{command}")
     settings = read_manifest(data_folder).get("kinds", {}).get(kind)
     if settings is None:
         raise RuntimeError(f"no precomputed {kind!r} maps in {folder} (its {MANIFEST} of format {FORMAT_VERSION} "
@@ -308,10 +334,10 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
                                 if settings.get(k) != expected[k])
             raise RuntimeError(f"precomputed {kind!r} maps in {folder} are stale: {differs}. Run: {command}")
     bad: Dict[str, List[str]] = {}
-    for case in cases:
-        status = case_status(data_folder, case, settings, full=False)
-        if status != "ok":
-            bad.setdefault(status, []).append(case)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(cases), CHECK_THREADS))) as pool:
+        for case, status in zip(cases, pool.map(lambda c: case_status(data_folder, c, settings), cases)):
+            if status != "ok":
+                bad.setdefault(status, []).append(case)
     if bad:
         details = "; ".join(f"{status}: {len(v)} case(s), e.g. {v[0]}" for status, v in bad.items())
         raise RuntimeError(f"precomputed {kind!r} maps in {folder} are not usable ({details}). Run: {command}")

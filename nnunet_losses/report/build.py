@@ -13,7 +13,8 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 from .._files import atomic_write_text
-from .collect import Coverage, RunResult, check_comparable, coverage, load_results, per_case
+from .collect import (Coverage, RunResult, check_comparable, check_one_setting_per_label, coverage, load_results,
+                      per_case)
 from .plots import box_plots, cdf_plot, curves_plot
 from .tables import MEAN_CAPTIONS, TITLES, build_table, p_value_rows, to_latex, to_markdown
 from .training_log import parse_training_logs
@@ -85,6 +86,7 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
     reference = reference or next(iter(results))
     if reference not in results:
         raise ValueError(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
+    check_one_setting_per_label(results)
     check_comparable(results, metrics)
     cov = coverage(results)
     if not cov.common:

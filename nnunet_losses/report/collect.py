@@ -3,14 +3,17 @@
 ``all``, nnU-Net's fold trained on every case).
 
 Every problem that would make losses incomparable is refused with a message naming the files: unreadable or
-non-evaluation JSON, different class sets, different empty-mask conventions or NSD tolerances, a metric an
-evaluation lacks. ``coverage`` finds the cases every loss has, so that means and tests use the same cases."""
+non-evaluation JSON (or one whose classes, cases or summary have the wrong shape), different class sets, different
+empty-mask conventions or NSD tolerances, a metric an evaluation lacks, and evaluations of different settings under
+one label (runs of one loss differ in their seed only: :func:`check_one_setting_per_label`). Only the labels
+reported are read. ``coverage`` finds the cases every loss has, so that means and tests use the same cases."""
 from __future__ import annotations
 
 import glob
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -75,7 +78,37 @@ def _load(path: str) -> dict:
     missing = [k for k in ("classes", "cases", "summary") if not isinstance(evaluation, dict) or k not in evaluation]
     if missing:
         raise ValueError(f"{path}: not an nnunet-losses evaluate JSON (no {', '.join(repr(k) for k in missing)})")
+    _check_shape(path, evaluation)
     return evaluation
+
+
+def _kind(value) -> str:
+    return {type(None): "null", list: "a list", dict: "an object", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _check_shape(path: str, evaluation: dict) -> None:
+    """The parts the report reads have the shapes ``nnunet-losses evaluate`` writes; else a one-line ValueError
+    naming the file and the key."""
+    def fail(what: str):
+        raise ValueError(f"{path}: {what} (not what nnunet-losses evaluate writes: evaluate again)")
+
+    for key, kind, expected in (("classes", list, "a list of classes"), ("cases", list, "a list of per-case rows"),
+                                ("summary", dict, "an object")):
+        if not isinstance(evaluation[key], kind):
+            fail(f"{key!r} is {_kind(evaluation[key])}, expected {expected}")
+    for i, cls in enumerate(evaluation["classes"]):
+        if not isinstance(cls, dict) or not isinstance(cls.get("name"), str):
+            fail(f"'classes' entry {i} has no 'name'")
+    for i, row in enumerate(evaluation["cases"]):
+        if not isinstance(row, dict):
+            fail(f"'cases' row {i} is {_kind(row)}, expected an object with 'case' and 'class'")
+        if not isinstance(row.get("case"), str) or not isinstance(row.get("class"), str):
+            fail(f"'cases' row {i} has no 'case' and 'class' names")
+    for key in ("pred_dir", "aggregation", "metrics", "warnings"):
+        if key in evaluation and evaluation[key] is not None and not isinstance(
+                evaluation[key], {"pred_dir": str, "aggregation": dict, "metrics": list, "warnings": list}[key]):
+            fail(f"{key!r} is {_kind(evaluation[key])}")
 
 
 def _fold(path: str) -> Union[int, str]:
@@ -92,20 +125,54 @@ def load_results(eval_root: str, order: Optional[Sequence[str]] = None) -> Dict[
     """``{label: [runs]}`` in ``order`` (labels without results are left out), else alphabetical."""
     if not os.path.isdir(eval_root):
         raise FileNotFoundError(f"no evaluation folder {eval_root}")
-    results: Dict[str, List[RunResult]] = {}
+    found: Dict[str, List[str]] = {}
     for path in sorted(glob.glob(os.path.join(eval_root, "*", "*", "fold_*.json"))):
-        label, trainer = path.split(os.sep)[-3:-1]
-        results.setdefault(label, []).append(RunResult(label, trainer, _fold(path), path, _load(path)))
-    if not results:
+        found.setdefault(path.split(os.sep)[-3], []).append(path)
+    if not found:
         raise FileNotFoundError(f"no evaluation results (<label>/<trainer>/fold_<f>.json) under {eval_root}")
     if order:
-        labels = [lab for lab in order if lab in results]
+        labels = [lab for lab in order if lab in found]
         if not labels:
             raise ValueError(f"--order: no evaluation for {', '.join(order)} under {eval_root} (found: "
-                             f"{', '.join(sorted(results))})")
+                             f"{', '.join(sorted(found))})")
     else:
-        labels = sorted(results)
-    return {label: results[label] for label in labels}
+        labels = sorted(found)
+    return {label: [RunResult(label, path.split(os.sep)[-2], _fold(path), path, _load(path)) for path in found[label]]
+            for label in labels}  # only the labels reported are read
+
+
+def run_settings(run: RunResult) -> Dict[str, Optional[str]]:
+    """What must be equal for two evaluations to be runs of one loss: the trainer name without its seed token
+    (``_s<N>``), and, where the evaluated folder is nnU-Net's ``<trainer>__<plans>__<configuration>/fold_<f>/<set>``
+    (what ``reproduce`` evaluates), the plans, the configuration and the evaluated set (``validation`` or
+    ``test_predictions``); None where the evaluation does not say (a folder outside nnU-Net's results)."""
+    settings = {"trainer": re.sub(r"_s\d+$", "", run.trainer), "plans": None, "configuration": None,
+                "predictions": None}
+    pred = run.evaluation.get("pred_dir")
+    if isinstance(pred, str):
+        fold = os.path.dirname(os.path.normpath(pred))
+        parts = os.path.basename(os.path.dirname(fold)).split("__")  # nnunet.naming.output_folder_name
+        if len(parts) == 3 and all(parts) and re.fullmatch(r"fold_(\d+|all)", os.path.basename(fold)):
+            settings.update(plans=parts[1], configuration=parts[2],
+                            predictions=os.path.basename(os.path.normpath(pred)))
+    return settings
+
+
+def check_one_setting_per_label(results: Dict[str, List[RunResult]]) -> None:
+    """Refuse two evaluations under one label that differ in more than the seed (:func:`run_settings`): the report
+    would average another trainer, plans, configuration or evaluated set as runs of one loss. The message names
+    both files."""
+    for label, runs in results.items():
+        first = runs[0]
+        first_settings = run_settings(first)
+        for run in runs[1:]:
+            settings = run_settings(run)
+            for key, value in settings.items():
+                if value is not None and first_settings[key] is not None and value != first_settings[key]:
+                    raise ValueError(f"{first.path} and {run.path} are evaluations of different settings under label "
+                                     f"{label} ({key} {first_settings[key]} and {value}): the runs of a loss differ in "
+                                     "their seed (_s<N>) only; move one out of the evaluation folder or give it its "
+                                     "own label")
 
 
 def check_comparable(results: Dict[str, List[RunResult]], metrics: Sequence[str]) -> None:
