@@ -128,6 +128,7 @@ def preprocessed(tmp_path_factory):
     return env
 
 
+@pytest.mark.nnunet
 def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     """Under nnU-Net's compile switch the trainer compiles the loss (Dice+Boundary: its weighted terms, so the per-epoch
     alpha does not recompile) and the precomputed maps' resampling and rebuild on the device, logs both as nnU-Net

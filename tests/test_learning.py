@@ -6,9 +6,13 @@ import json
 import os
 import re
 
+import pytest
+
 from nnunet_losses.nnunet.synthetic import nnunet_env
 from nnunet_losses.nnunet.synthetic_many import write_many_class_dataset
 from test_nnunet_e2e import _cli, _run
+
+pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
 PLANS = "nnUNetPlans_small_f8_b8"
 TRAINER = "RRWTrainer_ep4_it50_s1"  # the family default optimiser (Adam 1e-3); 200 iterations

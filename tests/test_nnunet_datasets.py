@@ -3,7 +3,11 @@ apart from tests/test_nnunet_e2e.py so that `pytest -n 2 --dist loadfile` runs t
 import json
 import os
 
+import pytest
+
 from test_nnunet_e2e import _cli, _log, _prepare, _run, _train
+
+pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
 
 def test_region_dataset(tmp_path):

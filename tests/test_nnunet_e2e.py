@@ -16,6 +16,8 @@ import pytest
 from nnunet_losses.losses import combo_cpu
 from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
 
+pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
+
 BIN = os.path.dirname(sys.executable)
 
 

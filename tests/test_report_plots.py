@@ -38,6 +38,7 @@ def real_fold(tmp_path_factory):
                         "fold_0")
 
 
+@pytest.mark.nnunet
 def test_real_log(real_fold):
     (name,) = [n for n in os.listdir(real_fold) if n.startswith("training_log_")]
     log = parse_training_log(os.path.join(real_fold, name))
@@ -195,6 +196,7 @@ def test_cdf_plot(tmp_path):
             cdf_plot(bad, str(tmp_path / "never.png"))
 
 
+@pytest.mark.nnunet
 def test_curves_plot(tmp_path, real_fold):
     runs = [[0.1, 0.2, 0.3], [0.3, NAN], [NAN, NAN, 0.5, 0.6]]
     mean, low, high, nan = _mean_band(runs)

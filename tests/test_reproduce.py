@@ -542,6 +542,7 @@ def test_a_folder_that_cannot_be_written_is_named_with_the_option_that_moves_it(
     assert folder in message and "not writable" in message and option in message, message
 
 
+@pytest.mark.nnunet
 def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
     proc = _cli("reproduce", TINY, "--dry-run", env=env, check=False)
@@ -565,6 +566,7 @@ def tiny_run(tmp_path_factory):
     return {"env": env, "work": work, "dry": dry.stdout, "first": first.stdout}
 
 
+@pytest.mark.nnunet
 def test_dry_run_lists_every_command_before_anything_runs(tiny_run):
     dry = tiny_run["dry"]
     assert dry.count("[todo] nnUNetv2_train 901 2d 0 -tr") == 4
@@ -574,6 +576,7 @@ def test_dry_run_lists_every_command_before_anything_runs(tiny_run):
         assert command in dry
 
 
+@pytest.mark.nnunet
 def test_local_run_writes_split_evaluations_and_report(tiny_run):
     env, work = tiny_run["env"], tiny_run["work"]
     pre = glob.glob(os.path.join(env["nnUNet_preprocessed"], "Dataset901_*"))[0]
@@ -603,6 +606,7 @@ def test_local_run_writes_split_evaluations_and_report(tiny_run):
     assert all(r["p_value"] == "" for r in rows if r["loss"] == "RRW")
 
 
+@pytest.mark.nnunet
 def test_evaluation_of_nnunet_predictions_matches_medpy(tiny_run):
     medpy = pytest.importorskip("medpy.metric.binary")
     import SimpleITK as sitk
@@ -624,6 +628,7 @@ def test_evaluation_of_nnunet_predictions_matches_medpy(tiny_run):
     assert checked >= 6
 
 
+@pytest.mark.nnunet
 def test_rerun_skips_finished_work_and_task_mode(tiny_run):
     env, work = tiny_run["env"], tiny_run["work"]
     again = _cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
@@ -637,6 +642,7 @@ def test_rerun_skips_finished_work_and_task_mode(tiny_run):
     assert "[todo] nnUNetv2_train" not in dry.stdout and dry.stdout.count("[done] nnUNetv2_train") == 4
 
 
+@pytest.mark.nnunet
 def test_split_command_refuses_to_replace_a_different_split(tiny_run):
     env = tiny_run["env"]
     proc = _cli("split", "-d", "901", "--seed", "5", env=env, check=False)
@@ -644,6 +650,7 @@ def test_split_command_refuses_to_replace_a_different_split(tiny_run):
     assert "6 training / 6 validation" in _cli("split", "-d", "901", "--seed", "0", env=env).stdout
 
 
+@pytest.mark.nnunet
 def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(tiny_run):
     """On the real run: an evaluation of another trainer under a label (a spec edited in place, `demo --epochs`)
     makes `report` refuse, naming both files, and is set aside by the report stage; an evaluation of other plans at
@@ -671,6 +678,7 @@ def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(ti
     assert json.loads(other.read_text())["pred_dir"] == json.loads(text)["pred_dir"]
 
 
+@pytest.mark.nnunet
 def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path):
     """README: convert the download, then reproduce; here the preparation stage (plan/preprocess, the authors'
     alternating split by patient, RRW and boundary maps) of configs/regionwise_acdc.toml on 6 fake patients."""

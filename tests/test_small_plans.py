@@ -30,6 +30,7 @@ def small(tmp_path_factory):
     return ds
 
 
+@pytest.mark.nnunet
 def test_small_plans_load_in_nnunet(small):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -64,6 +65,7 @@ def test_inherited_configuration_is_resolved():
     assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 32
 
 
+@pytest.mark.nnunet
 def test_train_predict_and_share_data_and_maps(small, tmp_path):
     env, trainer = small["env"], "RRWTrainer_ep1_it3"
     # the maps written for nnUNetPlans are found through the small plans: nothing to compute

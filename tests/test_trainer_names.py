@@ -87,6 +87,7 @@ def test_reserved_nnunet_names_are_never_generated():
         parse_name("PretrainedComboTrainer", families)
 
 
+@pytest.mark.nnunet
 def test_nnunet_finds_generated_trainers_through_the_shim(tmp_path):
     """nnU-Net's own lookup (hasattr over the extTrainer folder) finds a generated name and nothing collides; a
     refused name makes nnU-Net raise its 'could not find' error, and our message is repeated after its traceback."""
