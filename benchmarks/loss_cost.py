@@ -25,7 +25,7 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunet_losses._files import atomic_write_json
-from nnunet_losses.losses import combo_cpu
+from nnunet_losses.losses._fast import combo_cpu
 from nnunet_losses.registry import build_loss
 
 # glibc: serve every allocation from the heap and never give it back (read at process start, hence the re-exec)

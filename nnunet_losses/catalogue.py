@@ -6,9 +6,9 @@ validating an experiment spec, planning its maps and ``nnunet-losses trainers`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from .maps import PRECOMPUTED_KINDS
+from .maps import MapSource
 from .papers import cite
 from .registry import get_spec
 
@@ -21,6 +21,7 @@ class NameParam:
     loss_param: str
     kind: str = "number"  # "number" | "int" | "flag"
     flag_value: Any = None  # for kind="flag": the value the flag sets
+    map_kind: Optional[str] = None  # for kind="flag": the map kind (maps.KINDS) the flag makes the loss take
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ _B = NameParam("b", "beta")
 _K = NameParam("k", "k")
 _EQUAL = NameParam("equal", "schedule", kind="flag", flag_value="equal")
 # the RW authors' code's boundary map (inside -d) instead of eq. 3's (inside -(d - 1))
-_AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors")
+_AUTHORS = NameParam("authors", "boundary_map", kind="flag", flag_value="authors", map_kind="boundary_authors")
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("ComboTrainer", "combo", f"Combo loss ({cite('combo', 'eq. 5')}); a = alpha, b = beta; per-class mean "
@@ -91,8 +92,33 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("DiceCETrainer", "dice_ce", "baseline: nnU-Net's default Dice + CE", example="DiceCETrainer_ep300"),
     Family("CETrainer", "ce", "baseline: cross-entropy (nnU-Net's class)"),
 )}
-MAP_FAMILIES = tuple(name for name, f in FAMILIES.items() if get_spec(f.loss).needs_map)
-# `_online` computes a precomputed map in the loader workers instead; the others (RW-AC's 1 - Y) are built on the
-# training device from the labels whatever the name says (nnunet/map_pipeline.py): the option would change nothing
-ONLINE_MAP_FAMILIES = tuple(name for name in MAP_FAMILIES
-                            if get_spec(FAMILIES[name].loss).needs_map in PRECOMPUTED_KINDS)
+
+
+def map_source(trainer: Union[str, Family, Any], online: bool = False,
+               loss_params: Optional[Mapping[str, Any]] = None) -> Optional[MapSource]:
+    """The map a trainer's loss takes and where it is made (None: no map); what the trainers, the experiment plan
+    (which maps to precompute), ``nnunet-losses trainers`` and the documentation's tables go by.
+
+    ``trainer``: a parsed trainer name (:class:`~nnunet_losses.nnunet.naming.ParsedName`: its family, loss
+    parameters and ``_online``), or a family (or its name) with ``online`` and ``loss_params``. The kind is the
+    registry loss's ``needs_map``, or the ``map_kind`` of a name flag that is set (``_authors``:
+    ``boundary_authors``); the place is the kind's row in :data:`nnunet_losses.maps.KINDS`, moved to the loader
+    workers by ``_online`` where that applies (:meth:`~nnunet_losses.maps.MapSource.of`).
+    """
+    if hasattr(trainer, "family"):  # a parsed trainer name
+        trainer, online, loss_params = trainer.family, trainer.online, trainer.loss_params
+    family = FAMILIES[trainer] if isinstance(trainer, str) else trainer
+    kind = get_spec(family.loss).needs_map
+    if kind is None:
+        return None
+    params = {**family.fixed_params, **family.default_params, **(loss_params or {})}  # what the loss is given
+    for p in family.name_params:
+        if p.map_kind is not None and p.loss_param in params and params[p.loss_param] == p.flag_value:
+            kind = p.map_kind
+    return MapSource.of(kind, online)
+
+
+MAP_FAMILIES = tuple(name for name in FAMILIES if map_source(name) is not None)
+# `_online` computes a precomputed map in the loader workers instead; for the others (RW-AC's 1 - Y, built on the
+# training device from the labels) the option would change nothing
+ONLINE_MAP_FAMILIES = tuple(name for name in MAP_FAMILIES if map_source(name).online_option)

@@ -78,7 +78,8 @@ def add_trainers_path(sub) -> None:
 
 def run_trainers(args) -> int:
     from .nnunet.naming import GRAMMAR
-    from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES
+    from .catalogue import FAMILIES, map_source
+    from .maps import DEVICE, ONLINE, PRECOMPUTED
     from .registry import REGISTRY, cited_by, get_spec, references_text
 
     if args.markdown:
@@ -100,10 +101,12 @@ def run_trainers(args) -> int:
                 print(f"    _{p.code}: sets {p.loss_param}={p.flag_value!r} (default {defaults[p.loss_param]!r})")
             else:
                 print(f"    _{p.code}<number>: {p.loss_param} (default {defaults[p.loss_param]!r})")
-        if family.name in ONLINE_MAP_FAMILIES:
-            print(f"    map: {spec.needs_map} (precomputed; _online: computed in the loader workers instead)")
-        elif family.name in MAP_FAMILIES:
-            print(f"    map: {spec.needs_map} (built on the training device from the labels)")
+        source = map_source(family)
+        if source is not None:
+            made = {PRECOMPUTED: "precomputed", ONLINE: "computed in the loader workers",
+                    DEVICE: "built on the training device from the labels"}[source.made]
+            online = "; _online: computed in the loader workers instead" if source.online_option else ""
+            print(f"    map: {source.kind} ({made}{online})")
         if family.optimizer:
             print(f"    default optimizer: {family.optimizer} lr {family.lr} (nnU-Net's SGD: _sgd; see docs/learning.md)")
         print(f"    example: {family.example or family.name}")

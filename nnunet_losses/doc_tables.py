@@ -23,7 +23,8 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 from ._files import atomic_write_text
-from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam
+from .catalogue import FAMILIES, Family, NameParam, map_source
+from .maps import DEVICE, ONLINE, PRECOMPUTED
 from .nnunet.naming import RUN_TOKENS
 from .registry import REGISTRY, Param, cited_by, get_spec
 
@@ -72,14 +73,17 @@ def _name_parameter(family: Family, p: NameParam) -> str:
     return f"{_token(p)} {p.loss_param} = {_value(p.flag_value)} (default {_value(default)})"
 
 
+# where a family's map is made (catalogue.map_source), in the families table
+_MADE = {PRECOMPUTED: "precomputed by `nnunet-losses precompute-maps`", ONLINE: "computed in the loader workers",
+         DEVICE: "built on the training device from each scale's labels"}
+
+
 def _maps(family: Family) -> str:
-    spec = get_spec(family.loss)
-    if family.name in ONLINE_MAP_FAMILIES:
-        return (f"{spec.needs_map}: precomputed by `nnunet-losses precompute-maps`; `_online`: computed in the "
-                "loader workers")
-    if family.name in MAP_FAMILIES:
-        return f"{spec.needs_map}: built on the training device from each scale's labels"
-    if spec.needs_class_weights:
+    source = map_source(family)
+    if source is not None:
+        online = f"; `_online`: {_MADE[ONLINE]}" if source.online_option else ""
+        return f"{source.kind}: {_MADE[source.made]}{online}"
+    if get_spec(family.loss).needs_class_weights:
         return "none (class weights: inverse class frequency of the fold's training cases)"
     return "none"
 

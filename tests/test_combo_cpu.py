@@ -12,7 +12,8 @@ import time
 import pytest
 import torch
 
-from nnunet_losses.losses import ComboLoss, combo_cpu
+from nnunet_losses.losses import ComboLoss
+from nnunet_losses.losses._fast import combo_cpu
 from nnunet_losses.losses.combo import SoftmaxForegroundSums, class_counts
 
 HAS_COMPILER = shutil.which(os.environ.get("CC", "cc")) is not None
@@ -217,7 +218,8 @@ def test_the_kernel_converts_or_refuses_what_it_cannot_read():
 # --------------------------------------------------------------------------------- the cache, the switch, faults
 _COMBO_SCRIPT = """
 import os, sys, torch
-from nnunet_losses.losses import ComboLoss, combo_cpu
+from nnunet_losses.losses import ComboLoss
+from nnunet_losses.losses._fast import combo_cpu
 g = torch.Generator().manual_seed(0)
 x = torch.randn(2, 3, 40, 40, generator=g)
 labels = torch.randint(0, 3, (2, 1, 40, 40), generator=g)

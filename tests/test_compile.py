@@ -224,11 +224,11 @@ def test_per_label_sums_compile_with_inductor_and_dynamic_shapes():
 
 
 def test_topk_dice_sorts_with_numpy_when_compiled_on_the_cpu(monkeypatch):
-    """``sorted_rows`` and ``sorted_at`` are custom operators: a compiled graph calls numpy's sort on the CPU (torch's
-    sort there is 4-30x slower), whole, and with torch.sort's values."""
+    """``sorted_rows`` is a custom operator: a compiled graph calls numpy's sort on the CPU (torch's sort there is
+    4-30x slower), whole, and with torch.sort's values."""
     import numpy as np
 
-    from nnunet_losses.losses import topk
+    from nnunet_losses.losses._fast import topk_selection as topk
 
     calls = []
     real_sort = np.sort
@@ -239,16 +239,12 @@ def test_topk_dice_sorts_with_numpy_when_compiled_on_the_cpu(monkeypatch):
     compiled = torch.compile(lambda key: topk.sorted_rows(key * 3), fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(key), expected)
     assert len(calls) == 1
-    position = torch.tensor([[0, 4999, 17], [5, 5, 2500], [4998, 1, 0]])
-    compiled = torch.compile(lambda key, at: topk.sorted_at(key * 3, at + 0), fullgraph=True, backend="aot_eager")
-    assert torch.equal(compiled(key, position), expected.gather(1, position))
-    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 7), (3, 5)])
 def test_pick_is_a_gather_eager_and_compiled(shape):
-    """TopK Dice's ``pick``: a gather eager, a sum of ``where`` over the classes compiled; the same values, for a
-    (B, C, N) tensor and for a (B, C) table."""
+    """TopK Dice's ``pick``: a gather, eager and compiled; the same values, for a (B, C, N) tensor and for a (B, C)
+    table."""
     from nnunet_losses.losses.topk import pick
 
     g = torch.Generator().manual_seed(1)
@@ -265,8 +261,8 @@ def test_pick_is_a_gather_eager_and_compiled(shape):
 @pytest.mark.parametrize("name", ["topk_dice", "combo"])
 def test_label_losses_compile_with_inductor_and_equal_eager(name, ignore_label):
     """CE + TopK Dice and Combo's PyTorch path (label mode) through inductor itself, not only ``aot_eager`` (TopK's
-    compiled branches: ``pick``, the backward's per-class add, ``sorted_at``): eager's value and gradient, at two
-    shapes (a static graph, then a dynamic one, as with deep supervision)."""
+    gathers, the backward's ``scatter_add_``, the custom operator ``sorted_rows``): eager's value and gradient, at
+    two shapes (a static graph, then a dynamic one, as with deep supervision)."""
     torch._dynamo.reset()
     loss = build_loss(name, ignore_label=ignore_label)
     compiled = compile_loss(loss)

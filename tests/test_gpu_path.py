@@ -192,3 +192,93 @@ def test_map_pipeline_take_moves_the_batch_once_and_builds_maps_on_the_device(ki
     assert [tuple(m.shape) for m in maps] == [(2, NUM_CLASSES) + s[2:] for s in scales]
     assert log.host_reads == []
     assert len(log.copies) <= len(target), log.copies  # at most one copy per tensor the loader ships
+
+
+TRAINER_LOSS_STEP = r"""
+import contextlib, json, sys
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from nnunetv2.run.run_training import get_trainer_from_args
+sys.path.insert(0, sys.argv[1])
+from test_gpu_path import DeviceLog
+
+for name in sys.argv[3:]:
+    result = {"trainer": name}
+    # fake CUDA runs the forward (autograd's engine needs a real CUDA context); meta runs forward and backward
+    for device, mode in (("cuda", FakeTensorMode(allow_non_fake_inputs=True)), ("meta", contextlib.nullcontext())):
+        trainer = get_trainer_from_args(sys.argv[2], "2d", 0, name, device=torch.device("cpu"))
+        trainer.device = torch.device(device)  # the training device: nnU-Net builds the loss for it
+        pipeline = trainer.map_pipeline
+        scales = [(2, 1, 32 // 2 ** i, 32 // 2 ** i) for i in range(len(trainer._get_deep_supervision_scales()))]
+        g = torch.Generator().manual_seed(0)
+
+        def batch():  # what nnU-Net's loader hands train_step: CPU tensors, the maps after nnU-Net's scales
+            target = [torch.randint(0, 4, s, generator=g).to(torch.int16) for s in scales]
+            if pipeline.kind is not None and pipeline.precomputed:
+                target.append(torch.rand((2, pipeline.shipped_channels) + scales[0][2:], generator=g))
+            elif pipeline.kind is not None and not pipeline.on_device:
+                target += [torch.rand((2, pipeline.shipped_channels) + s[2:], generator=g) for s in scales]
+            return {"target": target}
+
+        with mode:
+            trainer.loss = trainer._build_loss()
+            outputs = [torch.randn((2, 4) + s[2:], device=device, requires_grad=True) for s in scales]
+
+            def loss_half_of_train_step():  # nnU-Net's train_step without its network and optimiser
+                b = trainer._take_maps(batch())
+                target = [t.to(trainer.device, non_blocking=True) for t in b["target"]]
+                value = trainer.loss(outputs, target)
+                if device == "meta":
+                    value.backward()
+
+            loss_half_of_train_step()
+            log = DeviceLog()
+            with log:
+                loss_half_of_train_step()
+        result[device] = {"host_reads": log.host_reads, "copies": len(log.copies),
+                          "batch_tensors": len(batch()["target"])}
+    print("RESULT " + json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    from nnunet_losses import ext_trainers
+    from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
+
+    env = nnunet_env(str(tmp_path_factory.mktemp("gpu_path")))
+    env.update(nnUNet_extTrainer=os.path.dirname(ext_trainers.__file__), nnUNet_compile="f")
+    write_synthetic_dataset(env["nnUNet_raw"], 932, "GpuPath932", num_train=6, num_test=1)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnUNetv2_plan_and_preprocess"), "-d", "932",
+                    "-c", "2d", "-npfp", "1", "-np", "1"], env=env, check=True, capture_output=True)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnunet-losses"), "precompute-maps", "-d", "932",
+                    "-c", "2d"], env=env, check=True, capture_output=True)
+    return env
+
+
+@pytest.mark.nnunet
+def test_each_family_s_loss_step_reads_nothing_back_and_copies_only_the_batch(preprocessed):
+    """Per trainer family, the loss half of nnU-Net's ``train_step``: the loss the trainer builds for its device (deep
+    supervision, maps taken from the batch), forward on fake CUDA and forward + backward on ``meta``. The loader's
+    CPU batch is copied to the device once per tensor and nothing else crosses; nothing is read back. (The other
+    half, nnU-Net's network, gradient scaler and ``loss.cpu().numpy()``, is nnU-Net's own.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from nnunet_losses.catalogue import FAMILIES
+
+    proc = subprocess.run([sys.executable, "-c", TRAINER_LOSS_STEP, os.path.dirname(__file__), "932",
+                           *FAMILIES], env=preprocessed, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [r["trainer"] for r in results] == list(FAMILIES)
+    for r in results:
+        for device in ("cuda", "meta"):
+            assert r[device]["host_reads"] == [], r
+            assert r[device]["copies"] <= r[device]["batch_tensors"], r

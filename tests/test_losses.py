@@ -9,7 +9,7 @@ import torch.nn.functional as nn_f
 
 import reference as R
 from nnunet_losses.losses._common import decode_target
-from nnunet_losses.losses.topk import lowest_per_row, sorted_rows
+from nnunet_losses.losses._fast.topk_selection import lowest_per_row, sorted_rows
 from nnunet_losses.losses import (
     AlphaSchedule, CEAndTopKDiceLoss, ComboLoss, DiceBoundaryLoss, FocalLoss, IoUxyLoss, RegionWiseLoss,
     TopKDiceLoss, WeightedCELoss, inverse_frequency_weights, rectified_map_from_inside)

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 import pytest
 
-from nnunet_losses.losses import combo_cpu
+from nnunet_losses.losses._fast import combo_cpu
 from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
 
 pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net

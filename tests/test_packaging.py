@@ -48,6 +48,6 @@ def test_the_combo_kernel_source_ships_in_the_package():
     """combo_cpu.c is compiled on first use from the installed package, so a wheel must carry it."""
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
-    from nnunet_losses.losses import combo_cpu
+    from nnunet_losses.losses._fast import combo_cpu
 
-    assert combo_cpu.SOURCE.name in package_data["nnunet_losses.losses"] and combo_cpu.SOURCE.is_file()
+    assert combo_cpu.SOURCE.name in package_data["nnunet_losses.losses._fast"] and combo_cpu.SOURCE.is_file()

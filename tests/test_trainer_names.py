@@ -133,7 +133,7 @@ def test_cli_lists_trainers(capsys):
     for family in T.FAMILIES:
         assert family in out
     assert main(["trainers-path"]) == 0
-    assert capsys.readouterr().out.strip().endswith("ext_trainers")
+    assert capsys.readouterr().out.strip().endswith("trainers")
 
 
 def test_trainer_builds_outside_nnunet_train(tmp_path, monkeypatch):

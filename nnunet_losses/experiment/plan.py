@@ -309,18 +309,12 @@ def split_refusal(exp: Experiment, paths: Paths) -> Optional[str]:
 
 
 def _map_kinds(exp: Experiment) -> List[str]:
+    """The stored map kinds the trainers read (``precompute-maps --kinds``), from their :func:`map_source`."""
     from ..nnunet.naming import parse_name
-    from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES
-    from ..maps import STORED_KINDS
-    from ..registry import get_spec
+    from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES, map_source
 
-    kinds = set()
-    for name in exp.trainers.values():
-        parsed = parse_name(name, FAMILIES, ONLINE_MAP_FAMILIES)
-        kind = get_spec(parsed.family.loss).needs_map
-        if kind in STORED_KINDS and not parsed.online:
-            kinds.add(kind)
-    return sorted(kinds)
+    sources = [map_source(parse_name(name, FAMILIES, ONLINE_MAP_FAMILIES)) for name in exp.trainers.values()]
+    return sorted({source.stored for source in sources if source is not None and source.precomputed})
 
 
 def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List[Step]:

@@ -15,9 +15,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import combo_cpu
 from ._common import (check_unit_interval, ddp_sum, decode_target, empty_batch_is_zero, float32_forward, masked,
                       sum_by_label, sum_of_products)
+from ._fast import combo_cpu
 
 
 class SoftmaxForegroundSums(torch.autograd.Function):
@@ -42,8 +42,8 @@ class SoftmaxForegroundSums(torch.autograd.Function):
     with ``A = sum_c a_c``. For the unique top d, ``rho_d`` may overflow: its terms are rewritten as ``b_d p_d``
     (j = d) and ``p_j rho_d = p_d e^{x_j - r} / sum_{k != d} e^{x_k - r}`` (j != d), both bounded.
     Memory passes matter more than flops here: three full-size buffers forward, two backward. On the CPU, eager,
-    ``combo_cpu.FusedSoftmaxForegroundSums`` computes the same in one C kernel (this class is the reference it is
-    tested against, and the path on GPUs and under ``torch.compile``).
+    ``_fast/combo_cpu.py`` computes the same in one C kernel (this class is the reference it is tested against, and
+    the path on GPUs and under ``torch.compile``).
     """
 
     @staticmethod
@@ -163,6 +163,13 @@ class ComboLoss(nn.Module):
         return (f"alpha={self.alpha}, beta={self.beta}, smooth={self.smooth}, dice={self.dice!r}, "
                 f"batch_dice={self.batch_dice}, regions={self.regions}, ignore_label={self.ignore_label}")
 
+    @property
+    def implementation(self) -> str:
+        """What computes the sums on the CPU, eager (label mode): ``"fused C kernel (combo_cpu.c)"``, or
+        ``"PyTorch ops (...)"`` with the reason (``nnUNet_losses_fused`` off, or the kernel did not build). Region
+        mode, other devices and ``torch.compile``: PyTorch ops (``SoftmaxForegroundSums``, ``sigmoid_sums``)."""
+        return "PyTorch ops" if self.regions else combo_cpu.description()
+
     @float32_forward
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         tgt = decode_target(logits, target, regions=self.regions, ignore_label=self.ignore_label, name="ComboLoss",
@@ -175,8 +182,9 @@ class ComboLoss(nn.Module):
             if logits.shape[1] < 2:
                 raise ValueError("label mode needs at least 2 channels (background + one foreground class)")
             labels = tgt.labels.unsqueeze(1)
-            if combo_cpu.applies(logits):
-                pos, neg, intersect, sum_p, sum_t = combo_cpu.FusedSoftmaxForegroundSums.apply(logits, labels, tgt.mask)
+            fused = combo_cpu.sums(logits, labels, tgt.mask)  # the fused CPU kernel; None where it does not apply
+            if fused is not None:
+                pos, neg, intersect, sum_p, sum_t = fused
             else:
                 pos, neg, intersect, sum_p = SoftmaxForegroundSums.apply(logits, labels, tgt.mask)
                 sum_t = class_counts(labels, tgt.mask, logits.shape[1])[:, 1:]

@@ -121,6 +121,8 @@ class DiceBoundaryLoss(nn.Module):
     def region_wise(self) -> nn.Module:
         return self.terms.region_wise
 
+    implementation = "PyTorch ops"  # what computes it (ComboLoss and TopK Dice name their faster paths)
+
     def extra_repr(self) -> str:
         return repr(self.schedule)
 

@@ -49,6 +49,8 @@ class FocalLoss(nn.Module):
         self.regions = bool(regions)
         self.ignore_label = ignore_label
 
+    implementation = "PyTorch ops"  # what computes it (ComboLoss and TopK Dice name their faster paths)
+
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}, regions={self.regions}, ignore_label={self.ignore_label}"
 

@@ -54,6 +54,8 @@ class IoUxyLoss(nn.Module):
         self.ignore_label = ignore_label
         self.ddp = ddp
 
+    implementation = "PyTorch ops"  # what computes it (ComboLoss and TopK Dice name their faster paths)
+
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, beta={self.beta}, include_background={self.include_background}, "
                 f"batch_dice={self.batch_dice}, smooth={self.smooth}, regions={self.regions}, "

@@ -34,6 +34,8 @@ class RegionWiseLoss(nn.Module):
                              "region-based (sigmoid) datasets are not supported")
         self.ignore_label = ignore_label
 
+    implementation = "PyTorch ops"  # what computes it (ComboLoss and TopK Dice name their faster paths)
+
     def extra_repr(self) -> str:
         return f"ignore_label={self.ignore_label}"
 

@@ -7,17 +7,20 @@ Per sample and per class c present in the sample::
     keep the K% foreground voxels of c with the lowest TP^c (the hardest), drop the rest    (3)-(4)
     Yk^c = Y^c * keep,  Pk^c = P^c * (1 - ignore^c)     (5)-(6)  (P^c outside the foreground is kept)
     L = 1 - (1/C) sum_c 2 sum Yk Pk / (sum Yk^2 + sum Pk^2)   (7), C = classes present in the sample
+
+How (3)-(4)'s voxels are found fast, on every device and compiled, is in ``_fast/topk_selection.py``; what is kept is
+defined here (``kept_count``, ``keep_mask``, ``dropped_by_label``).
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 
 from ._common import DecodedTarget, _numel, decode_target, float32_forward, masked, sum_by_label, sum_of_products
+from ._fast import topk_selection
 
 
 class TopKDiceLoss(nn.Module):
@@ -33,10 +36,10 @@ class TopKDiceLoss(nn.Module):
     * eps: uniform in [0, ``eps_scale``) from a seeded counter-based hash of the voxel index (``perturbation``),
       the same for every class, sample and device (the paper: "generated once, not changed during training, the
       same for all classes"); the selection is done without gradient.
-    * selection, on every device with no host sync and no loop over (sample, class) rows: in label mode one sort
-      per sample of (class, TP) keys (``dropped_by_label``: each voxel has one class; on the CPU through numpy's
-      SIMD sort, ``sorted_rows``); with multi-hot region targets one batched ``topk`` over all
-      (sample, class) rows (``keep_mask``). Both keep the same set.
+    * selection, on every device with no host sync and no loop over (sample, class) rows (``_fast/topk_selection.py``):
+      in label mode one sort per sample of (class, TP) keys (``dropped_by_label``: each voxel has one class; on the
+      CPU numpy's sort); with multi-hot region targets the lowest values of all (sample, class) rows at once
+      (``keep_mask``). Both keep the same set.
     * no smoothing (the denominator of a present class is > 0).
     """
 
@@ -55,6 +58,8 @@ class TopKDiceLoss(nn.Module):
         self.regions = bool(regions)
         self.ignore_label = ignore_label
         self._eps_cache: Dict[Tuple, torch.Tensor] = {}
+
+    implementation = "PyTorch ops (selection: numpy's sort on the CPU, torch's sort or topk elsewhere)"
 
     def extra_repr(self) -> str:
         return (f"k={self.k}, include_background={self.include_background}, eps_scale={self.eps_scale}, "
@@ -84,11 +89,9 @@ class TopKDiceLoss(nn.Module):
     def keep_mask(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """1 for the voxels kept in eq. (5)-(6): the K% lowest TP^c of each class's foreground, and all background.
 
-        Each (sample, class) row drops its foreground voxels above the row's threshold, the ``n_keep``-th smallest
-        TP^c of its foreground (ties at the threshold are all kept). The ``ceil(K/100 * voxels)`` lowest values of
-        every row, its other voxels ranked after its foreground (``TP + (1 - Y) (2 + 2 eps_scale)``: TP is below
-        ``1 + eps_scale``; ``y`` is 0 or 1), give the thresholds (no row keeps more): ``lowest_per_row``. No host
-        sync and no Python loop on any device.
+        Each (sample, class) row drops its foreground voxels above the row's threshold t, the ``n_keep``-th smallest
+        TP^c of its foreground (eq. 3-4; ties at t are all kept); ``y`` is 0 or 1. The thresholds of all rows at once:
+        ``topk_selection.nth_lowest_in_rows``.
         """
         if self.k >= 100.0:
             return torch.ones_like(y, dtype=probs.dtype)
@@ -97,19 +100,19 @@ class TopKDiceLoss(nn.Module):
         y_rows = y.reshape(batch * channels, -1)
         fg = y_rows > 0.5
         tp = probs.reshape(batch * channels, -1) + eps  # TP^c = Y^c (P^c + eps) on the class's voxels
-        n_keep = torch.ceil(self.k / 100.0 * fg.sum(-1, dtype=torch.float64) - 1e-9).clamp_min(1.0).long()
-        candidates = math.ceil(self.k / 100.0 * fg.shape[-1] - 1e-9)
-        ranked = torch.add(tp, 1.0 - y_rows, alpha=2.0 + 2.0 * self.eps_scale)  # arithmetic: `where` is slow on CPUs
-        lowest = lowest_per_row(ranked, candidates)
-        threshold = lowest.gather(-1, (n_keep.clamp_max(candidates) - 1).unsqueeze(-1))
+        n_keep = kept_count(fg.sum(-1, dtype=torch.float64), self.k)
+        threshold = topk_selection.nth_lowest_in_rows(tp, y_rows, n_keep, kept_count(fg.shape[-1], self.k),
+                                                      self.eps_scale)
         keep = ~(fg & (tp > threshold))
         return keep.reshape(y.shape).to(probs.dtype)
 
     def dropped_by_label(self, tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor,
                          counts: torch.Tensor) -> torch.Tensor:
-        """Label mode: True for the foreground voxels eq. (3)-(4) drop (:func:`dropped_by_label`)."""
-        return dropped_by_label(tp, labels, counted, counts, self.k, 0 if self.include_background else 1,
-                                self.eps_scale)
+        """Label mode: True for the foreground voxels eq. (3)-(4) drop: of each class c of each sample, the counted
+        voxels whose ``tp`` (B, N), ``P + eps`` of the voxel's own class, lies above the ``n_keep``-th smallest
+        (``topk_selection.dropped_by_label``); ``labels`` (B, N), ``counted`` (B, N) bool, ``counts`` (B, C)."""
+        return topk_selection.dropped_by_label(tp, labels, counted, counts, kept_count(counts, self.k),
+                                               0 if self.include_background else 1, self.eps_scale)
 
     def _label_sums(self, logits: torch.Tensor, tgt: DecodedTarget, with_ce: bool = False):
         """Eq. (5)-(7)'s sums per (sample, class) from the logits and the labels (:class:`LabelTopKDiceSums`):
@@ -181,6 +184,8 @@ class CEAndTopKDiceLoss(nn.Module):
         self.regions = bool(regions)
         self.ignore_label = ignore_label
 
+    implementation = TopKDiceLoss.implementation
+
     def extra_repr(self) -> str:
         return f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}"
 
@@ -207,33 +212,12 @@ class CEAndTopKDiceLoss(nn.Module):
         return self.weight_ce * ce + self.weight_dice * dice
 
 
-@torch.no_grad()
-def dropped_by_label(tp: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor, counts: torch.Tensor, k: float,
-                     first: int, eps_scale: float) -> torch.Tensor:
-    """Label mode: True for the foreground voxels eq. (3)-(4) drop, the same set as ``keep_mask`` (ties kept).
-
-    ``tp`` (B, N) float32: ``P + eps`` of each voxel's own class; ``labels`` (B, N) its class; ``counted`` (B, N)
-    bool: the voxel counts for its class (False for the background when ``first`` = 1 and for ignored voxels);
-    ``counts`` (B, C): counted voxels per class. Each voxel belongs to one class, so one sort per sample of the
-    integer keys ``(1 + class - first, bits(tp))`` of the counted voxels, 0 for the others (the bits of a float >= 0
-    order as its values), lays out every class's TP in order after the others, and the ``n_keep``-th smallest of
-    class c sits at ``uncounted + sum_{first <= c' < c} counts + n_keep - 1``: no per-class rows, no host sync. The
-    keys are int32 when at most 3 classes count and TP < 2 (``eps_scale`` < 1: its bits fit 30), int64 otherwise;
-    they are built by arithmetic (no ``where``: slow on the CPU).
-    """
-    channels = counts.shape[1]
-    if channels - first < 4 and eps_scale < 1.0:  # 2 bits of class code above the 30 bits of TP < 2
-        code = ((labels.to(torch.int32) + (1 - first)) << 30) | tp.view(torch.int32)
-        # 0 for the uncounted; the sign bit flipped, so that int32 order is the order of the unsigned codes
-        key = (code * counted) ^ torch.iinfo(torch.int32).min
-    else:
-        key = (((labels + (1 - first)) << 32) | tp.view(torch.int32).to(torch.int64)) * counted
-    n_keep = torch.ceil(k / 100.0 * counts.to(torch.float64) - 1e-9).clamp_min(1.0).long()
-    uncounted = key.shape[1] - counts.sum(1, keepdim=True)
-    position = (uncounted + counts.cumsum(1) - counts + n_keep - 1).clamp_max(key.shape[1] - 1)
-    threshold = sorted_at(key, position)  # (B, C); meaningless for a class without counted voxels
-    # False for the uncounted: their key is the smallest there is
-    return key > pick(threshold, labels)
+def kept_count(n: Union[torch.Tensor, int], k: float) -> Union[torch.Tensor, int]:
+    """Eq. (3)-(4): of ``n`` foreground voxels, ``ceil(K/100 * n)`` are kept, at least one (int64 for a tensor of
+    counts; an int for an int)."""
+    if torch.is_tensor(n):
+        return torch.ceil(k / 100.0 * n.to(torch.float64) - 1e-9).clamp_min(1.0).long()
+    return max(1, math.ceil(k / 100.0 * n - 1e-9))
 
 
 class LabelTopKDiceSums(torch.autograd.Function):
@@ -241,7 +225,7 @@ class LabelTopKDiceSums(torch.autograd.Function):
 
     ``apply(logits (B, C, N), labels (B, 1, N), mask (B, 1, N) or None, counted (B, N), counts (B, C), eps (1, N),
     k, first, eps_scale, with_ce)`` returns, with ``p = m softmax(logits)`` (m the mask), ``l`` each voxel's label
-    and ``kept`` / ``dropped`` the selection of :func:`dropped_by_label` on ``TP = p_l + eps``, per sample and class
+    and ``kept`` / ``dropped`` the selection of ``dropped_by_label`` on ``TP = p_l + eps``, per sample and class
     c >= ``first``::
 
         numerator[b, c] = 2 sum_{l = c} kept p_c                          (2 sum Yk Pk)
@@ -276,7 +260,8 @@ class LabelTopKDiceSums(torch.autograd.Function):
         if k >= 100.0:
             dropped = torch.zeros_like(counted)
         else:
-            dropped = dropped_by_label((p_own + eps).float(), labels[:, 0], counted, counts, k, first, eps_scale)
+            dropped = topk_selection.dropped_by_label((p_own + eps).float(), labels[:, 0], counted, counts,
+                                                      kept_count(counts, k), first, eps_scale)
         kept = (counted & ~dropped).to(p.dtype)
         dropped = dropped.to(p.dtype)
 
@@ -304,83 +289,11 @@ class LabelTopKDiceSums(torch.autograd.Function):
         s = grad.sum(1).addcmul_(p_own, a)
         grad.addcmul_(p, (g_nll - s).unsqueeze(1))
         own_term = p_own * a - (g_nll if mask is None else g_nll * mask[:, 0])
-        if _compiled_on_cpu(labels):  # inductor's CPU code stores a scatter lane by lane (see ``pick``)
-            classes = torch.arange(channels, device=labels.device).view(1, -1, 1)
-            grad = grad + torch.where(labels == classes, own_term.unsqueeze(1), 0)
-        else:
-            grad.scatter_add_(1, labels, own_term.unsqueeze(1))
+        grad.scatter_add_(1, labels, own_term.unsqueeze(1))
         return grad, None, None, None, None, None, None, None, None, None
-
-
-def _compiled_on_cpu(t: torch.Tensor) -> bool:
-    """Traced by ``torch.compile`` for the CPU, where inductor writes C++: there gathers and scatters are scalar."""
-    return torch.compiler.is_compiling() and t.device.type == "cpu"
 
 
 def pick(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, N): each voxel's entry of its own label, ``values[b, labels[b, n], n]`` from (B, C, N) ``values``, or
-    ``values[b, labels[b, n]]`` from a small (B, C) table; ``labels`` (B, N).
-
-    A ``gather``; compiled for the CPU, a sum over the C classes of ``where(labels == c, ...)``, the same values:
-    inductor's CPU code reads a gather's 16 lanes one by one (CE + TopK Dice compiled, 2D, 1 thread: its backward
-    kernel at the full resolution took 10.8 ms per call with gathers, 5.8-7.2 ms with this; BENCHMARKS.md, Loss
-    cost, compiled (CPU proxy)). On a GPU a compiled graph keeps the gather.
-    """
-    if not _compiled_on_cpu(labels):
-        return values.gather(1, labels) if values.ndim == 2 else values.gather(1, labels.unsqueeze(1))[:, 0]
-    if values.ndim == 2:
-        values = values.unsqueeze(-1)
-    classes = torch.arange(values.shape[1], device=labels.device).view(1, -1, 1)
-    return torch.where(labels.unsqueeze(1) == classes, values, 0).sum(1)
-
-
-def sorted_at(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-    """(B, P): the values at ``position`` (B, P) of each row of (B, N) ``key`` once sorted, as
-    ``sorted_rows(key).gather(1, position)``, in one custom operator: a compiled graph gets the small (B, P) table
-    from it instead of fusing the gather into the per-voxel comparison that follows (one read of the sorted row per
-    voxel; that kernel took 11.7-12.0 ms per call, 10.6-10.8 ms with this; same measurement as ``pick``).
-    """
-    return torch.ops.nnunet_losses.sorted_at(key, position)
-
-
-@torch.library.custom_op("nnunet_losses::sorted_at", mutates_args=())
-def _sorted_at(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-    return _sorted_rows(key).gather(1, position)
-
-
-@_sorted_at.register_fake
-def _sorted_at_shape(key: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-    return key.new_empty(position.shape)
-
-
-def sorted_rows(key: torch.Tensor) -> torch.Tensor:
-    """The rows of a (B, N) ``key`` (integers or floats), each sorted.
-
-    On the CPU numpy sorts them: its SIMD quicksort (x86-simd-sort with AVX2 / AVX-512) is 4-30x faster here than
-    torch's sorts, radix or comparison, with the same values (BENCHMARKS.md); a CPU tensor and its numpy array share
-    memory, so nothing waits on a device. On other devices: ``torch.sort``. A custom operator, so that
-    ``torch.compile`` calls it as it is instead of tracing it (compiled, the CPU used ``torch.sort``: CE + TopK Dice
-    at 1.36-1.59x of nnU-Net's compiled loss).
-    """
-    return torch.ops.nnunet_losses.sorted_rows(key)
-
-
-@torch.library.custom_op("nnunet_losses::sorted_rows", mutates_args=())
-def _sorted_rows(key: torch.Tensor) -> torch.Tensor:
-    if key.device.type == "cpu":
-        return torch.from_numpy(np.sort(key.numpy(), axis=-1))
-    return torch.sort(key, dim=-1).values
-
-
-@_sorted_rows.register_fake
-def _sorted_rows_shape(key: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(key)
-
-
-def lowest_per_row(values: torch.Tensor, count: int) -> torch.Tensor:
-    """The ``count`` lowest values of each row of (B, N) ``values``, in ascending order: from ``sorted_rows`` on the
-    CPU, where numpy's full sort costs less than torch's ``topk`` (448 against 25 ms for (6, 128^3), 1 thread), else
-    ``topk``."""
-    if values.device.type == "cpu":
-        return sorted_rows(values)[:, :count]
-    return values.topk(count, -1, largest=False).values
+    ``values[b, labels[b, n]]`` from a small (B, C) table; ``labels`` (B, N). A ``gather``."""
+    return values.gather(1, labels) if values.ndim == 2 else values.gather(1, labels.unsqueeze(1))[:, 0]

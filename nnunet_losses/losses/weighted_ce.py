@@ -45,6 +45,8 @@ class WeightedCELoss(nn.Module):
         self.register_buffer("class_weights", torch.as_tensor(weights, dtype=torch.float32))
         self.ignore_label = ignore_label
 
+    implementation = "PyTorch ops"  # what computes it (ComboLoss and TopK Dice name their faster paths)
+
     def extra_repr(self) -> str:
         return f"class_weights={self._weights_text}, ignore_label={self.ignore_label}"
 

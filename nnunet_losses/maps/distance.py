@@ -48,6 +48,20 @@ def _label_image(lab: np.ndarray, num_classes: int) -> np.ndarray:
     return (lab + 1).astype(np.uint8 if num_classes < 255 else np.uint32)
 
 
+def onehot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """float32 one-hot labels ``Y`` (num_classes, *spatial) of labels (*spatial), by the label conventions above
+    (negative labels: background 0; labels >= num_classes: no class, all-zero ``Y``). The one-hot of the data
+    loader's batches on the training device is :func:`nnunet_losses.nnunet.map_pipeline.onehot`."""
+    lab, k_classes, _ = _check(labels, num_classes, None)
+    return (lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)).astype(np.float32)
+
+
+def complement(onehot_labels):
+    """``1 - Y`` of the float one-hot labels (numpy arrays or torch tensors): RW-AC's map (section 3.2) and the
+    outside part of the RRW map."""
+    return 1.0 - onehot_labels
+
+
 def _edt(data: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
     data = np.ascontiguousarray(data)
     aniso = spacing[0] if data.ndim == 1 else spacing
@@ -77,10 +91,7 @@ def rrw_inside_map(labels: np.ndarray, num_classes: int, spacing: Optional[Seque
     The full RRW map is ``z = (1 - Y) - m`` (:func:`rectified_map_from_inside`). A class that fills the array gets
     m = 1.
     """
-    lab, k_classes, _ = _check(labels, num_classes, spacing)
-    own = rrw_own_class_map(labels, num_classes, spacing)
-    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
-    return (onehot * own[None]).astype(np.float32)
+    return onehot(labels, num_classes) * rrw_own_class_map(labels, num_classes, spacing)[None]
 
 
 def rectified_map_from_inside(inside, onehot):
@@ -95,7 +106,7 @@ def rectified_map_from_inside(inside, onehot):
     if len(inside.shape) != len(onehot.shape) or any(
             a != b and a != 1 for a, b in zip(inside.shape, onehot.shape)):
         raise ValueError(f"inside map {tuple(inside.shape)} and one-hot target {tuple(onehot.shape)} differ in shape")
-    return (1.0 - onehot) - inside * onehot
+    return complement(onehot) - inside * onehot
 
 
 def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
@@ -104,10 +115,8 @@ def rrw_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[flo
     Absent class: +1 everywhere. Class filling the whole array: -1 everywhere (its distance to another label is
     undefined; ``edt`` returns inf and scipy garbage there, so we define it).
     """
-    lab, k_classes, _ = _check(labels, num_classes, spacing)
     own = rrw_own_class_map(labels, num_classes, spacing)
-    onehot = (lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)).astype(np.float32)
-    return rectified_map_from_inside(own[None], onehot).astype(np.float32)
+    return rectified_map_from_inside(own[None], onehot(labels, num_classes))
 
 
 def boundary_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
@@ -148,13 +157,10 @@ def boundary_map_authors(labels: np.ndarray, num_classes: int,
     everywhere (the code reuses the previous class's map there, a bug we do not copy). Class filling the array: the
     outside of the array counts as "not k" (the code's scipy call is undefined there).
     """
-    lab, k_classes, _ = _check(labels, num_classes, spacing)
-    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
-    return (boundary_map(labels, num_classes, spacing) - onehot).astype(np.float32)
+    return boundary_map(labels, num_classes, spacing) - onehot(labels, num_classes)
 
 
 def ac_map(labels: np.ndarray, num_classes: int, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
     """RW-AC map: ``Z = 1 - Y`` (the region term of the active-contour loss, section 3.2). ``spacing`` is unused."""
-    lab, k_classes, _ = _check(labels, num_classes, spacing)
-    onehot = lab[None] == np.arange(k_classes).reshape((-1,) + (1,) * lab.ndim)
-    return (1.0 - onehot).astype(np.float32)
+    _check(labels, num_classes, spacing)
+    return complement(onehot(labels, num_classes))

@@ -10,20 +10,22 @@ deep supervision: :class:`MapPipeline` and the pieces it wires.
   ``regression_target``, which batchgeneratorsv2 carries through the spatial transform (linear interpolation,
   zero padding) and mirroring while the intensity transforms leave it alone; :class:`PrecomputedMapsToTargetTransform`
   last appends it to the segmentation list: ``[labels per scale..., stored]``.
-  Online maps (the ``_online`` trainers, the papers' code): :class:`AttachMapsTransform` last computes the full map
-  of every scale's augmented label patch (RRW normalised over the patch, as the RW paper's code) and appends them:
-  ``[labels per scale..., map per scale...]``. Maps that are arithmetic on the labels (:data:`DEVICE_KINDS`:
-  RW-AC's ``1 - Y``) add nothing: the loader carries no map.
+  A kind resampled by nearest neighbour (its row's ``interpolation``) has nnU-Net's spatial transform sample it so
+  (:class:`NearestMapsSpatialTransform`). Online maps (the ``_online`` trainers, the papers' code, and the kinds
+  made online): :class:`AttachMapsTransform` last computes the full map of every scale's augmented label patch (RRW
+  normalised over the patch, as the RW paper's code) and appends them: ``[labels per scale..., map per scale...]``.
+  Maps made on the device (:data:`~nnunet_losses.maps.DEVICE_KINDS`: RW-AC's ``1 - Y``) add nothing: the loader
+  carries no map.
   nnU-Net's loader collates each list entry into its own batch tensor, so the labels stay int16 and the maps
   float32, with no concatenation in the workers.
 * ``.take(batch, device)``: in the main process, separates labels and maps again (:func:`split_maps`), moves the
   maps to the device and, for precomputed maps, resamples the stored form to every deep-supervision scale and
   rebuilds the full map there (RRW: ``z = (1 - Y) - m Y``, :func:`~nnunet_losses.maps.rectified_map_from_inside`;
-  ``boundary_authors``: minus Y); :data:`DEVICE_KINDS` are built there from each scale's labels: (target, maps)
+  ``boundary_authors``: minus Y); maps made on the device are built there from each scale's labels: (target, maps)
   per scale, the target as nnU-Net's trainer expects it (a list under deep supervision, else one tensor).
 
-What is stored, in how many channels and how the full map is rebuilt is the table
-:data:`nnunet_losses.maps.formats.FORMATS`. The classes live in the installed package so that they pickle under
+Where each kind is made, what is stored, in how many channels, how it is resampled and how the full map is rebuilt
+is the table :data:`nnunet_losses.maps.KINDS`. The classes live in the installed package so that they pickle under
 fork, spawn and forkserver. A map that cannot be read (damaged after the start check) stops the worker with the
 file and the command to run.
 """
@@ -35,8 +37,9 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
-from ..maps import MAP_FUNCTIONS, MAP_KINDS, PRECOMPUTED_KINDS, MapFormat, MapKind, map_format
+from ..maps import DEVICE, NEAREST, PRECOMPUTED, MapKind, MapKindSpec, MapSource, map_format, map_kind
 from ..maps.formats import dequantise
 from .precompute import map_file, maps_folder
 
@@ -48,18 +51,6 @@ def onehot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch
     labels >= K (the ignore label) as no class."""
     classes = torch.arange(num_classes, device=labels.device).view((1, -1) + (1,) * (labels.ndim - 2))
     return (labels.long().clamp(min=0) == classes).to(dtype)
-
-
-def active_contour_map(onehot_labels: torch.Tensor) -> torch.Tensor:
-    """RW-AC's map ``Z = 1 - Y`` (Valverde & Tohka 2023, section 3.2) from the float one-hot labels, on their device:
-    the values of :func:`~nnunet_losses.maps.ac_map` (labels that are no class: 1 in every channel)."""
-    return 1.0 - onehot_labels
-
-
-# maps that are arithmetic on the one-hot labels: built on the device from each scale's labels (``MapPipeline.take``),
-# never carried by the loader
-MAP_FROM_LABELS = {"ac": active_contour_map}
-DEVICE_KINDS = tuple(MAP_FROM_LABELS)
 
 
 # ---------------------------------------------------------------------------------------- precomputed: reading
@@ -99,8 +90,9 @@ class _ImageWithMaps:
 
 
 class MapDataset:
-    """nnU-Net dataset whose cases carry the ``stored_kind`` maps (``rrw`` | ``boundary``, the files
-    ``precompute-maps`` writes) as extra image channels; ``command``: what to run when a map cannot be read."""
+    """nnU-Net dataset whose cases carry the ``stored_kind`` maps (a stored file of
+    :data:`~nnunet_losses.maps.KINDS`, as ``precompute-maps`` writes it) as extra image channels; ``command``: what
+    to run when a map cannot be read."""
 
     def __init__(self, dataset, stored_kind: str, command: str = "nnunet-losses precompute-maps"):
         self.dataset = dataset
@@ -145,12 +137,33 @@ class SplitMapChannelsTransform(BasicTransform):
         return data_dict
 
 
-def _resize(maps: torch.Tensor, shape) -> torch.Tensor:
-    """(B, C, *spatial) maps linearly resampled to ``shape`` (unchanged when they have it)."""
+def _resize(maps: torch.Tensor, shape, interpolation: str) -> torch.Tensor:
+    """(B, C, *spatial) maps resampled to ``shape`` (unchanged when they have it): linearly, or by nearest neighbour
+    as nnU-Net resamples the segmentation to the deep-supervision scales."""
     if tuple(maps.shape[2:]) == tuple(shape):
         return maps
+    if interpolation == NEAREST:
+        return torch.nn.functional.interpolate(maps, size=tuple(shape), mode="nearest-exact")
     mode = "bilinear" if len(shape) == 2 else "trilinear"
     return torch.nn.functional.interpolate(maps, size=tuple(shape), mode=mode, align_corners=False)
+
+
+class NearestMapsSpatialTransform(SpatialTransform):
+    """nnU-Net's spatial transform, with the maps it carries (``regression_target``) sampled by nearest neighbour
+    instead of the image's linear interpolation; :meth:`of` copies a configured transform."""
+
+    @classmethod
+    def of(cls, transform: SpatialTransform) -> "NearestMapsSpatialTransform":
+        copy = cls.__new__(cls)
+        copy.__dict__.update(transform.__dict__)
+        return copy
+
+    def _apply_to_regr_target(self, regression_target, **params) -> torch.Tensor:
+        image_mode, self.mode_image = self.mode_image, "nearest"
+        try:
+            return self._apply_to_image(regression_target, **params)
+        finally:
+            self.mode_image = image_mode
 
 
 class PrecomputedMapsToTargetTransform(BasicTransform):
@@ -189,20 +202,19 @@ def _scales(data_dict) -> List[torch.Tensor]:
 
 # ------------------------------------------------------------------------------------------------- online
 class AttachMapsTransform(BasicTransform):
-    """Last in the pipeline: the full ``kind`` map (rrw | boundary | boundary_authors | ac) of every
+    """Last in the pipeline: the full ``kind`` map (any kind of :data:`~nnunet_losses.maps.KINDS`) of every
     deep-supervision scale's augmented labels, float32 (K, *spatial), appended to the segmentation list:
     ``[labels per scale..., map per scale...]``."""
 
     def __init__(self, kind: MapKind, num_classes: int):
         super().__init__()
-        if kind not in MAP_FUNCTIONS:
-            raise ValueError(f"unknown map kind {kind!r}; one of {sorted(MAP_FUNCTIONS)}")
+        map_kind(kind)  # ValueError for an unknown kind
         self.kind = kind
         self.num_classes = int(num_classes)
 
     def _map(self, seg: torch.Tensor) -> torch.Tensor:
         labels = seg[0].numpy().astype(np.int64)
-        return torch.from_numpy(MAP_FUNCTIONS[self.kind](labels, self.num_classes))
+        return torch.from_numpy(map_kind(self.kind).full(labels, self.num_classes))
 
     def apply(self, data_dict, **params):
         scales = _scales(data_dict)
@@ -235,35 +247,58 @@ def split_maps(target, num_map_channels: int, maps_per_scale: bool) -> Tuple[Lis
 
 class MapPipeline:
     """The map of a ``kind`` (None: no map) from its source to the loss for a ``num_classes`` softmax;
-    ``precomputed``: read the maps ``precompute-maps`` stored (rrw | boundary | boundary_authors), else compute them
-    after augmentation."""
+    ``precomputed``: read the maps ``precompute-maps`` stored (the precomputed kinds), else make them where the
+    kind's row says, moved from precomputed to the loader workers (online). :meth:`from_source`: the pipeline of a
+    trainer's :func:`~nnunet_losses.catalogue.map_source`."""
 
     def __init__(self, kind: Optional[MapKind], num_classes: int, precomputed: bool):
-        if kind is not None and kind not in MAP_KINDS:
-            raise ValueError(f"unknown map kind {kind!r}; one of {', '.join(MAP_KINDS)}")
-        if precomputed and kind not in PRECOMPUTED_KINDS:
-            raise ValueError(f"{kind!r} maps are not precomputed; precomputed kinds: {', '.join(PRECOMPUTED_KINDS)}")
-        self.kind = kind
+        if kind is None and precomputed:
+            raise ValueError("no map kind to read precomputed maps of")
+        self.source = None if kind is None else (
+            MapSource(kind, PRECOMPUTED) if precomputed else MapSource.of(kind, online=True))
         self.num_classes = int(num_classes)
-        self.precomputed = bool(precomputed)
         self._rebuild_on_device = self._rebuild  # compile_rebuild() swaps in the compiled function
+
+    @classmethod
+    def from_source(cls, source: Optional[MapSource], num_classes: int) -> "MapPipeline":
+        """The pipeline of a :class:`~nnunet_losses.maps.MapSource` (None: no map)."""
+        return cls(source and source.kind, num_classes, source is not None and source.precomputed)
 
     def __repr__(self):
         return f"MapPipeline({self.kind!r}, {self.num_classes}, precomputed={self.precomputed})"
 
     @property
-    def format(self) -> Optional[MapFormat]:
+    def kind(self) -> Optional[str]:
+        return self.source and self.source.kind
+
+    @property
+    def made(self) -> Optional[str]:
+        """Where the maps are made: ``precomputed``, ``online`` (the loader workers) or ``device``; None: no map."""
+        return self.source and self.source.made
+
+    @property
+    def precomputed(self) -> bool:
+        return self.made == PRECOMPUTED
+
+    @property
+    def row(self) -> Optional[MapKindSpec]:
+        """The kind's row of :data:`~nnunet_losses.maps.KINDS`."""
+        return self.source and self.source.row
+
+    @property
+    def format(self) -> Optional[MapKindSpec]:
+        """The kind's row when the maps are precomputed (its stored format and rebuild), else None."""
         return map_format(self.kind) if self.precomputed else None
 
     @property
     def stored_kind(self) -> Optional[str]:
         """The stored kind read from disk (``boundary_authors`` reads ``boundary``); None when not precomputed."""
-        return self.format.stored if self.precomputed else None
+        return self.source.stored if self.precomputed else None
 
     @property
     def on_device(self) -> bool:
-        """The map is built on the device from each scale's labels (:data:`DEVICE_KINDS`); the loader carries none."""
-        return self.kind in DEVICE_KINDS
+        """The map is built on the device from each scale's labels; the loader carries none."""
+        return self.made == DEVICE
 
     @property
     def shipped_channels(self) -> int:
@@ -281,6 +316,9 @@ class MapPipeline:
         if self.kind is None or self.on_device:
             return transforms
         if self.precomputed:
+            if self.format.interpolation == NEAREST:
+                transforms.transforms = [NearestMapsSpatialTransform.of(t) if type(t) is SpatialTransform else t
+                                         for t in transforms.transforms]
             transforms.transforms.insert(0, SplitMapChannelsTransform(self.shipped_channels))
             transforms.transforms.append(PrecomputedMapsToTargetTransform(self.kind))
         else:
@@ -291,8 +329,8 @@ class MapPipeline:
         """(target without the maps, the full maps on ``device``), both per scale (lists under deep supervision).
 
         Precomputed: the stored form rides on the full-resolution target only; each scale's map is resampled from
-        it and rebuilt from that scale's labels on ``device``. Online: every scale carries its full map. On the
-        device (:data:`DEVICE_KINDS`): built from each scale's labels there.
+        it and rebuilt from that scale's labels on ``device``. Online: every scale carries its full map. Made on the
+        device: built from each scale's labels there (the kind's rebuild from the one-hot labels).
         """
         if self.kind is None:
             return batch["target"], None
@@ -300,7 +338,7 @@ class MapPipeline:
         if self.on_device:
             scales = target if isinstance(target, list) else [target]
             labels = [t.to(device, non_blocking=True) for t in scales]  # nnU-Net's own .to() is then a no-op
-            maps = [MAP_FROM_LABELS[self.kind](onehot(t, self.num_classes)) for t in labels]
+            maps = [self.row.rebuild(None, onehot(t, self.num_classes)) for t in labels]
         elif self.precomputed:
             labels, (stored,) = split_maps(target, self.shipped_channels, maps_per_scale=False)
             # on the device once: the rebuild needs them there, and nnU-Net's own .to() is then a no-op
@@ -315,10 +353,11 @@ class MapPipeline:
         return labels[0], maps[0]
 
     def _rebuild(self, stored: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The full map at the scale of ``labels`` (B, 1, ...): the stored form (B, C, ...) resampled (linear,
-        as nnU-Net resamples images) and, where the format says so, rebuilt from the one-hot labels."""
-        z = _resize(stored, labels.shape[2:])
+        """The full map at the scale of ``labels`` (B, 1, ...): the stored form (B, C, ...) resampled (linear, as
+        nnU-Net resamples images, or nearest, as the row says) and, where the row says so, rebuilt from the one-hot
+        labels."""
         fmt = self.format
+        z = _resize(stored, labels.shape[2:], fmt.interpolation)
         return z if fmt.rebuild is None else fmt.rebuild(z, onehot(labels, self.num_classes, z.dtype))
 
     def compile_rebuild(self) -> bool:

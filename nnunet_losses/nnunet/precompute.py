@@ -19,7 +19,7 @@ whatever differs; when everything is up to date it writes nothing (read-only sha
 removes the temporary files killed writes left behind.
 
 What is stored (quantised integers, blosc2/zstd-compressed, chunked like the segmentation; the table is
-:data:`nnunet_losses.maps.formats.FORMATS`, BENCHMARKS.md has the sizes):
+:data:`nnunet_losses.maps.KINDS`, BENCHMARKS.md has the sizes):
 
 * ``rrw``: one channel, the normalised inside distance ``m = d / max_{Omega_c} d`` of every voxel within its own
   class c (eq. 4 without the sign; 1 for a class filling the slice/volume), as uint8 in steps of 1/255 (error
@@ -48,7 +48,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._files import atomic_write_bytes, atomic_write_json, remove_partial_files
-from ..maps import STORED_KINDS, map_format
+from ..maps import stored_row
 from ..maps.formats import quantise
 
 FORMAT_VERSION = 3
@@ -77,12 +77,10 @@ def _seg_file(data_folder: str, case: str) -> str:
 def map_settings(kind: str, num_classes: int, is_2d: bool, spacing: Optional[Sequence[float]]) -> Dict:
     """Everything that changes the values of a ``kind`` map (``spacing=None``: distances in voxels). 2D
     configurations keep only the in-plane spacing, the only part their per-slice maps use."""
-    if kind not in STORED_KINDS:
-        raise ValueError(f"unknown map kind {kind!r}; stored kinds: {', '.join(STORED_KINDS)}")
+    fmt = stored_row(kind)  # ValueError naming the stored kinds
     if spacing is not None:
         spacing = [float(s) for s in spacing]
         spacing = spacing[-2:] if is_2d else spacing
-    fmt = map_format(kind)
     return {"version": FORMAT_VERSION, "kind": kind, "num_classes": int(num_classes), "per_slice_2d": bool(is_2d),
             "spacing": spacing, "stored": [np.dtype(fmt.dtype).name, fmt.scale]}
 
@@ -127,9 +125,7 @@ def compute_case_map(seg: np.ndarray, kind: str, num_classes: int, is_2d: bool,
                      spacing: Optional[Sequence[float]]) -> np.ndarray:
     """The stored map of one case: seg (1, Z, Y, X) -> (C_map, Z, Y, X) float32."""
     labels = np.asarray(seg)[0]
-    if kind not in STORED_KINDS:
-        raise ValueError(f"unknown map kind {kind!r}; stored kinds: {STORED_KINDS}")
-    compute = map_format(kind).compute
+    compute = stored_row(kind).compute  # ValueError naming the stored kinds
     if is_2d:
         in_plane = None if spacing is None else tuple(spacing)[-2:]
         slices = [compute(labels[z], num_classes, in_plane) for z in range(labels.shape[0])]

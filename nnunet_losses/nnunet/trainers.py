@@ -1,7 +1,8 @@
 """nnU-Net trainers for every loss, generated from their names (see :mod:`nnunet_losses.nnunet.naming`).
 
 ``nnUNetv2_train 27 2d 0 -tr ComboTrainer_a0p5_b0p7`` finds the class through the shim module in
-``nnunet_losses/ext_trainers/`` (``nnUNet_extTrainer``, printed by ``nnunet-losses trainers-path``), which re-exports this module's module-level ``__getattr__`` (PEP 562): a name that parses
+``trainers/`` (installed as ``nnunet_losses/ext_trainers/``; ``nnUNet_extTrainer``, printed by ``nnunet-losses
+trainers-path``), which re-exports this module's module-level ``__getattr__`` (PEP 562): a name that parses
 is turned into a subclass of :class:`LossTrainer`, cached, with ``__name__`` equal to the requested name, so the
 output folder, the checkpoint's ``trainer_name`` and pickling all see one stable class.
 """
@@ -22,9 +23,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from .._files import atomic_file, atomic_write_json, remove_partial_files
-from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES
-from ..losses import combo_cpu, compile_loss
-from ..maps import PRECOMPUTED_KINDS
+from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES, map_source
+from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
 from .precompute import check_maps, describe_units, maps_folder, units_flag
@@ -95,14 +95,10 @@ class LossTrainer(nnUNetTrainer):
         if self.label_manager.has_regions and not self.loss_spec.supports_regions:
             raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
                                f"datasets (dataset.json 'regions'); use a softmax label dataset")
-        self.map_kind = self.loss_spec.needs_map
-        if p.loss_params.get("boundary_map") == "authors":  # eq. 3's map minus Y (inside -d), as the RW code
-            self.map_kind = "boundary_authors"
-        # AC maps (1 - Y) cost nothing: built on the device from each scale's labels; RRW and boundary maps are
-        # precomputed by `nnunet-losses precompute-maps` unless the name says _online
-        self.precomputed_maps = self.map_kind in PRECOMPUTED_KINDS and not p.online
-        self.map_pipeline = MapPipeline(self.map_kind, self.label_manager.num_segmentation_heads,
-                                        self.precomputed_maps)
+        # the map the loss takes and where it is made (catalogue.map_source, from the table maps.KINDS)
+        self.map_pipeline = MapPipeline.from_source(map_source(p), self.label_manager.num_segmentation_heads)
+        self.map_kind = self.map_pipeline.kind
+        self.precomputed_maps = self.map_pipeline.precomputed
 
     # ----------------------------------------------------------------------------------------------- loss
     def _class_weights(self) -> List[float]:
@@ -167,13 +163,11 @@ class LossTrainer(nnUNetTrainer):
             return None
         if self.device.type != "cpu":
             return "PyTorch ops" + (", compiled" if self._do_i_compile() else "")
-        return combo_cpu.description()
+        return self.base_loss.implementation
 
     def _map_source(self) -> str:
         """Where the maps come from: precomputed files, the loader workers (online) or the training device."""
-        if self.map_pipeline.on_device:
-            return "device"
-        return "precomputed" if self.precomputed_maps else "online"
+        return self.map_pipeline.made
 
     def write_settings(self) -> str:
         """Write the resolved settings to ``<output_folder>/nnunet_losses.json`` (atomically). ``paper`` is the short

@@ -1,7 +1,9 @@
-/* Combo loss's softmax sums, forward and backward, fused in one pass over the logits each (CPU, float32).
+/* Combo loss's softmax sums, forward and backward, fused in one pass over the logits each (CPU, float32): speeds up
+ * Combo (losses/combo.py) on the CPU, eager; built and loaded by combo_cpu.py. Measured in BENCHMARKS.md, "Loss cost,
+ * eager" ("Why Combo has a fused CPU kernel").
  *
- * The same sums and gradient as SoftmaxForegroundSums in combo.py (Taghanaki et al. (CMIG 2019), eq. 5; eq. 3 of the
- * arXiv preprint): with p = softmax(x), t the one-hot labels, m the mask, over the foreground channels c >= 1,
+ * The same sums and gradient as SoftmaxForegroundSums in losses/combo.py (Taghanaki et al. (CMIG 2019), eq. 5; eq. 3
+ * of the arXiv preprint): with p = softmax(x), t the one-hot labels, m the mask, over the foreground channels c >= 1,
  *   pos = sum m t_c ln p_c,  neg = sum m (1 - t_c) ln(1 - p_c),  inter[b, c] = sum m p_c t_c,  sum_p[b, c] = sum m p_c
  * and, for the Dice, counts[b, c] = sum m t_c.
  * ln(1 - p_c) is log1p(-p_c) for every channel but a unique maximum d (where p_c < 1/2); at d it is

@@ -1,4 +1,10 @@
-"""Combo loss's softmax sums on the CPU in one fused C kernel (``combo_cpu.c``), built on first use.
+"""Speeds up Combo loss (``losses/combo.py``) on the CPU, eager: its softmax sums in one fused C kernel
+(``combo_cpu.c``), built on first use. Measured in BENCHMARKS.md, "Loss cost, eager" (the rows "Combo, fused CPU
+kernel" and "Combo, PyTorch path", and "Why Combo has a fused CPU kernel").
+
+Combo calls one function here, :func:`sums`: the kernel's sums where it applies (float32 CPU logits, eager, switch
+on, kernel built), else None and Combo computes them with ``SoftmaxForegroundSums`` (combo.py, the reference the
+kernel is tested against). :func:`description` names the path for ``ComboLoss.implementation``.
 
 Eager PyTorch needs about 22 full-size passes over the logits for Combo's exact ``ln(1 - p)`` (forward and backward,
 ``SoftmaxForegroundSums``) against about 10 for nnU-Net's DC_and_CE; the kernel reads the logits once forward and
@@ -275,6 +281,14 @@ def applies(logits: torch.Tensor) -> bool:
     """Whether Combo's sums for these logits run in the kernel: float32 on the CPU, eager, switch on, kernel built."""
     return (logits.device.type == "cpu" and logits.dtype == torch.float32 and not torch.compiler.is_compiling()
             and enabled() and library() is not None)
+
+
+def sums(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]):
+    """Combo's sums ``(pos, neg, inter, sum_p, sum_t)`` from the kernel (:class:`FusedSoftmaxForegroundSums`), or None
+    where it does not apply (:func:`applies`): the caller then computes them in PyTorch."""
+    if not applies(logits):
+        return None
+    return FusedSoftmaxForegroundSums.apply(logits, labels, mask)
 
 
 def description() -> str:
