@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
@@ -105,7 +105,6 @@ class LossSpec:
     needs_map: Optional[MapKind] = None  # the kind of map passed as third argument (maps.formats)
     supports_regions: bool = True
     needs_class_weights: bool = False
-    extras: Dict[str, Any] = field(default_factory=dict)
     rule: Optional[Callable[[Dict[str, Any]], None]] = None  # a rule between parameters; raises ValueError
     implementation: str = ""  # the class(es) that compute it, ours or nnU-Net's
 

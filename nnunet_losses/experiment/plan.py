@@ -142,7 +142,7 @@ def evaluation_mismatch(path: str, predictions: str, references: str, dataset_js
             return "its prediction folder is not recorded (pred_dir)"
         ours = _prediction_settings(predictions)
         return (f"an evaluation of {recorded}" + (f" ({_prediction_settings(recorded)})" if ours else "")
-                + f"; the evaluate step's: " + (ours or predictions))
+                + "; the evaluate step's: " + (ours or predictions))
     for key, expected in (("ref_dir", references), ("dataset_json", dataset_json)):
         if not _same_path(evaluation.get(key), expected):
             return f"{key} {evaluation.get(key)!r}; the evaluate step's: {expected}"

@@ -17,7 +17,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam  # noqa: F401
 from ..registry import get_spec
@@ -363,10 +363,3 @@ def explain(name: str, err: Exception, families: Dict[str, Family], online_famil
     return (f"invalid nnunet-losses trainer name {name!r}: {err}\n  grammar: {GRAMMAR}\n"
             f"  nearest valid name: {nearest}\n  list every family with: nnunet-losses trainers")
 
-
-def family_of(name: str, families: Dict[str, Family]) -> Optional[Family]:
-    return families.get(name.split("_", 1)[0])
-
-
-def example_names(families: Dict[str, Family]) -> List[str]:
-    return [f.example or f.name for f in families.values()]

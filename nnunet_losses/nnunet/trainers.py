@@ -44,11 +44,9 @@ class _MapFedLoss(nn.Module):
         if self.maps is None:
             raise RuntimeError("map-based loss called without maps for this batch")
         maps, self.maps = self.maps, None
-        if isinstance(output, (list, tuple)):
-            if not (len(output) == len(target) == len(maps)):  # DeepSupervisionWrapper would truncate silently
-                raise RuntimeError(f"deep supervision: {len(output)} outputs, {len(target)} targets, "
-                                   f"{len(maps)} maps")
-            return self.loss(output, target, maps)
+        # DeepSupervisionWrapper would truncate silently
+        if isinstance(output, (list, tuple)) and not (len(output) == len(target) == len(maps)):
+            raise RuntimeError(f"deep supervision: {len(output)} outputs, {len(target)} targets, {len(maps)} maps")
         return self.loss(output, target, maps)
 
 
