@@ -26,7 +26,7 @@ from ._fast import topk_selection
 class TopKDiceLoss(nn.Module):
     """TopK Dice (Hosseini, eq. 7): squared-denominator Dice on the K% hardest foreground voxels of each class.
 
-    Choices where the paper is silent (documented in the README):
+    Choices where the paper is silent (documentation/design_choices.md):
 
     * classes: the foreground classes present in the sample (``include_background=False``, default); background
       can be included. A sample with no present class adds nothing; the loss is the mean over the samples that have
