@@ -1,5 +1,5 @@
 """The trainer families: which loss each nnU-Net trainer family trains and which loss parameters its name spells
-(the grammar is :mod:`nnunet_losses.nnunet.naming`). Pure data beside the loss registry, importable without nnU-Net:
+(the grammar is :mod:`nnunet_losses.naming`). Pure data beside the loss registry, importable without nnU-Net:
 validating an experiment spec, planning its maps and ``nnunet-losses trainers`` read it without importing
 ``nnUNetTrainer``.
 """
@@ -99,7 +99,7 @@ def map_source(trainer: Union[str, Family, Any], online: bool = False,
     """The map a trainer's loss takes and where it is made (None: no map); what the trainers, the experiment plan
     (which maps to precompute), ``nnunet-losses trainers`` and the documentation's tables go by.
 
-    ``trainer``: a parsed trainer name (:class:`~nnunet_losses.nnunet.naming.ParsedName`: its family, loss
+    ``trainer``: a parsed trainer name (:class:`~nnunet_losses.naming.ParsedName`: its family, loss
     parameters and ``_online``), or a family (or its name) with ``online`` and ``loss_params``. The kind is the
     registry loss's ``needs_map``, or the ``map_kind`` of a name flag that is set (``_authors``:
     ``boundary_authors``); the place is the kind's row in :data:`nnunet_losses.maps.KINDS`, moved to the loader

@@ -77,7 +77,7 @@ def add_trainers_path(sub) -> None:
 
 
 def run_trainers(args) -> int:
-    from .nnunet.naming import GRAMMAR
+    from .naming import GRAMMAR
     from .catalogue import FAMILIES, map_source
     from .maps import DEVICE, ONLINE, PRECOMPUTED
     from .registry import REGISTRY, cited_by, get_spec, references_text

@@ -31,7 +31,7 @@ def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[i
                     iterations: Optional[int] = None, full_plans: bool = False, spec: str = SPEC):
     """``configs/demo.toml``, with other trainers (labels = names), another training length or nnU-Net's plans."""
     from .experiment.config import check_trainers, load_experiment
-    from .nnunet.naming import check_name
+    from .naming import check_name
 
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "

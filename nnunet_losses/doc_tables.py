@@ -1,5 +1,5 @@
 """The tables of ``documentation/`` generated from the code: the trainer families and their name parameters from
-the catalogue (:mod:`nnunet_losses.catalogue`, :mod:`nnunet_losses.nnunet.naming`), the losses and the works they
+the catalogue (:mod:`nnunet_losses.catalogue`, :mod:`nnunet_losses.naming`), the losses and the works they
 cite from the registry (:mod:`nnunet_losses.registry`, :mod:`nnunet_losses.papers`).
 
 ``nnunet-losses trainers --markdown families|name-parameters`` and ``nnunet-losses losses --markdown
@@ -25,7 +25,7 @@ from typing import Dict, List, Sequence, Tuple
 from ._files import atomic_write_text
 from .catalogue import FAMILIES, Family, NameParam, map_source
 from .maps import DEVICE, ONLINE, PRECOMPUTED
-from .nnunet.naming import RUN_TOKENS
+from .naming import RUN_TOKENS
 from .registry import REGISTRY, Param, cited_by, get_spec
 
 BEGIN = "<!-- generated: {command} -->"

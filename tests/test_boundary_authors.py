@@ -7,7 +7,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from nnunet_losses.maps import boundary_map, boundary_map_authors
 from nnunet_losses.nnunet.map_pipeline import AttachMapsTransform, MapPipeline, PrecomputedMapsToTargetTransform
-from nnunet_losses.nnunet.naming import TrainerNameError
+from nnunet_losses.naming import TrainerNameError
 from nnunet_losses.nnunet.trainers import trainer_class
 
 

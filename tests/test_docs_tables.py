@@ -8,7 +8,7 @@ import pytest
 
 from nnunet_losses import doc_tables
 from nnunet_losses.catalogue import FAMILIES, NameParam
-from nnunet_losses.nnunet.naming import RUN_TOKENS
+from nnunet_losses.naming import RUN_TOKENS
 from nnunet_losses.registry import REGISTRY
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "documentation")

@@ -1,5 +1,5 @@
 """The layering the package promises: the pure core (losses, maps, metrics, stats, the registry, the catalogue, the
-synthetic images) imports no nnunetv2 and nothing of nnunet/ (the glue), and nnunet/ imports nothing above it. Each
+name grammar, the synthetic images) imports no nnunetv2 and nothing of nnunet/ (the glue), and nnunet/ imports nothing above it. Each
 import runs in a fresh interpreter, so nothing is imported already."""
 import ast
 import json
@@ -13,7 +13,7 @@ import pytest
 import nnunet_losses
 
 CORE = ["losses", "maps", "metrics", "stats"]
-PURE_MODULES = ["registry", "catalogue", "papers", "synthetic_images"]  # single-file modules of the pure core
+PURE_MODULES = ["registry", "catalogue", "naming", "papers", "synthetic_images"]  # single-file modules of the pure core
 GLUE = ("nnunetv2", "nnunet_losses.nnunet")  # what the pure core may not import
 ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment",
                 "nnunet_losses.doc_tables")
@@ -142,7 +142,7 @@ def test_specs_and_trainer_names_import_no_nnunetv2():
     the pure catalogue: neither nnUNetTrainer nor anything else of nnunetv2 is imported."""
     code = ("import contextlib, io, json, sys\n"
             "from nnunet_losses.experiment.config import load_experiment\n"
-            "from nnunet_losses.nnunet.naming import check_name, parse_name\n"
+            "from nnunet_losses.naming import check_name, parse_name\n"
             "from nnunet_losses.catalogue import FAMILIES, MAP_FAMILIES\n"
             "from nnunet_losses.cli import main\n"
             "load_experiment('configs/demo.toml')\n"

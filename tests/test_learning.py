@@ -48,7 +48,7 @@ def test_rrw_default_learns_the_large_class(tmp_path):
 
 
 def test_combo_family_default_is_the_per_class_dice():
-    from nnunet_losses.nnunet.naming import TrainerNameError
+    from nnunet_losses.naming import TrainerNameError
     from nnunet_losses.nnunet.trainers import trainer_class
 
     assert trainer_class("ComboTrainer_b0p7").parsed.loss_kwargs() == {"beta": 0.7, "dice": "per_class"}

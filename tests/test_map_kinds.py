@@ -121,7 +121,7 @@ def test_the_table_and_what_is_derived_from_it():
 def test_map_source_of_every_trainer_family():
     """What the trainers, the experiment plan, the catalogue and the docs go by."""
     from nnunet_losses.experiment.plan import _map_kinds
-    from nnunet_losses.nnunet.naming import parse_name
+    from nnunet_losses.naming import parse_name
 
     for name, family in FAMILIES.items():
         source = map_source(family)

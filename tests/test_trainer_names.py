@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from nnunet_losses.nnunet import trainers as T
-from nnunet_losses.nnunet.naming import TrainerNameError, check_name, format_number, parse_name, parse_number
+from nnunet_losses.naming import TrainerNameError, check_name, format_number, parse_name, parse_number
 
 
 @pytest.mark.parametrize("value,text", [(0.5, "0p5"), (1.5, "1p5"), (50, "50"), (2.0, "2"), (1e-4, "1em4"),
@@ -79,7 +79,7 @@ def test_malformed_names_explain_the_grammar(bad, nearest, capsys):
 
 def test_reserved_nnunet_names_are_never_generated():
     """nnU-Net's master adds built-in Pretrained*/DynamicPretrained* trainers, which win nnU-Net's lookup."""
-    from nnunet_losses.nnunet.naming import Family
+    from nnunet_losses.naming import Family
 
     assert not any(name.startswith(("Pretrained", "DynamicPretrained")) for name in T.FAMILIES)
     families = {"PretrainedComboTrainer": Family("PretrainedComboTrainer", "combo", "")}
@@ -114,7 +114,7 @@ def test_nnunet_finds_generated_trainers_through_the_shim(tmp_path):
 
 def test_run_tokens_table_follows_the_grammar():
     """The run options the documentation lists (naming.RUN_TOKENS) are the grammar's, in its order."""
-    from nnunet_losses.nnunet.naming import GRAMMAR, RUN_TOKENS
+    from nnunet_losses.naming import GRAMMAR, RUN_TOKENS
 
     tokens = [token for token, _, _ in RUN_TOKENS]
     assert tokens == ["_online", "_ep<int>", "_it<int>", "_adam", "_sgd", "_lr<number>", "_s<int>"]
@@ -170,7 +170,7 @@ def test_seeds_outside_numpys_range_are_refused(seed, ok):
 
 def test_names_longer_than_a_file_name_are_refused():
     """A name is a folder name (nnU-Net's output folder, the report's evaluation folder): at most 255 bytes."""
-    from nnunet_losses.nnunet.naming import MAX_NAME_BYTES, output_folder_name, parse_output_folder_name
+    from nnunet_losses.naming import MAX_NAME_BYTES, output_folder_name, parse_output_folder_name
 
     assert MAX_NAME_BYTES == 255
     longest = "DiceTrainer_ep" + "1" * (255 - len("DiceTrainer_ep"))
@@ -195,6 +195,6 @@ def test_names_longer_than_a_file_name_are_refused():
     ("DiceTrainer", "CETrainer", False),
 ])
 def test_names_that_train_the_same_loss_and_settings_resolve_alike(first, second, same):
-    from nnunet_losses.nnunet.naming import resolved_settings
+    from nnunet_losses.naming import resolved_settings
 
     assert (resolved_settings(check_name(first)) == resolved_settings(check_name(second))) is same

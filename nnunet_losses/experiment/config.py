@@ -104,7 +104,7 @@ def _short(text: str, keep: int = 60) -> str:
 def check_label(path: str, label: str) -> None:
     """A label is a safe folder name: letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most
     255 bytes; else a ValueError naming ``path`` and the label."""
-    from ..nnunet.naming import TrainerNameError, check_name_length
+    from ..naming import TrainerNameError, check_name_length
 
     if not _LABEL.fullmatch(label):
         _fail(path, f"label {_short(label)!r}: letters, digits, '_', '.', '+', '-' only, starting with a letter or "
@@ -122,7 +122,7 @@ def check_trainers(path: str, trainers: Dict[str, str], plans: Optional[str] = N
     takes and fit the file systems' 255 bytes as nnU-Net's output folder ``<trainer>__<plans>__<configuration>``
     and as log file; no two labels train the same loss with the same settings once every default is resolved
     (``ComboTrainer`` and ``ComboTrainer_a0p5`` are one). Else a ValueError naming ``path`` and the label(s)."""
-    from ..nnunet.naming import (TrainerNameError, check_name, check_name_length, output_folder_name,
+    from ..naming import (TrainerNameError, check_name, check_name_length, output_folder_name,
                                  resolved_settings)
 
     seen: Dict[tuple, str] = {}

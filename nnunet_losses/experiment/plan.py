@@ -111,7 +111,7 @@ def _same_path(recorded, expected: str) -> bool:
 
 def _prediction_settings(folder: str) -> str:
     """``plans P, configuration C, trainer T, fold F, <set>`` of an nnU-Net prediction folder, else ''."""
-    from ..nnunet.naming import parse_output_folder_name
+    from ..naming import parse_output_folder_name
 
     fold = os.path.dirname(os.path.normpath(folder))
     named = parse_output_folder_name(os.path.basename(os.path.dirname(fold)))
@@ -310,7 +310,7 @@ def split_refusal(exp: Experiment, paths: Paths) -> Optional[str]:
 
 def _map_kinds(exp: Experiment) -> List[str]:
     """The stored map kinds the trainers read (``precompute-maps --kinds``), from their :func:`map_source`."""
-    from ..nnunet.naming import parse_name
+    from ..naming import parse_name
     from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES, map_source
 
     sources = [map_source(parse_name(name, FAMILIES, ONLINE_MAP_FAMILIES)) for name in exp.trainers.values()]

@@ -1,4 +1,4 @@
-"""nnU-Net trainers for every loss, generated from their names (see :mod:`nnunet_losses.nnunet.naming`).
+"""nnU-Net trainers for every loss, generated from their names (see :mod:`nnunet_losses.naming`).
 
 ``nnUNetv2_train 27 2d 0 -tr ComboTrainer_a0p5_b0p7`` finds the class through the shim module in
 ``trainers/`` (installed as ``nnunet_losses/ext_trainers/``; ``nnUNet_extTrainer``, printed by ``nnunet-losses
@@ -28,7 +28,7 @@ from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
 from .precompute import check_maps, describe_units, maps_folder, units_flag
-from .naming import ParsedName, TrainerNameError, check_name, explain
+from ..naming import ParsedName, TrainerNameError, check_name, explain
 
 
 

@@ -151,7 +151,7 @@ def run_settings(run: RunResult) -> Dict[str, Optional[str]]:
     pred = run.evaluation.get("pred_dir")
     if isinstance(pred, str):
         fold = os.path.dirname(os.path.normpath(pred))
-        parts = os.path.basename(os.path.dirname(fold)).split("__")  # nnunet.naming.output_folder_name
+        parts = os.path.basename(os.path.dirname(fold)).split("__")  # naming.output_folder_name
         if len(parts) == 3 and all(parts) and re.fullmatch(r"fold_(\d+|all)", os.path.basename(fold)):
             settings.update(plans=parts[1], configuration=parts[2],
                             predictions=os.path.basename(os.path.normpath(pred)))

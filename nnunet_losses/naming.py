@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam  # noqa: F401
-from ..registry import get_spec
+from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam  # noqa: F401
+from .registry import get_spec
 
 
 class TrainerNameError(ValueError):
