@@ -124,7 +124,8 @@ def add_trainers(sub) -> None:
 
 
 def run_precompute_maps(args) -> int:
-    from .nnunet.precompute import precompute_maps, resolve_dataset
+    from .nnunet.datasets import resolve_dataset
+    from .nnunet.precompute import precompute_maps
 
     data_folder, label_manager, is_2d, spacing = resolve_dataset(args.d, args.c, args.p)
     if label_manager.has_regions:
@@ -312,7 +313,7 @@ def add_evaluate(sub) -> None:
 
 def run_split(args) -> int:
     from .experiment.split import write_grouped_folds, write_half_split
-    from .nnunet.precompute import resolve_dataset_folder
+    from .nnunet.datasets import resolve_dataset_folder
 
     if args.folds is not None and args.alternate is not None:
         raise ValueError("--folds and --alternate do not go together: --alternate writes one fold")

@@ -317,7 +317,7 @@ def test_a_file_where_the_maps_folder_goes(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
     from nnunet_losses import cli
-    from nnunet_losses.nnunet import precompute
+    from nnunet_losses.nnunet import datasets
 
     folder = _three_cases(tmp_path)
     open(maps_folder(folder), "w").write("not a folder")
@@ -331,7 +331,7 @@ def test_a_file_where_the_maps_folder_goes(tmp_path, capsys, monkeypatch):
         check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
 
     labels = SimpleNamespace(has_regions=False, num_segmentation_heads=3)
-    monkeypatch.setattr(precompute, "resolve_dataset", lambda d, c, p: (folder, labels, True, (1.0, 1.0, 1.0)))
+    monkeypatch.setattr(datasets, "resolve_dataset", lambda d, c, p: (folder, labels, True, (1.0, 1.0, 1.0)))
     assert cli.main(["precompute-maps", "-d", "5", "-c", "2d", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -296,17 +296,6 @@ def validation_cases(splits_json: str, fold: str) -> Optional[List[str]]:
         raise ValueError(f"{splits_json}: no validation cases for fold {fold!r} ({len(splits)} folds)") from None
 
 
-def is_current_evaluation(path: str, both_empty: str = "exclude") -> bool:
-    """Whether ``path`` is a complete evaluation JSON written with this convention (what ``reproduce`` counts as
-    done; evaluations of older versions, without a recorded convention, are redone)."""
-    try:
-        with open(path) as f:
-            evaluation = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(evaluation, dict) and evaluation.get("aggregation", {}).get("both_empty") == both_empty
-
-
 def _known_labels(ds: Optional[dict], classes: Sequence[EvalClass], ignore_label: Optional[int]) -> FrozenSet[int]:
     known = {0} | {v for c in classes for v in c.labels}
     if ignore_label is not None:

@@ -338,27 +338,3 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
         details = "; ".join(f"{status}: {len(v)} case(s), e.g. {v[0]}" for status, v in bad.items())
         raise RuntimeError(f"precomputed {kind!r} maps in {folder} are not usable ({details}). Run: {command}")
     return settings
-
-
-def resolve_dataset_folder(dataset: str) -> str:
-    """``nnUNet_preprocessed/DatasetXXX_Name`` of a dataset id or name."""
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    if not nnUNet_preprocessed.is_set():
-        raise RuntimeError("nnUNet_preprocessed is not set (nnU-Net's environment variable)")
-    return os.path.join(str(nnUNet_preprocessed.get()), maybe_convert_to_dataset_name(dataset))
-
-
-def resolve_dataset(dataset: str, configuration: str, plans: str = "nnUNetPlans"):
-    """(data folder, num_classes, is_2d, spacing, ignore/regions info) of a dataset id or name and configuration."""
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    base = resolve_dataset_folder(dataset)
-    plans_manager = PlansManager(os.path.join(base, plans + ".json"))
-    config = plans_manager.get_configuration(configuration)
-    label_manager = plans_manager.get_label_manager(load_json(os.path.join(base, "dataset.json")))
-    data_folder = os.path.join(base, config.data_identifier)
-    is_2d = len(config.patch_size) == 2
-    return data_folder, label_manager, is_2d, tuple(float(s) for s in config.spacing)

@@ -173,7 +173,7 @@ def write_small_plans(dataset: str, configuration: str, features: int = 8, batch
     """Write (or add ``configuration`` to) the small plans ``<source>_small_f<features>_b<batch>.json`` of
     ``dataset`` beside ``<source>.json``. Atomic; a ValueError (one line) instead of overwriting another plans
     file (see the module's docstring)."""
-    from .precompute import resolve_dataset_folder
+    from .datasets import resolve_dataset_folder
 
     base = resolve_dataset_folder(dataset)
     source_file = os.path.join(base, source + ".json")
