@@ -11,7 +11,8 @@ from nnunet_losses.cli import main
 from nnunet_losses.papers import IMPLEMENTED, PAPERS, cite, cited_in
 from nnunet_losses.registry import REGISTRY
 
-# a three-digit code such as "001" or "(000/002)" standing for a paper, not part of a longer number ("0.001", "1e-004")
+# a bare three-digit code 000-004 standing for a paper (alone, in parentheses or joined by a slash), not part of a
+# longer number such as a decimal or an exponent
 PRIVATE_CODE = re.compile(r"(?<![\w.\-])00[0-4](?![\w.])")
 
 
