@@ -13,6 +13,7 @@ import pytest
 from nnunet_losses.experiment import load_experiment
 from nnunet_losses.experiment.split import half_split
 from nnunet_losses.nnunet.synthetic import nnunet_env
+from fake_nnunet import fake_preprocessed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tiny_synthetic.toml")
@@ -129,21 +130,8 @@ def test_reproduce_refuses_non_positive_process_counts(option, value, capsys):
 
 
 def _fake_preprocessed(paths, splits):
-    """A preprocessed dataset as the prepare stage sees it (plans, data folder, 12 references), no nnU-Net run."""
-    pre = os.path.join(paths.preprocessed, "Dataset901_Fake")
-    os.makedirs(os.path.join(pre, "nnUNetPlans_2d"))
-    os.makedirs(os.path.join(pre, "gt_segmentations"))
-    open(os.path.join(pre, "nnUNetPlans_2d", "case_000.b2nd"), "w").close()
-    for i in range(12):
-        open(os.path.join(pre, "gt_segmentations", f"case_{i:03d}.nii.gz"), "w").close()
-    with open(os.path.join(pre, "dataset.json"), "w") as f:
-        json.dump({"file_ending": ".nii.gz"}, f)
-    with open(os.path.join(pre, "nnUNetPlans.json"), "w") as f:
-        json.dump({"configurations": {"2d": {"data_identifier": "nnUNetPlans_2d"}}}, f)
-    if splits is not None:
-        with open(os.path.join(pre, "splits_final.json"), "w") as f:
-            json.dump(splits, f)
-    return pre
+    """A preprocessed dataset of 12 cases as the prepare stage sees it (plans, data folder), no nnU-Net run."""
+    return fake_preprocessed(paths.preprocessed, [f"case_{i:03d}" for i in range(12)], splits)
 
 
 def test_split_step_is_done_only_with_this_specs_split(tmp_path):

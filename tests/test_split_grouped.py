@@ -13,6 +13,7 @@ import pytest
 from nnunet_losses.experiment import load_experiment
 from nnunet_losses.experiment.split import grouped_folds
 from nnunet_losses.nnunet.synthetic import nnunet_env
+from fake_nnunet import fake_preprocessed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -57,21 +58,7 @@ def _paths(env, work):
 
 def _fake_acdc_preprocessed(env, splits=None, preprocessed=True):
     """Dataset901 as the prepare stage sees it after nnU-Net's preprocessing: two frames of 13 patients."""
-    pre = os.path.join(env["nnUNet_preprocessed"], "Dataset901_Fake")
-    os.makedirs(os.path.join(pre, "gt_segmentations"))
-    for case in _acdc_cases():
-        open(os.path.join(pre, "gt_segmentations", f"{case}.nii.gz"), "w").close()
-    with open(os.path.join(pre, "dataset.json"), "w") as f:
-        json.dump({"file_ending": ".nii.gz"}, f)
-    if preprocessed:
-        os.makedirs(os.path.join(pre, "nnUNetPlans_2d"))
-        open(os.path.join(pre, "nnUNetPlans_2d", "patient001_frame01.b2nd"), "w").close()
-        with open(os.path.join(pre, "nnUNetPlans.json"), "w") as f:
-            json.dump({"configurations": {"2d": {"data_identifier": "nnUNetPlans_2d"}}}, f)
-    if splits is not None:
-        with open(os.path.join(pre, "splits_final.json"), "w") as f:
-            json.dump(splits, f)
-    return pre
+    return fake_preprocessed(env["nnUNet_preprocessed"], _acdc_cases(), splits, with_data=preprocessed)
 
 
 def _by_case_folds(cases):
