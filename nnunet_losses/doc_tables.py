@@ -74,7 +74,8 @@ def _name_parameter(family: Family, p: NameParam) -> str:
 
 
 # where a family's map is made (catalogue.map_source), in the families table
-_MADE = {PRECOMPUTED: "precomputed by `nnunet-losses precompute-maps`", ONLINE: "computed in the loader workers",
+_MADE = {PRECOMPUTED: "precomputed beside the data by the first training (or `nnunet-losses precompute-maps`)",
+         ONLINE: "computed in the loader workers",
          DEVICE: "built on the training device from each scale's labels"}
 
 

@@ -166,7 +166,10 @@ def test_ac_maps_built_on_the_device(dataset):
     assert settings["training"]["maps"] == "device"
 
 
-def test_missing_and_stale_maps_stop_training(dataset):
+def test_missing_and_stale_maps_stop_training_when_trainings_may_not_make_them(dataset):
+    """With nnUNet_losses_make_maps=f (trainings refuse instead of making maps) the one-line message names the
+    command."""
+    dataset = dict(dataset, env=dict(dataset["env"], nnUNet_losses_make_maps="f"))
     maps = os.path.join(dataset["pre"], "nnUNetPlans_2d_maps")
     hidden = maps + "_hidden"
     os.rename(maps, hidden)

@@ -12,6 +12,11 @@ Layout: ``nnUNet_preprocessed/<Dataset>/<data_identifier>_maps/`` (a sibling of 
 
 (Records of earlier versions also hold ``quick``, a hash of the first and last 64 KiB; it is no longer read.)
 
+Trainings make missing, stale or corrupt maps themselves before their first iteration (:func:`ensure_maps`: the
+same code and atomic writes, one training at a time under a lock, the others wait and verify); ``precompute-maps``
+prepares them beforehand (CPU nodes of a cluster, a read-only shared dataset), and ``nnUNet_losses_make_maps=f``
+makes trainings refuse instead.
+
 Two checks use them, both on every byte. :func:`check_maps` (training start, every rank) compares settings, sizes
 and the SHA-256 of each map and its segmentation, the files hashed in a thread pool (hashlib releases the GIL);
 training does not start on a map that differs from its record. ``precompute-maps`` does the same and recomputes
@@ -42,11 +47,14 @@ import hashlib
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._args import env_switch
 from .._files import atomic_write_bytes, atomic_write_json, remove_partial_files
 from ..maps import stored_row
 from ..maps.formats import quantise
@@ -55,6 +63,10 @@ FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 READ_BYTES = 1 << 20  # files are hashed in pieces of this size (hashlib releases the GIL on each)
 CHECK_THREADS = min(16, (os.cpu_count() or 1) + 4)  # threads hashing at training start (reads overlap on slow disks)
+
+
+class MapsNotReady(RuntimeError):
+    """Maps missing, stale or corrupt: ``precompute-maps`` (or the first training, :func:`ensure_maps`) makes them."""
 
 
 def maps_folder(preprocessed_dataset_folder: str) -> str:
@@ -319,7 +331,7 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
                            f"{command}")
     settings = read_manifest(data_folder).get("kinds", {}).get(kind)
     if settings is None:
-        raise RuntimeError(f"no precomputed {kind!r} maps in {folder} (its {MANIFEST} of format {FORMAT_VERSION} "
+        raise MapsNotReady(f"no precomputed {kind!r} maps in {folder} (its {MANIFEST} of format {FORMAT_VERSION} "
                            f"lists none). Run: {command}")
     command += units_flag(settings)
     if num_classes is not None:
@@ -328,7 +340,7 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
         if expected != settings:
             differs = ", ".join(f"{k} {settings.get(k)} (configuration: {expected[k]})" for k in expected
                                 if settings.get(k) != expected[k])
-            raise RuntimeError(f"precomputed {kind!r} maps in {folder} are stale: {differs}. Run: {command}")
+            raise MapsNotReady(f"precomputed {kind!r} maps in {folder} are stale: {differs}. Run: {command}")
     bad: Dict[str, List[str]] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(len(cases), CHECK_THREADS))) as pool:
         for case, status in zip(cases, pool.map(lambda c: case_status(data_folder, c, settings), cases)):
@@ -336,5 +348,67 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
                 bad.setdefault(status, []).append(case)
     if bad:
         details = "; ".join(f"{status}: {len(v)} case(s), e.g. {v[0]}" for status, v in bad.items())
-        raise RuntimeError(f"precomputed {kind!r} maps in {folder} are not usable ({details}). Run: {command}")
+        raise MapsNotReady(f"precomputed {kind!r} maps in {folder} are not usable ({details}). Run: {command}")
     return settings
+
+
+# ------------------------------------------------------------------------------------ made on first training
+MAKE_MAPS = "nnUNet_losses_make_maps"  # a false value: trainings refuse missing maps instead of making them
+LOCK = ".lock"  # in the maps folder: one training makes the maps, the others wait, then verify
+
+
+@contextmanager
+def _exclusive(folder: str, waiting: Callable[[], None]):
+    """Hold an exclusive lock on ``folder``'s lock file (released by the kernel when the process dies, so a killed
+    training leaves none behind); ``waiting()`` is called once when another process holds it. Without ``fcntl``
+    (Windows) there is no lock: concurrent makers then both compute, and write the same bytes."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(os.path.join(folder, LOCK), "a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            waiting()
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def ensure_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, num_classes: int, is_2d: bool,
+                spacing: Optional[Sequence[float]], log: Callable[[str], None] = print,
+                num_processes: int = 1) -> Dict:
+    """Training start: :func:`check_maps`, and when maps are missing, stale or corrupt, make them as
+    ``precompute-maps`` does (every case of the data folder, atomic writes, resumable), then check again.
+
+    Several trainings starting at once (folds, DDP ranks) take turns on a lock in the maps folder: the first makes
+    the maps, the others wait and then find them up to date. Distances use the units of the manifest's maps of
+    ``kind`` when there are any (``--voxel-units`` stays voxels), else the configuration's spacing, as
+    ``precompute-maps``' default. Refuses (the check's one-line message) when :data:`MAKE_MAPS` is false or the
+    folder is not writable. Returns the settings.
+    """
+    try:
+        return check_maps(data_folder, cases, kind, command, num_classes, is_2d, spacing)
+    except MapsNotReady as err:
+        if not env_switch(MAKE_MAPS):
+            raise MapsNotReady(f"{err} ({MAKE_MAPS} is off: trainings do not make maps themselves)") from None
+        folder = maps_folder(data_folder)
+        blocker = _cannot_write(folder, len(cases))
+        if blocker is not None:
+            raise MapsNotReady(f"{err} (the training cannot make them itself: {blocker})") from None
+        log(f"nnunet-losses: {str(err).split('. Run:')[0]}: making them now, as `{command}` would")
+    recorded = read_manifest(data_folder).get("kinds", {}).get(kind)
+    units = spacing if recorded is None or recorded["spacing"] is not None else None
+    os.makedirs(folder, exist_ok=True)
+    with _exclusive(folder, lambda: log(f"nnunet-losses: another process is making the maps in {folder}: "
+                                        "waiting for it")):
+        start = time.monotonic()
+        summary = precompute_maps(data_folder, [kind], num_classes, is_2d, units, num_processes=num_processes,
+                                  progress=False)
+    log(f"nnunet-losses: {kind!r} maps of {summary['computed']} case(s) made, {summary['up_to_date']} up to date, "
+        f"in {folder} ({time.monotonic() - start:.1f} s, {num_processes} process(es))")
+    return check_maps(data_folder, cases, kind, command, num_classes, is_2d, spacing)

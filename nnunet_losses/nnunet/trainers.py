@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from nnunetv2.configuration import default_num_processes
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -27,7 +28,7 @@ from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES, map_source
 from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
-from .precompute import check_maps, describe_units, maps_folder, units_flag
+from .precompute import describe_units, ensure_maps, maps_folder, units_flag
 from ..naming import ParsedName, TrainerNameError, check_name, explain
 
 
@@ -208,10 +209,12 @@ class LossTrainer(nnUNetTrainer):
             return dataset_tr, dataset_val
         cases = list(dataset_tr.identifiers) + list(dataset_val.identifiers)
         kind = self.map_pipeline.stored_kind
-        settings = check_maps(self.preprocessed_dataset_folder, cases, kind, self.precompute_command(),
-                              num_classes=self.label_manager.num_segmentation_heads,
-                              is_2d=len(self.configuration_manager.patch_size) == 2,
-                              spacing=self.configuration_manager.spacing)
+        # missing or stale maps are made here, before the first iteration (nnUNet_losses_make_maps=f: refused)
+        settings = ensure_maps(self.preprocessed_dataset_folder, cases, kind, self.precompute_command(),
+                               num_classes=self.label_manager.num_segmentation_heads,
+                               is_2d=len(self.configuration_manager.patch_size) == 2,
+                               spacing=self.configuration_manager.spacing, log=self.print_to_log_file,
+                               num_processes=min(default_num_processes, os.cpu_count() or 1))
         variant = " minus Y (the RW authors' variant)" if self.map_kind == "boundary_authors" else ""
         self.print_to_log_file(f"nnunet-losses: using precomputed {kind!r} maps{variant} from "
                                f"{maps_folder(self.preprocessed_dataset_folder)}, distances in "
