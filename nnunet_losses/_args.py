@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .errors import InvalidInput
+
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (process, job and step counts), else argparse's one-line error."""
@@ -32,5 +34,5 @@ def env_switch(name: str, default: bool = True) -> bool:
         return False
     if value in TRUE:
         return True
-    raise ValueError(f"{name}={raw!r}: expected a false value ({', '.join(FALSE)}) or a true value "
-                     f"({', '.join(v for v in TRUE if v)}), in any case")
+    raise InvalidInput(f"{name}={raw!r}: expected a false value ({', '.join(FALSE)}) or a true value "
+                       f"({', '.join(v for v in TRUE if v)}), in any case")

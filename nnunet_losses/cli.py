@@ -2,9 +2,9 @@
 
 Each command is a pair, side by side: ``run_<command>(args)`` does the work (importing what it needs, so that
 ``--help`` stays fast) and ``add_<command>(subparsers)`` declares its flags; :data:`COMMANDS` lists them in the order
-``--help`` shows them. Errors a user can fix (``ValueError``, ``KeyError``, missing or existing files,
-``RuntimeError`` from a failed step) are printed as one line with exit status 2; anything else is a bug and keeps
-its traceback.
+``--help`` shows them. Errors a user can fix (:class:`~nnunet_losses.errors.UserError`: a bad value or name, a
+missing input, an existing output, a failed step) and operating-system errors that name a file (no such file,
+permission denied) are printed as one line with exit status 2; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import sys
 
 from ._args import positive_int
+from .errors import InvalidInput, MissingInput, UserError
 from .report.catalogue import MEANS, PLOTS, REPORT_METRICS
 from .synthetic_images import GENERATORS
 
@@ -76,6 +77,31 @@ def add_trainers_path(sub) -> None:
     p.set_defaults(func=run_trainers_path)
 
 
+def run_doctor(args) -> int:
+    from .nnunet.doctor import FAIL, report, run_checks
+
+    checks = run_checks(args.d, args.c, args.tr, args.p)
+    print(report(checks))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+def add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="check the set-up a training or prediction needs, one line per check with "
+                                      "its fix (exit status 1 when a check fails)",
+                       description="Checks and explains, one line each (ok, warn, FAIL): nnU-Net and torch "
+                                   "versions; the device and whether nnU-Net compiles there; nnUNet_raw, "
+                                   "nnUNet_preprocessed, nnUNet_results; nnUNet_extTrainer, with nnU-Net's own "
+                                   "trainer lookup; the C compiler of Combo's CPU kernel. -tr: the trainer name. "
+                                   "-d/-c: the preprocessed dataset, the precomputed maps the trainer reads (every "
+                                   "byte verified, as at training start) and the disk space for them. Writes "
+                                   "nothing.")
+    p.add_argument("-d", default=None, help="dataset id or name")
+    p.add_argument("-c", default=None, help="configuration, e.g. 2d or 3d_fullres (with -d)")
+    p.add_argument("-tr", default=None, help="trainer name, e.g. RRWTrainer or ComboTrainer_a0p5_b0p7")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.set_defaults(func=run_doctor)
+
+
 def run_trainers(args) -> int:
     from .naming import GRAMMAR
     from .catalogue import FAMILIES, map_source
@@ -129,7 +155,7 @@ def run_precompute_maps(args) -> int:
 
     data_folder, label_manager, is_2d, spacing = resolve_dataset(args.d, args.c, args.p)
     if label_manager.has_regions:
-        raise ValueError("region-based datasets: the map-based losses (RW, boundary) are softmax-only")
+        raise InvalidInput("region-based datasets: the map-based losses (RW, boundary) are softmax-only")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
         summary = precompute_maps(data_folder, kinds, label_manager.num_segmentation_heads, is_2d,
@@ -201,12 +227,42 @@ def add_small_plans(sub) -> None:
     p.set_defaults(func=run_small_plans)
 
 
+def run_export_model(args) -> int:
+    from .nnunet.export import describe_export, export_model
+
+    record = export_model(args.d, args.c, args.tr, args.o, plans=args.p, folds=args.f, checkpoints=args.chk)
+    print(describe_export(record, args.o))
+    return 0
+
+
+def add_export_model(sub) -> None:
+    p = sub.add_parser("export-model", help="write a trained model as nnU-Net's model zip that a stock nnU-Net "
+                                            "without nnunet-losses installs and predicts with (as nnUNetTrainer)",
+                       description="As nnUNetv2_export_model_to_zip, for a model trained with one of our trainers: "
+                                   "the model folder and each checkpoint's trainer_name say nnUNetTrainer (our "
+                                   "trainers build nnU-Net's own network), the checkpoints hold plain data only, and "
+                                   "nnunet_losses_export.json (with each fold's nnunet_losses.json) records the "
+                                   "original trainer and loss. nnUNetv2_install_pretrained_model_from_zip OUT.zip, "
+                                   "then nnUNetv2_predict ... -tr nnUNetTrainer give the original model's "
+                                   "predictions.")
+    p.add_argument("-d", required=True, help="dataset id or name")
+    p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("-tr", required=True, help="the trainer the model was trained with, e.g. RRWTrainer")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.add_argument("-f", nargs="+", default=None, help="folds (numbers or all; default: every fold with the "
+                                                       "checkpoint)")
+    p.add_argument("--chk", nargs="+", default=["checkpoint_final.pth"],
+                   help="checkpoint file names in the fold folders (default checkpoint_final.pth)")
+    p.add_argument("-o", required=True, help="output zip file (must not exist)")
+    p.set_defaults(func=run_export_model)
+
+
 def run_demo(args) -> int:
     from . import demo
 
     trainers = demo.ALL_TRAINERS if args.trainers == "all" else args.trainers.split(",") if args.trainers else None
     demo.run_demo(args.root, trainers, epochs=args.epochs, iterations=args.iterations, json_out=args.json,
-                  full_plans=args.full_plans, dry_run=args.dry_run, jobs=args.jobs)
+                  full_plans=args.full_plans, dry_run=args.dry_run, jobs=args.jobs, fair=args.fair)
     return 0
 
 
@@ -229,6 +285,10 @@ def add_demo(sub) -> None:
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs per training (default: the spec's, 8)")
     p.add_argument("--iterations", type=positive_int, default=None,
                    help="iterations per epoch (default: the spec's, 100)")
+    p.add_argument("--fair", action="store_true",
+                   help="also train Dice+CE with every optimiser the other trainers use (the defaults: Adam 1e-3 for "
+                        "RRW, Dice+Boundary and IoU_xy), and test each loss against Dice+CE trained with its own "
+                        "optimiser: one more training")
     p.add_argument("--full-plans", action="store_true",
                    help="train with nnU-Net's own plans (32-512 features) instead of the CPU-sized small plans")
     p.add_argument("--jobs", "-j", type=positive_int, default=None,
@@ -240,16 +300,16 @@ def add_demo(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from .metrics.text import format_summary
-    from .nnunet.evaluation import evaluate_folder, parse_class_arguments, parse_tolerances, validation_cases
+    from .evaluation import format_summary, parse_class_arguments, parse_tolerances, validation_cases
+    from .nnunet.evaluation import evaluate_folder
 
     classes = parse_class_arguments(args.l) if args.l else None
     if args.o and os.path.isdir(args.o):
-        raise ValueError(f"-o {args.o} is a folder: -o takes a JSON file path (e.g. "
-                         f"{os.path.join(args.o, 'metrics.json')})")
+        raise InvalidInput(f"-o {args.o} is a folder: -o takes a JSON file path (e.g. "
+                           f"{os.path.join(args.o, 'metrics.json')})")
     output = args.o or os.path.join(args.pred_dir, "nnunet_losses_metrics.json")
     if (args.split is None) != (args.fold is None):
-        raise ValueError("--split and --fold go together")
+        raise InvalidInput("--split and --fold go together")
     expected = validation_cases(args.split, args.fold) if args.split else None
     result = evaluate_folder(args.pred_dir, args.gt_dir, classes=classes, dataset_json=args.dataset_json,
                              num_processes=args.np, output=output, progress=not args.no_progress,
@@ -316,7 +376,7 @@ def run_split(args) -> int:
     from .nnunet.datasets import resolve_dataset_folder
 
     if args.folds is not None and args.alternate is not None:
-        raise ValueError("--folds and --alternate do not go together: --alternate writes one fold")
+        raise InvalidInput("--folds and --alternate do not go together: --alternate writes one fold")
     folder = resolve_dataset_folder(args.d)
     if args.folds is None:
         path = write_half_split(folder, seed=args.seed, group=args.group, alternate=args.alternate, force=args.force)
@@ -363,7 +423,7 @@ def run_synthetic_dataset(args) -> int:
 
     raw = args.o or os.environ.get("nnUNet_raw")
     if not raw:
-        raise ValueError("give -o or set nnUNet_raw")
+        raise InvalidInput("give -o or set nnUNet_raw")
     others = [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
     print(write_synthetic_dataset(raw, args.d, num_train=args.num_train, num_test=args.num_test, size=args.size,
                                   seed=args.seed, other_roots=others, kind=args.kind))
@@ -410,7 +470,7 @@ def run_reproduce(args) -> int:
     if args.stage != "report":
         problem = missing_raw_data_message(exp, paths)
         if problem:
-            raise FileNotFoundError(problem)
+            raise MissingInput(problem)
     if args.stage == "prepare":
         run_prepare(exp, paths, args.np)
         return 0
@@ -419,14 +479,14 @@ def run_reproduce(args) -> int:
         return 0
     if args.task is not None:
         if not 0 <= args.task < len(exp.matrix):
-            raise ValueError(f"--task {args.task}: the matrix has tasks 0..{len(exp.matrix) - 1}")
+            raise InvalidInput(f"--task {args.task}: the matrix has tasks 0..{len(exp.matrix) - 1}")
         run = exp.matrix[args.task]
         print(f"task {args.task}: {run.label} seed {run.seed} fold {run.fold}: "
               f"{run_task(exp, paths, run, args.device)}")
         return 0
     if args.local:
         return run_local(exp, paths, jobs=args.j, device=args.device, num_processes=args.np)
-    raise ValueError("choose --dry-run, --local [-j N], --emit slurm, --stage prepare|report or --task I")
+    raise InvalidInput("choose --dry-run, --local [-j N], --emit slurm, --stage prepare|report or --task I")
 
 
 def add_reproduce(sub) -> None:
@@ -482,11 +542,13 @@ def run_convert(args) -> int:
 
 def add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert a downloaded dataset (ACDC, BraTS 2018, KiTS19) into nnU-Net raw "
-                                       "format as the papers prepared it",
-                       description="nnunet-losses convert acdc|brats18|kits19 SOURCE [-d ID] [-o RAW] [-np N] ...: "
+                                       "format as the papers prepared it, or the INIA19 macaque template (Debian's "
+                                       "mricron-data) into 2D slices",
+                       description="nnunet-losses convert acdc|brats18|kits19|inia19 SOURCE [-d ID] [-o RAW] ...: "
                                    "the converter's own options follow the dataset name (nnunet-losses convert acdc "
-                                   "--help). scripts/convert_<dataset>.py run the same code.")
-    p.add_argument("dataset", choices=("acdc", "brats18", "kits19"), help="which converter")
+                                   "--help; inia19's SOURCE defaults to Debian's folder). "
+                                   "scripts/convert_<dataset>.py run the same code.")
+    p.add_argument("dataset", choices=("acdc", "brats18", "kits19", "inia19"), help="which converter")
     p.add_argument("options", nargs=argparse.REMAINDER, help="the converter's arguments (SOURCE first)")
     p.set_defaults(func=run_convert)
 
@@ -518,7 +580,9 @@ def add_report(sub) -> None:
                                    "nnU-Net's training logs).")
     p.add_argument("eval_root", help="folder of evaluations (WORK/evaluation)")
     p.add_argument("-o", default=None, help="output folder (default: 'report' beside EVAL_ROOT)")
-    p.add_argument("--reference", default=None, help="loss label the others are tested against (default: first)")
+    p.add_argument("--reference", default=None,
+                   help="loss label the others are tested against (default: the first); several separated by commas "
+                        "(e.g. DiceCE,DiceCE_adam): each loss is tested against the one trained with its optimiser")
     p.add_argument("--order", nargs="+", default=None, help="loss labels in table order (default alphabetical)")
     p.add_argument("--metrics", nargs="+", default=["dice", "hd"], choices=REPORT_METRICS,
                    help="table columns (default dice hd); hd95 is pooled (medpy), hd95_max max-directed (Metrics "
@@ -535,7 +599,8 @@ def add_report(sub) -> None:
 
 
 COMMANDS = (add_losses, add_trainers, add_trainers_path, add_convert, add_synthetic_dataset, add_precompute_maps,
-            add_small_plans, add_split, add_evaluate, add_reproduce, add_report, add_demo, add_loss_demo)
+            add_small_plans, add_split, add_evaluate, add_reproduce, add_report, add_demo, add_loss_demo, add_doctor,
+            add_export_model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -557,20 +622,14 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        # one line for the errors raised on purpose, which carry a message; a bug keeps its traceback: a dict
-        # lookup's KeyError (its argument is the missing key, not a sentence), and RuntimeError's subclasses from
-        # outside the package (NotImplementedError, RecursionError, torch's OutOfMemoryError)
-        ours = type(err).__module__.split(".")[0] == (__package__ or "nnunet_losses")
-        if isinstance(err, KeyError):
-            message = err.args[0] if len(err.args) == 1 else None
-            if not ours and not (type(err) is KeyError and isinstance(message, str) and len(message.split()) >= 3):
-                raise
-            err = message
-        elif isinstance(err, RuntimeError) and not (type(err) is RuntimeError or ours):
+    except UserError as err:
+        message = str(err)
+    except OSError as err:
+        if err.filename is None:  # names no file of the user's: a bug or the machine's, with its traceback
             raise
-        print(f"nnunet-losses {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        message = str(err)
+    print(f"nnunet-losses {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from ._files import atomic_write_text
+from .errors import MissingInput, StepFailed
 
 SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.toml")
 # `--trainers all`: every family, each with its family defaults
@@ -28,35 +29,59 @@ ALL_TRAINERS = ("DiceCETrainer", "DiceTrainer", "DiceNoBGTrainer", "ComboTrainer
 
 
 def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[int] = None,
-                    iterations: Optional[int] = None, full_plans: bool = False, spec: str = SPEC):
-    """``configs/demo.toml``, with other trainers (labels = names), another training length or nnU-Net's plans."""
+                    iterations: Optional[int] = None, full_plans: bool = False, spec: str = SPEC,
+                    fair: bool = False):
+    """``configs/demo.toml``, with other trainers (labels = names), another training length or nnU-Net's plans.
+    ``fair``: for every optimiser other than nnU-Net's SGD that a trainer uses, Dice+CE with that optimiser is added
+    as the reference of the losses that use it (:mod:`..report.optimisers`)."""
     from .experiment.config import check_trainers, load_experiment
-    from .naming import check_name
+    from .naming import check_name, format_name
 
     if not os.path.isfile(spec):
-        raise FileNotFoundError(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "
-                                "(pip install -e .), which holds configs/")
+        raise MissingInput(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "
+                           "(pip install -e .), which holds configs/")
     exp = load_experiment(spec)
     spec_length = check_name(exp.trainers[exp.reference])  # the spec's epochs and iterations, as nnU-Net reads them
     epochs, iterations = epochs or spec_length.epochs, iterations or spec_length.iterations
     labels = list(trainers) if trainers else list(exp.trainers)
-    named = {label: f"{label}_ep{epochs}_it{iterations}" for label in labels}
+    reference = exp.reference if exp.reference in labels else labels[0]
+    references = [reference] + (same_optimiser_references(reference, labels) if fair else [])
+    labels = references + [label for label in labels if label not in references]  # the references first
+    # the length tokens go where the name grammar puts them (before _adam/_lr/_s)
+    named = {label: format_name(dataclasses.replace(check_name(label), epochs=epochs, iterations=iterations))
+             for label in labels}
     plans = "nnUNetPlans" if full_plans else exp.plans
     check_trainers(spec, named, plans, exp.configuration, exp.runs, exp.folds)
-    reference = exp.reference if exp.reference in named else labels[0]
     paper = (f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU, plans {plans})")
-    return dataclasses.replace(exp, trainers=named, plans=plans, reference=reference, paper=paper)
+    return dataclasses.replace(exp, trainers=named, plans=plans, reference=reference,
+                               references=tuple(references) if len(references) > 1 else (), paper=paper)
+
+
+def same_optimiser_references(reference: str, labels: Sequence[str]) -> List[str]:
+    """The reference trainer ``reference`` (a name) retrained with each other optimiser and lr the ``labels`` use:
+    ``DiceCETrainer`` + an Adam 1e-3 family -> ``["DiceCETrainer_adam_lr1em3"]``."""
+    from .naming import check_name, format_name
+
+    base = check_name(reference)
+    own = (base.resolved_optimizer(), base.resolved_lr())
+    wanted = []
+    for label in labels:
+        parsed = check_name(label)
+        optimiser = (parsed.resolved_optimizer(), parsed.resolved_lr())
+        if optimiser != own and optimiser not in wanted:
+            wanted.append(optimiser)
+    return [format_name(dataclasses.replace(base, optimizer=name, lr=lr)) for name, lr in wanted]
 
 
 def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]] = None,
              epochs: Optional[int] = None, iterations: Optional[int] = None, printer=print,
              json_out: Optional[str] = None, full_plans: bool = False, dry_run: bool = False,
-             jobs: Optional[int] = None) -> List[Dict]:
+             jobs: Optional[int] = None, fair: bool = False) -> List[Dict]:
     from .experiment.plan import Paths, evaluation_file
     from .experiment.runner import command_env, describe, run_local, threads_per_job, writable_folder
     from .nnunet.synthetic import nnunet_env
 
-    exp = demo_experiment(trainers, epochs, iterations, full_plans)
+    exp = demo_experiment(trainers, epochs, iterations, full_plans, fair=fair)
     root = writable_folder(os.path.abspath(root), "--root", "demo folder")  # nnU-Net's folders, logs, report
     jobs = jobs or min(2, os.cpu_count() or 1)
     env = command_env(nnunet_env(root))  # run_local shares the cores out between side-by-side trainings
@@ -70,8 +95,8 @@ def run_demo(root: str = "nnunet_losses_demo", trainers: Optional[Sequence[str]]
     wall_start = time.perf_counter()
     status = run_local(exp, paths, jobs=jobs, device="cpu", num_processes=1, env=env)
     if status:
-        raise RuntimeError(f"the demo stopped: a training failed (logs in {os.path.join(root, 'logs')}); rerun the "
-                           "same command to resume")
+        raise StepFailed(f"the demo stopped: a training failed (logs in {os.path.join(root, 'logs')}); rerun the "
+                         "same command to resume")
     results = []
     for run in exp.matrix:
         with open(evaluation_file(exp, paths, run)) as f:

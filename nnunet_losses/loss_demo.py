@@ -15,6 +15,7 @@ from torch import nn
 
 from . import maps as M
 from ._files import atomic_write_json
+from .errors import UnknownName
 from .registry import REGISTRY, build_loss
 from .synthetic_images import make_discs as make_dataset  # noqa: F401 (the generated 3-class images)
 
@@ -113,7 +114,7 @@ def run_demo(losses: Sequence[str] = DEFAULT_LOSSES, steps: int = 60, batch_size
     results = []
     for name in losses:
         if name not in REGISTRY:
-            raise KeyError(f"unknown loss {name!r}; known: {', '.join(REGISTRY)}")
+            raise UnknownName(f"unknown loss {name!r}; known: {', '.join(REGISTRY)}")
         printer(f"training with {name} ({REGISTRY[name].summary}) for {steps} steps")
         results.append(train_one(name, images, labels, test_images, test_labels, steps, batch_size, seed,
                                  log_every, printer))

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .catalogue import FAMILIES, MAP_FAMILIES, ONLINE_MAP_FAMILIES, Family, NameParam  # noqa: F401
+from .errors import InvalidInput
 from .registry import get_spec
 
 
-class TrainerNameError(ValueError):
+class TrainerNameError(InvalidInput):
     """A trainer name that belongs to a family but does not follow the grammar."""
 
 
@@ -106,7 +107,8 @@ GRAMMAR = ("<Family>[_<loss parameters>][_online][_ep<int>][_it<int>][_adam|_sgd
 # (token, meaning, what applies when the name has no such token). nnU-Net's defaults: nnUNetTrainer.__init__.
 RUN_TOKENS = (
     ("_online", "maps computed in nnU-Net's loader workers after augmentation, normalised over the patch (families "
-                "with precomputed maps only)", "maps precomputed by `nnunet-losses precompute-maps`"),
+                "with precomputed maps only)", "maps precomputed beside the data (by the first training or "
+                "`nnunet-losses precompute-maps`)"),
     ("_ep<int>", "number of epochs", "nnU-Net's 1000"),
     ("_it<int>", "training iterations per epoch; validation iterations keep nnU-Net's 5:1 ratio",
      "nnU-Net's 250 (50 validation)"),

@@ -21,12 +21,14 @@ from torch import nn
 from . import losses as L
 from .losses.iou_xy import check_weights_sum_to_two
 from .maps import MapKind
+from .errors import InvalidInput, UnknownName
 from .papers import PAPERS, Paper, cite, cited_in
 
 
-class LossParameterError(TypeError, ValueError):
+class LossParameterError(InvalidInput, TypeError):
     """A loss parameter that does not exist or has the wrong type: a TypeError, as Python raises for a bad keyword
-    argument, and a ValueError, so that command lines report it in one line like every other bad value."""
+    argument, and an InvalidInput (a ValueError), so that command lines report it in one line like every other bad
+    value."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Param:
         if value is None:
             if self.optional:
                 return None
-            raise ValueError(f"loss {loss!r}: parameter {self.name!r} may not be None")
+            raise InvalidInput(f"loss {loss!r}: parameter {self.name!r} may not be None")
         if self.type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
         elif self.type is int and isinstance(value, int) and not isinstance(value, bool):
@@ -54,10 +56,10 @@ class Param:
             raise LossParameterError(f"loss {loss!r}: parameter {self.name!r} must be {self.type.__name__}, "
                             f"got {type(value).__name__} {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"loss {loss!r}: parameter {self.name!r} must be one of {list(self.choices)}, "
-                             f"got {value!r}")
+            raise InvalidInput(f"loss {loss!r}: parameter {self.name!r} must be one of {list(self.choices)}, "
+                               f"got {value!r}")
         if self.interval is not None and not in_interval(value, self.interval):
-            raise ValueError(f"loss {loss!r}: parameter {self.name!r} must lie in {self.interval}, got {value!r}")
+            raise InvalidInput(f"loss {loss!r}: parameter {self.name!r} must lie in {self.interval}, got {value!r}")
         return value
 
 
@@ -151,7 +153,7 @@ def _boundary(partner: str) -> Factory:
 
 def _wce(p, ctx):
     if ctx.class_weights is None:
-        raise ValueError("loss 'wce' needs class_weights (inverse class frequencies measured on the training cases)")
+        raise InvalidInput("loss 'wce' needs class_weights (inverse class frequencies measured on the training cases)")
     return L.WeightedCELoss(ctx.class_weights, ignore_label=ctx.ignore_label, regions=ctx.regions)
 
 
@@ -278,7 +280,7 @@ def get_spec(name: str) -> LossSpec:
 
         near = difflib.get_close_matches(name, REGISTRY, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise KeyError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(sorted(REGISTRY))}") from None
+        raise UnknownName(f"unknown loss {name!r}.{hint} Known losses: {', '.join(sorted(REGISTRY))}") from None
 
 
 def build_loss(name: str, *, ignore_label: Optional[int] = None, regions: bool = False, batch_dice: bool = False,
@@ -286,7 +288,7 @@ def build_loss(name: str, *, ignore_label: Optional[int] = None, regions: bool =
     """Build the loss ``name`` with ``params`` (validated against its spec) in the given dataset context."""
     spec = get_spec(name)
     if regions and not spec.supports_regions:
-        raise ValueError(f"loss {name!r} does not support region-based (sigmoid) datasets: {spec.summary}")
+        raise InvalidInput(f"loss {name!r} does not support region-based (sigmoid) datasets: {spec.summary}")
     values = spec.resolve(**params)
     ctx = LossContext(ignore_label=ignore_label, regions=regions, batch_dice=batch_dice, ddp=ddp,
                       class_weights=class_weights)

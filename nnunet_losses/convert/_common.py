@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from .._args import positive_int
 from .._files import atomic_folder
+from ..errors import InvalidInput
 
 
-class ConversionError(ValueError):
+class ConversionError(InvalidInput):
     """The source tree or the output folder is not what the converter expects."""
 
 

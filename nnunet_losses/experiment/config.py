@@ -13,10 +13,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from ..errors import InvalidInput, MissingInput
 from ..report.catalogue import MEANS, PLOTS, REPORT_METRICS
 from ..synthetic_images import GENERATORS
 
-CONVERTERS = ("acdc", "brats18", "kits19", "synthetic", "")
+CONVERTERS = ("acdc", "brats18", "kits19", "inia19", "synthetic", "")
 SPLITS = ("half", "alternate", "nnunet")
 EVALUATE = ("validation", "test")
 _REQUIRED = ("name", "dataset", "configuration", "trainers")
@@ -63,6 +64,9 @@ class Experiment:
     synthetic_cases: Tuple[int, int] = (12, 4)  # convert = "synthetic": training and test images generated
     synthetic_kind: str = "discs"  # convert = "synthetic": the generator (synthetic_images.GENERATORS)
     mean: str = "per-class"  # the report's mean column over classes (report.catalogue.MEANS)
+    # every reference label, ``reference`` first (``reference = [..]``): each loss is tested against the one with its
+    # optimiser (report.optimisers); empty: ``reference`` alone
+    references: Tuple[str, ...] = ()
 
     @property
     def matrix(self) -> List[Run]:
@@ -72,7 +76,7 @@ class Experiment:
 
 
 def _fail(path: str, message: str):
-    raise ValueError(f"{path}: {message}")
+    raise InvalidInput(f"{path}: {message}")
 
 
 # nnU-Net's configurations (nnUNetPlans); other plans are checked against their file before anything runs
@@ -154,7 +158,7 @@ def _read_tables(path: str) -> dict:
     """The spec's ``[experiment]`` keys with ``trainers`` = its ``[trainers]`` table; required and unknown keys
     checked."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such experiment spec: {path}")
+        raise MissingInput(f"no such experiment spec: {path}")
     with open(path, "rb") as f:
         try:
             spec = tomllib.load(f)
@@ -260,9 +264,8 @@ def load_experiment(path: str) -> Experiment:
     _check_numbers(path, exp, texts, numbers, folds)
     check_trainers(path, trainers, texts["plans"], texts["configuration"], numbers["runs"], folds)
     _check_choices(path, texts, metrics, plots)
-    reference = _value(path, exp, "reference", str, next(iter(trainers)))
-    if reference not in trainers:
-        _fail(path, f"reference {reference!r} is not a label of [trainers] ({', '.join(trainers)})")
+    references = _references(path, exp, trainers)
+    reference = references[0]
     return Experiment(path=os.path.abspath(path), name=name, paper=texts["paper"], description=texts["description"],
                       dataset=numbers["dataset"], convert=texts["convert"], configuration=texts["configuration"],
                       plans=texts["plans"], folds=folds, split=texts["split"], split_group=texts["split_group"],
@@ -270,4 +273,26 @@ def load_experiment(path: str) -> Experiment:
                       reference=reference, metrics=metrics, plots=plots, permutations=numbers["permutations"],
                       trainers=dict(trainers), evaluate=texts["evaluate"],
                       synthetic_cases=(numbers["synthetic_train"], numbers["synthetic_test"]),
-                      synthetic_kind=texts["synthetic_kind"], mean=texts["mean"])
+                      synthetic_kind=texts["synthetic_kind"], mean=texts["mean"], references=references)
+
+
+def _references(path: str, exp: dict, trainers: Dict[str, str]) -> Tuple[str, ...]:
+    """``reference``: one label, or a list of labels whose trainers use different optimisers (or learning rates),
+    the first being the reference of a loss whose optimiser none uses; each a label of [trainers]."""
+    from ..report.optimisers import optimiser_text, trainer_optimiser
+
+    value = exp.get("reference", next(iter(trainers)))
+    labels = [value] if isinstance(value, str) else value
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        _fail(path, f"reference = {value!r}: expected a label of [trainers] or a list of them")
+    for label in labels:
+        if label not in trainers:
+            _fail(path, f"reference {label!r} is not a label of [trainers] ({', '.join(trainers)})")
+    seen: Dict[object, str] = {}
+    for label in labels:
+        optimiser = trainer_optimiser(trainers[label])
+        if optimiser in seen:
+            _fail(path, f"references {seen[optimiser]} and {label} both train with {optimiser_text(optimiser)}: "
+                        "list one reference per optimiser (a loss is tested against the one with its optimiser)")
+        seen[optimiser] = label
+    return tuple(labels)

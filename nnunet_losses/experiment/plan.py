@@ -1,6 +1,7 @@
 """The commands that reproduce an experiment, in order, each with the files that say it is done.
 
-Stages: ``prepare`` (the synthetic dataset when the spec asks for it, ``nnUNetv2_plan_and_preprocess``, the spec's
+Stages: ``prepare`` (the synthetic dataset, or the INIA19 conversion, when the spec asks for it,
+``nnUNetv2_plan_and_preprocess``, the spec's
 split: the paper's half split, or 5 folds by ``split_group`` with ``split = "nnunet"``; ``nnunet-losses
 precompute-maps``), ``train`` (one task per training of the matrix: ``nnUNetv2_train --c``,
 whose final validation predicts the held-out cases, then ``nnunet-losses evaluate`` on them; with
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..errors import StepFailed
 from ..metrics.case import DEFAULT_NSD_TOLERANCE, METRICS
 from ..nnunet.small_plans import parse_small_plans_name
 from .config import Experiment, Run
@@ -68,8 +70,8 @@ class Paths:
         env = os.environ if env is None else env
         missing = [k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") if not env.get(k)]
         if missing:
-            raise RuntimeError(f"set nnU-Net's environment variables first: {', '.join(missing)} "
-                               "(nnU-Net's documentation/set_environment_variables.md)")
+            raise StepFailed(f"set nnU-Net's environment variables first: {', '.join(missing)} "
+                             "(nnU-Net's documentation/set_environment_variables.md)")
         return cls(os.path.abspath(env["nnUNet_raw"]), os.path.abspath(env["nnUNet_preprocessed"]),
                    os.path.abspath(env["nnUNet_results"]), os.path.abspath(work))
 
@@ -329,6 +331,11 @@ def prepare_steps(exp: Experiment, paths: Paths, num_processes: int = 1) -> List
                           refused=lambda: next((f"dataset id {exp.dataset} is taken by {other}, not the generated "
                                                 f"dataset: choose another dataset id in {exp.path}"
                                                 for other in _raw_datasets(exp, paths, generated=False)), None)))
+    if exp.convert == "inia19":  # its source is Debian's mricron-data: the converter needs no download
+        steps.append(Step("prepare", "convert the INIA19 template into 2D coronal slices",
+                          ["nnunet-losses", "convert", "inia19", "-d", did],
+                          lambda: os.path.isfile(os.path.join(paths.raw, f"Dataset{exp.dataset:03d}_INIA19",
+                                                              "dataset.json"))))
     small = parse_small_plans_name(exp.plans)  # CPU-sized plans: nnU-Net's plans first, then their small copy
     source = small[0] if small else exp.plans
     if source == "nnUNetPlans":
@@ -410,12 +417,20 @@ def _test_steps(exp: Experiment, paths: Paths, run: Run, device: str, out: str) 
 
 
 def report_step(exp: Experiment, paths: Paths) -> Step:
+    """``nnunet-losses report`` of the spec's labels; ``--reference`` lists every reference label, comma-separated,
+    when the spec has one per optimiser."""
     title = exp.paper or exp.name
     return Step("report", "tables and plots",
                 ["nnunet-losses", "report", os.path.join(paths.work, EVALUATION), "-o",
-                 os.path.join(paths.work, "report"), "--reference", exp.reference, "--order", *exp.trainers,
+                 os.path.join(paths.work, "report"), "--reference", ",".join(report_references(exp)), "--order",
+                 *exp.trainers,
                  "--metrics", *exp.metrics, "--plots", *exp.plots, "--permutations", str(exp.permutations),
                  "--mean", exp.mean, "--title", title])
+
+
+def report_references(exp: Experiment) -> List[str]:
+    """``exp.reference`` first, then the spec's other reference labels that are among its trainers."""
+    return list(dict.fromkeys([exp.reference, *(r for r in exp.references if r in exp.trainers)]))
 
 
 def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:
@@ -424,6 +439,14 @@ def missing_raw_data_message(exp: Experiment, paths: Paths) -> Optional[str]:
                                                               "dataset.json")):
         return None
     if glob.glob(os.path.join(paths.preprocessed, f"Dataset{exp.dataset:03d}_*", "dataset.json")):
+        return None
+    if exp.convert == "inia19":  # not converted yet: the prepare stage converts Debian's files if they are there
+        from ..convert.inia19 import source_files
+
+        try:
+            source_files(None)
+        except ValueError as err:
+            return f"dataset {exp.dataset} is not in nnUNet_raw ({paths.raw}) and cannot be converted: {err}"
         return None
     how = (f"nnunet-losses convert {exp.convert} SOURCE_FOLDER -d {exp.dataset}" if exp.convert
            else "convert it yourself (no converter ships for this dataset; see documentation/reproducing.md)")

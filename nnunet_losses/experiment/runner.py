@@ -16,12 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
+from ..errors import StepFailed
 from .config import Experiment, Run
 from .plan import (Paths, Step, configuration_problem, evaluations_to_set_aside, prepare_steps, report_step,
                    run_steps, set_aside_evaluations)
 
 
-class FolderNotWritable(RuntimeError):
+class FolderNotWritable(StepFailed):
     """A folder the command writes (work folder, demo root) cannot be created or written: one line naming it and
     the option that moves it."""
 
@@ -53,14 +54,14 @@ def command_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 
 
 def execute(step: Step, log_path: str, env: Dict[str, str]) -> None:
-    """Run one step, appending its output to ``log_path``; raise RuntimeError naming the log on failure."""
+    """Run one step, appending its output to ``log_path``; raise StepFailed naming the log on failure."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
         log.write(f"\n$ {step.shell()}\n")
         log.flush()
         proc = subprocess.run(step.command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"{step.title} failed (exit {proc.returncode}); see {log_path}")
+        raise StepFailed(f"{step.title} failed (exit {proc.returncode}); see {log_path}")
 
 
 def _status(step: Step) -> str:
@@ -101,13 +102,13 @@ def run_prepare(exp: Experiment, paths: Paths, num_processes: int = 1, env: Opti
     problem = configuration_problem(exp, paths) or next(
         (step.refused() for step in steps if not step.done() and step.refused()), None)
     if problem:  # before any step runs: plan_and_preprocess may take hours
-        raise RuntimeError(problem)
+        raise StepFailed(problem)
     for step in steps:
         if step.done():
             print(f"[skip] {step.title}: done", flush=True)
             continue
         if step.refused():
-            raise RuntimeError(step.refused())
+            raise StepFailed(step.refused())
         print(f"[run ] {step.title}", flush=True)
         execute(step, _log_file(paths, "prepare"), env)
 
@@ -121,7 +122,7 @@ def run_task(exp: Experiment, paths: Paths, run: Run, device: str, env: Optional
         if step.done():
             continue
         if step.refused():
-            raise RuntimeError(step.refused())
+            raise StepFailed(step.refused())
         start = time.time()
         execute(step, log, env)
         did.append(f"{step.title.split()[0]} {time.time() - start:.0f}s")

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .._files import atomic_write_text
+from ..errors import InvalidInput, MissingInput, StepFailed
 
 NNUNET_FOLDS = 5  # split = "nnunet" with a split_group: as many folds as nnU-Net's own split
 Splits = List[Dict[str, List[str]]]
@@ -39,10 +40,10 @@ def compile_group(group: str) -> "re.Pattern":
     try:
         pattern = re.compile(group)
     except re.error as err:
-        raise ValueError(f"group pattern {group!r} is not a regular expression: {err}") from None
+        raise InvalidInput(f"group pattern {group!r} is not a regular expression: {err}") from None
     if pattern.groups < 1:
-        raise ValueError(f"group pattern {group!r} needs a capture group naming the case's group, e.g. "
-                         r"'^(patient\d+)'")
+        raise InvalidInput(f"group pattern {group!r} needs a capture group naming the case's group, e.g. "
+                           r"'^(patient\d+)'")
     return pattern
 
 
@@ -53,8 +54,8 @@ def group_cases(cases: Sequence[str], group: Optional[str] = None) -> Dict[str, 
     for case in sorted(cases):
         match = pattern.search(case) if pattern else None
         if pattern and (not match or match.group(1) is None):
-            raise ValueError(f"case {case!r} does not match the group pattern {group!r} (or its first group "
-                             "captures nothing)")
+            raise InvalidInput(f"case {case!r} does not match the group pattern {group!r} (or its first group "
+                               "captures nothing)")
         groups.setdefault(match.group(1) if match else case, []).append(case)
     return groups
 
@@ -68,10 +69,10 @@ def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
                alternate: Optional[int] = None) -> Splits:
     """One fold: random halves (``seed``) or, with ``alternate`` = 0 or 1, every other sorted group from there."""
     if len(cases) < 2:
-        raise ValueError(f"a half split needs at least 2 cases, got {len(cases)}")
+        raise InvalidInput(f"a half split needs at least 2 cases, got {len(cases)}")
     groups = group_cases(cases, group)
     if len(groups) < 2:
-        raise ValueError(f"all {len(cases)} cases fall in one group of {group!r}: nothing to split")
+        raise InvalidInput(f"all {len(cases)} cases fall in one group of {group!r}: nothing to split")
     keys = sorted(groups)
     if alternate is not None:
         train_keys = {k for i, k in enumerate(keys) if i % 2 == alternate}
@@ -84,11 +85,11 @@ def half_split(cases: Sequence[str], seed: int = 0, group: Optional[str] = None,
 def grouped_folds(cases: Sequence[str], seed: int = 0, group: Optional[str] = None, folds: int = 5) -> Splits:
     """``folds`` folds that partition the cases by group, balanced by case count (see the module docstring)."""
     if folds < 2:
-        raise ValueError(f"a k-fold split needs at least 2 folds, got {folds}")
+        raise InvalidInput(f"a k-fold split needs at least 2 folds, got {folds}")
     groups = group_cases(cases, group)
     if len(groups) < folds:
-        raise ValueError(f"{folds} folds need at least {folds} groups; the {len(cases)} cases form {len(groups)} "
-                         f"group(s) of {group!r}")
+        raise InvalidInput(f"{folds} folds need at least {folds} groups; the {len(cases)} cases form {len(groups)} "
+                           f"group(s) of {group!r}")
     keys = sorted(groups)
     val_keys: List[set] = [set() for _ in range(folds)]
     sizes = [0] * folds
@@ -117,7 +118,7 @@ def dataset_cases(preprocessed_dataset: str) -> List[str]:
         ending = json.load(f)["file_ending"]
     gt = os.path.join(preprocessed_dataset, "gt_segmentations")
     if not os.path.isdir(gt):
-        raise FileNotFoundError(f"{gt} does not exist: run nnUNetv2_plan_and_preprocess first")
+        raise MissingInput(f"{gt} does not exist: run nnUNetv2_plan_and_preprocess first")
     return [n[: -len(ending)] for n in os.listdir(gt) if n.endswith(ending)]
 
 
@@ -135,8 +136,8 @@ def write_splits(preprocessed_dataset: str, splits: Splits, force: bool = False)
         with open(path) as f:
             existing = json.load(f)
         if existing != splits:
-            raise RuntimeError(f"{path} holds another split ({len(existing)} fold(s)); remove it or pass --force "
-                               "(trainings already run on the old split would no longer match)")
+            raise StepFailed(f"{path} holds another split ({len(existing)} fold(s)); remove it or pass --force "
+                             "(trainings already run on the old split would no longer match)")
         return path
     return atomic_write_text(path, json.dumps(splits, indent=1))
 

@@ -43,6 +43,7 @@ from typing import Callable, Dict, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import InvalidInput
 from .distance import boundary_map, complement, onehot, rectified_map_from_inside, rrw_own_class_map
 
 PRECOMPUTED, ONLINE, DEVICE = "precomputed", "online", "device"  # where a map is made
@@ -185,14 +186,14 @@ MAP_FUNCTIONS: Dict[str, Callable] = {kind: row.full for kind, row in KINDS.item
 def map_kind(kind: str) -> MapKindSpec:
     """The row of ``kind``; ValueError naming the kinds otherwise."""
     if kind not in KINDS:
-        raise ValueError(f"unknown map kind {kind!r}; one of {', '.join(KINDS)}")
+        raise InvalidInput(f"unknown map kind {kind!r}; one of {', '.join(KINDS)}")
     return KINDS[kind]
 
 
 def map_format(kind: str) -> MapKindSpec:
     """The row of a precomputed kind; ValueError naming the precomputed kinds otherwise."""
     if kind not in KINDS or KINDS[kind].made != PRECOMPUTED:
-        raise ValueError(f"unknown map kind {kind!r}; precomputed kinds: {', '.join(kinds_made(PRECOMPUTED))}")
+        raise InvalidInput(f"unknown map kind {kind!r}; precomputed kinds: {', '.join(kinds_made(PRECOMPUTED))}")
     return KINDS[kind]
 
 
@@ -208,7 +209,7 @@ def stored_row(name: str) -> MapKindSpec:
         if row.stored is not None and row.stored.name == name:
             return row
     names = dict.fromkeys(r.stored.name for r in KINDS.values() if r.stored)
-    raise ValueError(f"unknown map kind {name!r}; stored kinds: {', '.join(names)}")
+    raise InvalidInput(f"unknown map kind {name!r}; stored kinds: {', '.join(names)}")
 
 
 def quantise(array: np.ndarray, name: str) -> np.ndarray:

@@ -26,6 +26,7 @@ from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss, TopKLo
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
 
+from ..errors import InvalidInput
 from ..losses import FocalLoss
 from ..registry import LossContext
 
@@ -116,7 +117,7 @@ def nnunet_topk_ce(k: float, ignore_label: Optional[int], regions: bool) -> nn.M
     with zeros over k% of all voxels. So ignored voxels add nothing to the sum but do count in the k% and the mean.
     """
     if regions:
-        raise ValueError("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
+        raise InvalidInput("topk_ce: nnU-Net's TopKLoss is softmax cross-entropy; region datasets are not supported")
     return AtLeastOneVoxelTopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)
 
 
@@ -124,8 +125,8 @@ def nnunet_dice_topk_ce(k: float, batch_dice: bool, ddp: bool, ignore_label: Opt
                         regions: bool) -> nn.Module:
     """nnU-Net's DC_and_topk_loss: TopK CE + soft Dice without background, weights 1 and 1."""
     if regions:
-        raise ValueError("dice_topk_ce: nnU-Net's DC_and_topk_loss is softmax-only; region datasets are not "
-                         "supported")
+        raise InvalidInput("dice_topk_ce: nnU-Net's DC_and_topk_loss is softmax-only; region datasets are not "
+                           "supported")
     loss = DC_and_topk_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {"k": k},
                             weight_ce=1, weight_dice=1, ignore_label=ignore_label)
     loss.ce = AtLeastOneVoxelTopKLoss(ignore_index=ignore_label if ignore_label is not None else -100, k=k)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import InvalidInput, StepFailed
+
 
 def resolve_dataset_folder(dataset: str) -> str:
     """``nnUNet_preprocessed/DatasetXXX_Name`` of a dataset id or name."""
@@ -12,8 +14,14 @@ def resolve_dataset_folder(dataset: str) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if not nnUNet_preprocessed.is_set():
-        raise RuntimeError("nnUNet_preprocessed is not set (nnU-Net's environment variable)")
-    return os.path.join(str(nnUNet_preprocessed.get()), maybe_convert_to_dataset_name(dataset))
+        raise StepFailed("nnUNet_preprocessed is not set (nnU-Net's environment variable)")
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError as err:  # nnU-Net's: no dataset (or several) of this id
+        raise StepFailed(str(err)) from None
+    except ValueError as err:  # nnU-Net's: neither an id nor a DatasetXXX_ name
+        raise InvalidInput(str(err)) from None
+    return os.path.join(str(nnUNet_preprocessed.get()), name)
 
 
 def resolve_dataset(dataset: str, configuration: str, plans: str = "nnUNetPlans"):
@@ -23,7 +31,10 @@ def resolve_dataset(dataset: str, configuration: str, plans: str = "nnUNetPlans"
 
     base = resolve_dataset_folder(dataset)
     plans_manager = PlansManager(os.path.join(base, plans + ".json"))
-    config = plans_manager.get_configuration(configuration)
+    try:
+        config = plans_manager.get_configuration(configuration)
+    except RuntimeError as err:  # nnU-Net's: no such configuration in the plans
+        raise StepFailed(str(err)) from None
     label_manager = plans_manager.get_label_manager(load_json(os.path.join(base, "dataset.json")))
     data_folder = os.path.join(base, config.data_identifier)
     is_2d = len(config.patch_size) == 2

@@ -1,4 +1,4 @@
-"""The folder evaluator (:mod:`nnunet_losses.metrics.evaluate`) with nnU-Net's image reader for the file ending, as
+"""The folder evaluator (:mod:`nnunet_losses.evaluation`) with nnU-Net's image reader for the file ending, as
 nnU-Net's ``compute_metrics_on_folder`` is called with its ``image_reader_writer``: any format nnU-Net reads,
 spacing, origin and direction from the headers. ``nnunet-losses evaluate`` runs this.
 
@@ -9,7 +9,7 @@ reference), and non-finite voxels of NIfTI read by SimpleITK, which ITK turns in
 says float is read by nibabel instead (the array nnU-Net's reader gives, float32, NaN and inf kept; spacing, origin
 and direction from ITK's reading of the header, as for every other ``.nii.gz``). A ``.nii.gz`` file whose
 compressed data ends before the voxels its header announces (which ITK reads without a complaint, the missing voxels
-0) and a file no reader can read are a one-line ValueError naming the file.
+0) and a file no reader can read are a one-line InvalidInput (a ValueError) naming the file.
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..metrics import evaluate as _evaluate
-from ..metrics.evaluate import KNOWN_ENDINGS, Header, parse_class_arguments, parse_tolerances, validation_cases
+from .. import evaluation as _evaluation
+from ..errors import InvalidInput
+from ..evaluation import KNOWN_ENDINGS, parse_class_arguments, parse_tolerances, validation_cases
+from ..metrics.evaluate import Header
 
 __all__ = ["read_segmentation", "evaluate_folder", "parse_class_arguments", "parse_tolerances", "validation_cases"]
 
@@ -62,8 +64,8 @@ def _reason(err: BaseException, path: str) -> str:
     return text.replace(path, os.path.basename(path))[:200]
 
 
-def _unreadable(path: str, ending: str, reason: str) -> ValueError:
-    return ValueError(f"{path}: cannot read this {ending} file (truncated or not an image?): {reason}")
+def _unreadable(path: str, ending: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{path}: cannot read this {ending} file (truncated or not an image?): {reason}")
 
 
 def _first_line(text: str) -> str:
@@ -92,7 +94,7 @@ def _read_with_nnunet(path: str, ending: str) -> Tuple[np.ndarray, Tuple[float, 
     candidates = [chosen] if chosen else [rw for rw in LIST_OF_IO_CLASSES
                                           if ending.lower() in rw.supported_file_endings]
     if not candidates:
-        raise ValueError(f"{path}: nnU-Net has no reader for {ending} files")
+        raise InvalidInput(f"{path}: nnU-Net has no reader for {ending} files")
     reasons = []
     for reader in candidates:
         try:
@@ -178,16 +180,16 @@ def _read_float_nifti(path: str, info) -> Optional[Tuple[np.ndarray, Tuple[float
 def read_segmentation(path: str) -> Tuple[np.ndarray, Tuple[float, ...], Optional[Header]]:
     """(labels, spacing, header) of a segmentation file, read once by nnU-Net's reader for its ending (a float
     ``.nii.gz``: by nibabel, so that NaN and inf stay); header: origin and direction, None for formats without one.
-    A file that cannot be read: one-line ValueError naming it (what the image libraries print meanwhile is part of
+    A file that cannot be read: one-line InvalidInput naming it (what the image libraries print meanwhile is part of
     it, not printed)."""
     ending = next((e for e in KNOWN_ENDINGS if path.endswith(e)), os.path.splitext(path)[1])
     native: List[str] = []
     try:
         with _native_stderr(native):
             read = _read(path, ending)
-    except ValueError as err:
+    except InvalidInput as err:
         printed = _first_line("".join(native))
-        raise ValueError(f"{err}{f' ({printed})' if printed else ''}") from None
+        raise InvalidInput(f"{err}{f' ({printed})' if printed else ''}") from None
     if "".join(native).strip():  # a file read with warnings: shown as the libraries printed them
         sys.stderr.write("".join(native))
     return read
@@ -211,6 +213,6 @@ def _read(path: str, ending: str) -> Tuple[np.ndarray, Tuple[float, ...], Option
 
 
 def evaluate_folder(pred_dir: str, ref_dir: str, *args, **kwargs) -> dict:
-    """:func:`nnunet_losses.metrics.evaluate.evaluate_folder` (same arguments) reading with nnU-Net's readers."""
+    """:func:`nnunet_losses.evaluation.evaluate_folder` (same arguments) reading with nnU-Net's readers."""
     kwargs.setdefault("reader", read_segmentation)
-    return _evaluate.evaluate_folder(pred_dir, ref_dir, *args, **kwargs)
+    return _evaluation.evaluate_folder(pred_dir, ref_dir, *args, **kwargs)

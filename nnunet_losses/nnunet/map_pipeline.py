@@ -39,6 +39,7 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
+from ..errors import StepFailed
 from ..maps import DEVICE, NEAREST, PRECOMPUTED, MapKind, MapKindSpec, MapSource, map_format, map_kind
 from ..maps.formats import dequantise
 from .precompute import map_file, maps_folder
@@ -54,7 +55,7 @@ def onehot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch
 
 
 # ---------------------------------------------------------------------------------------- precomputed: reading
-class MapReadError(RuntimeError):
+class MapReadError(StepFailed):
     """A precomputed map that cannot be read (plain message argument: pickles between processes)."""
 
 

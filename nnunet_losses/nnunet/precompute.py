@@ -56,6 +56,7 @@ import numpy as np
 
 from .._args import env_switch
 from .._files import atomic_write_bytes, atomic_write_json, remove_partial_files
+from ..errors import MissingInput, StepFailed
 from ..maps import stored_row
 from ..maps.formats import quantise
 
@@ -65,7 +66,7 @@ READ_BYTES = 1 << 20  # files are hashed in pieces of this size (hashlib release
 CHECK_THREADS = min(16, (os.cpu_count() or 1) + 4)  # threads hashing at training start (reads overlap on slow disks)
 
 
-class MapsNotReady(RuntimeError):
+class MapsNotReady(StepFailed):
     """Maps missing, stale or corrupt: ``precompute-maps`` (or the first training, :func:`ensure_maps`) makes them."""
 
 
@@ -282,10 +283,10 @@ def precompute_maps(data_folder: str, kinds: Sequence[str], num_classes: int, is
 
     all_settings = [map_settings(kind, num_classes, is_2d, spacing) for kind in kinds]
     if not os.path.isdir(data_folder):
-        raise FileNotFoundError(f"no preprocessed data folder {data_folder}: run nnUNetv2_plan_and_preprocess first")
+        raise MissingInput(f"no preprocessed data folder {data_folder}: run nnUNetv2_plan_and_preprocess first")
     cases = list_cases(data_folder)
     if not cases:
-        raise FileNotFoundError(f"no preprocessed cases (*_seg.b2nd) in {data_folder}")
+        raise MissingInput(f"no preprocessed cases (*_seg.b2nd) in {data_folder}")
     folder = maps_folder(data_folder)
     bar = tqdm(total=len(cases), desc="precompute-maps: verify", unit="case", disable=not progress)
     before = dict(_map(_status_job, [(data_folder, c, all_settings) for c in cases], num_processes, bar))
@@ -327,8 +328,8 @@ def check_maps(data_folder: str, cases: Sequence[str], kind: str, command: str, 
     """
     folder = maps_folder(data_folder)
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise RuntimeError(f"{folder} is a file, not the folder of precomputed maps: move or delete it. Run: "
-                           f"{command}")
+        raise StepFailed(f"{folder} is a file, not the folder of precomputed maps: move or delete it. Run: "
+                         f"{command}")
     settings = read_manifest(data_folder).get("kinds", {}).get(kind)
     if settings is None:
         raise MapsNotReady(f"no precomputed {kind!r} maps in {folder} (its {MANIFEST} of format {FORMAT_VERSION} "

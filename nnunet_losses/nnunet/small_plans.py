@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from typing import List, NamedTuple, Optional, Tuple
 
 from .._files import atomic_write_text
+from ..errors import InvalidInput, MissingInput
 
 RECORD = "nnunet_losses_small_plans"  # what small-plans wrote: source, settings, configurations
 _NAME = re.compile(r"^(?P<source>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)_small_f(?P<features>[1-9]\d*)_b(?P<batch>[1-9]\d*)$")
@@ -41,7 +42,7 @@ def small_plans_name(source: str, features: int, batch_size: int) -> str:
     """``nnUNetPlans`` , 8, 8 -> ``nnUNetPlans_small_f8_b8``."""
     name = f"{source}_small_f{int(features)}_b{int(batch_size)}"
     if parse_small_plans_name(name) is None:
-        raise ValueError(f"cannot name small plans after {source!r} (letters, digits and single '_' only)")
+        raise InvalidInput(f"cannot name small plans after {source!r} (letters, digits and single '_' only)")
     return name
 
 
@@ -68,21 +69,21 @@ def make_small_plans(plans: dict, configuration: str, features: int = 8, batch_s
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     if features < 1:
-        raise ValueError(f"--features must be >= 1, got {features}")
+        raise InvalidInput(f"--features must be >= 1, got {features}")
     source = source or plans["plans_name"]
     configurations = plans.get("configurations", {})
     if configuration not in configurations:
-        raise ValueError(f"{source}.json has no configuration {configuration!r} (it has "
-                         f"{', '.join(configurations) or 'none'})")
+        raise InvalidInput(f"{source}.json has no configuration {configuration!r} (it has "
+                           f"{', '.join(configurations) or 'none'})")
     config = copy.deepcopy(PlansManager(plans).get_configuration(configuration).configuration)
     if batch_size is None:
         batch_size = default_batch_size(config)
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise InvalidInput(f"--batch-size must be >= 1, got {batch_size}")
     arch = config.get("architecture", {}).get("arch_kwargs", {})
     if "features_per_stage" not in arch:
-        raise ValueError(f"configuration {configuration!r} has no architecture.arch_kwargs.features_per_stage "
-                         f"(old plans format: run nnUNetv2_plan_experiment again)")
+        raise InvalidInput(f"configuration {configuration!r} has no architecture.arch_kwargs.features_per_stage "
+                           f"(old plans format: run nnUNetv2_plan_experiment again)")
     n_stages = len(arch["features_per_stage"])
     arch["features_per_stage"] = [min(features * 2 ** i, MAX_FEATURE_RATIO * features) for i in range(n_stages)]
     config["batch_size"] = int(batch_size)
@@ -127,21 +128,21 @@ def _merge(path: str, existing: dict, new: dict, configuration: str, source_file
     record, wanted = existing.get(RECORD), new[RECORD]
     keep = "not overwritten: move it away, or choose other --features/--batch-size"
     if not isinstance(record, dict) or not isinstance(existing.get("configurations"), dict):
-        raise ValueError(f"{path} is not a file written by nnunet-losses small-plans; {keep}")
+        raise InvalidInput(f"{path} is not a file written by nnunet-losses small-plans; {keep}")
     for key, label in (("source", "source plans"), ("features", "--features"), ("batch_size", "--batch-size")):
         if record.get(key) != wanted[key]:
-            raise ValueError(f"{path} was written with {label} {record.get(key)}, not {wanted[key]}; {keep}")
+            raise InvalidInput(f"{path} was written with {label} {record.get(key)}, not {wanted[key]}; {keep}")
     differs = sorted(k for k in set(existing) | set(new) if k not in ("configurations", RECORD)
                      and _normal(existing.get(k)) != _normal(new.get(k)))
     if differs:
-        raise ValueError(f"{path} was written from another {source_file} ({', '.join(differs)} differ: the plans "
-                         f"were made again since); {keep}, or delete it to write it from the present plans")
+        raise InvalidInput(f"{path} was written from another {source_file} ({', '.join(differs)} differ: the plans "
+                           f"were made again since); {keep}, or delete it to write it from the present plans")
     held = existing.get("configurations", {})
     if configuration in held:
         if _normal(held[configuration]) != _normal(new["configurations"][configuration]):
-            raise ValueError(f"{path} holds a configuration {configuration!r} that {source_file} does not give "
-                             f"with these settings (written from other plans, or the plans were made again); "
-                             f"{keep}, or delete it to write it from the present plans")
+            raise InvalidInput(f"{path} holds a configuration {configuration!r} that {source_file} does not give "
+                               f"with these settings (written from other plans, or the plans were made again); "
+                               f"{keep}, or delete it to write it from the present plans")
         return None
     merged = copy.deepcopy(existing)
     merged["configurations"][configuration] = new["configurations"][configuration]
@@ -178,14 +179,14 @@ def write_small_plans(dataset: str, configuration: str, features: int = 8, batch
     base = resolve_dataset_folder(dataset)
     source_file = os.path.join(base, source + ".json")
     if not os.path.isfile(source_file):
-        raise FileNotFoundError(f"no nnU-Net plans {source_file}: run nnUNetv2_plan_and_preprocess -d {dataset} "
-                                f"-c {configuration} first")
+        raise MissingInput(f"no nnU-Net plans {source_file}: run nnUNetv2_plan_and_preprocess -d {dataset} "
+                           f"-c {configuration} first")
     with _folder_lock(base):
         with open(source_file) as f:
             plans = json.load(f)
         if RECORD in plans:
-            raise ValueError(f"{source_file} holds small plans already (made from {plans[RECORD].get('source')}): "
-                             f"use -p {plans[RECORD].get('source')}")
+            raise InvalidInput(f"{source_file} holds small plans already (made from {plans[RECORD].get('source')}): "
+                               f"use -p {plans[RECORD].get('source')}")
         small = make_small_plans(plans, configuration, features, batch_size, source=source)
         name = small["plans_name"]
         path = os.path.join(base, name + ".json")
@@ -197,8 +198,8 @@ def write_small_plans(dataset: str, configuration: str, features: int = 8, batch
                 if not isinstance(existing, dict):
                     raise ValueError("not an object")
             except (OSError, ValueError) as err:
-                raise ValueError(f"{path} exists and is not a plans file written by nnunet-losses small-plans "
-                                 f"({' '.join(str(err).split())}); not overwritten: move it away") from None
+                raise InvalidInput(f"{path} exists and is not a plans file written by nnunet-losses small-plans "
+                                   f"({' '.join(str(err).split())}); not overwritten: move it away") from None
             merged = _merge(path, existing, small, configuration, os.path.basename(source_file))
             action = "unchanged" if merged is None else "added"
             if merged is not None:

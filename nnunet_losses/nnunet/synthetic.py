@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .._files import atomic_folder
+from ..errors import ExistingOutput, InvalidInput
 
 from ..synthetic_images import DISCS_LABELS as LABELS, GENERATORS
 
@@ -29,14 +30,14 @@ def _write_nifti(array: np.ndarray, path: str) -> None:
 def _check_settings(kind: str, dataset_id: int, num_train: int, num_test: int, size: int, ignore_label: bool,
                     regions: bool) -> None:
     if kind not in GENERATORS:
-        raise ValueError(f"unknown synthetic dataset kind {kind!r}; choose from {', '.join(GENERATORS)}")
+        raise InvalidInput(f"unknown synthetic dataset kind {kind!r}; choose from {', '.join(GENERATORS)}")
     if kind != "discs" and (ignore_label or regions):
-        raise ValueError(f"the {kind!r} dataset has neither an ignore label nor regions (only 'discs' has)")
+        raise InvalidInput(f"the {kind!r} dataset has neither an ignore label nor regions (only 'discs' has)")
     if not 1 <= dataset_id <= 999:
-        raise ValueError(f"the dataset id (-d) must be in 1..999 (nnU-Net's DatasetXXX), got {dataset_id}")
+        raise InvalidInput(f"the dataset id (-d) must be in 1..999 (nnU-Net's DatasetXXX), got {dataset_id}")
     for value, low, option in ((num_train, 2, "--num-train"), (num_test, 0, "--num-test"), (size, 16, "--size")):
         if value < low:
-            raise ValueError(f"{option} must be at least {low}, got {value}")
+            raise InvalidInput(f"{option} must be at least {low}, got {value}")
 
 
 def _is_written(folder: str, spec: Dict[str, object], roots: Sequence[str]) -> bool:
@@ -47,7 +48,7 @@ def _is_written(folder: str, spec: Dict[str, object], roots: Sequence[str]) -> b
         taken = [p for p in glob.glob(os.path.join(root, f"Dataset{dataset_id:03d}_*"))
                  if os.path.basename(p) != os.path.basename(folder)]
         if taken:
-            raise FileExistsError(f"dataset id {dataset_id} is taken by {taken[0]}; choose another id (-d)")
+            raise ExistingOutput(f"dataset id {dataset_id} is taken by {taken[0]}; choose another id (-d)")
     spec_file = os.path.join(folder, "nnunet_losses_synthetic.json")
     if os.path.isfile(spec_file):
         with open(spec_file) as f:
@@ -56,10 +57,10 @@ def _is_written(folder: str, spec: Dict[str, object], roots: Sequence[str]) -> b
             return True
         differences = ", ".join(f"{key} {existing.get(key, 'discs' if key == 'kind' else None)!r}"
                                 for key in sorted(set(spec) | set(existing)) if existing.get(key) != spec.get(key))
-        raise FileExistsError(f"{folder} exists with other settings (it has {differences}); remove it or choose "
-                              "another dataset id (-d)")
+        raise ExistingOutput(f"{folder} exists with other settings (it has {differences}); remove it or choose "
+                             "another dataset id (-d)")
     if os.path.exists(folder):
-        raise FileExistsError(f"{folder} exists and was not written by nnunet-losses; choose another dataset id")
+        raise ExistingOutput(f"{folder} exists and was not written by nnunet-losses; choose another dataset id")
     return False
 
 

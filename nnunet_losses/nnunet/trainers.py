@@ -25,6 +25,7 @@ from torch import nn
 
 from .._files import atomic_file, atomic_write_json, remove_partial_files
 from ..catalogue import FAMILIES, ONLINE_MAP_FAMILIES, map_source
+from ..errors import StepFailed
 from ..losses import compile_loss
 from ..registry import build_loss, get_spec
 from .map_pipeline import MapPipeline
@@ -92,8 +93,8 @@ class LossTrainer(nnUNetTrainer):
             self.initial_lr = p.resolved_lr()
         self.loss_spec = get_spec(p.family.loss)
         if self.label_manager.has_regions and not self.loss_spec.supports_regions:
-            raise RuntimeError(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
-                               f"datasets (dataset.json 'regions'); use a softmax label dataset")
+            raise StepFailed(f"{type(self).__name__}: the loss {p.family.loss!r} does not support region-based "
+                             f"datasets (dataset.json 'regions'); use a softmax label dataset")
         # the map the loss takes and where it is made (catalogue.map_source, from the table maps.KINDS)
         self.map_pipeline = MapPipeline.from_source(map_source(p), self.label_manager.num_segmentation_heads)
         self.map_kind = self.map_pipeline.kind

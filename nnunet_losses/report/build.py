@@ -13,8 +13,10 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 from .._files import atomic_write_text
+from ..errors import InvalidInput
 from .collect import (Coverage, RunResult, check_comparable, check_one_setting_per_label, coverage, load_results,
                       per_case)
+from .optimisers import label_optimisers, optimiser_text, pairing_text, reference_labels, tested_against
 from .plots import box_plots, cdf_plot, curves_plot
 from .tables import MEAN_CAPTIONS, TITLES, build_table, p_value_rows, to_latex, to_markdown
 from .training_log import parse_training_logs
@@ -81,24 +83,34 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
                  metrics: Sequence[str] = ("dice", "hd"), plots: Sequence[str] = ("box",),
                  permutations: int = 10000, title: str = "Results", mean: str = "per-class") -> str:
     """Write the report into ``out``; returns the path of ``report.md``. ``mean``: the mean column over classes,
-    ``per-class`` (nnU-Net's foreground_mean, default) or ``per-case`` (see :mod:`.tables`)."""
+    ``per-class`` (nnU-Net's foreground_mean, default) or ``per-case`` (see :mod:`.tables`). ``reference``: one
+    label, or several (comma-separated or a list): each loss is then tested against the one with its optimiser
+    (:mod:`.optimisers`); the tables show every loss's optimiser."""
     results = load_results(eval_root, order)
-    reference = reference or next(iter(results))
+    labels = reference_labels(reference) or [next(iter(results))]
+    reference = labels[0]  # the first reference: the one a loss without a same-optimiser reference is tested against
     if reference not in results:
-        raise ValueError(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
+        raise InvalidInput(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
     check_one_setting_per_label(results)
     check_comparable(results, metrics)
     cov = coverage(results)
     if not cov.common:
-        raise ValueError(f"no case under {eval_root} is evaluated for every loss ({', '.join(results)}): nothing to "
-                         "compare")
+        raise InvalidInput(f"no case under {eval_root} is evaluated for every loss ({', '.join(results)}): nothing to "
+                           "compare")
     os.makedirs(out, exist_ok=True)
     first = next(iter(results.values()))[0]
-    caption = _caption(title, first, metrics, reference, permutations, cov, mean)
-    table = build_table(results, metrics, reference, permutations, cases=cov.common, mean=mean)
-    atomic_write_text(os.path.join(out, "table.md"), to_markdown(table, reference, caption))
-    atomic_write_text(os.path.join(out, "table.tex"), to_latex(table, reference, caption))
-    atomic_write_text(os.path.join(out, "table.csv"), _csv(p_value_rows(table)))
+    references = list(dict.fromkeys([reference] + [r for r in labels[1:] if r in results]))
+    used = label_optimisers({label: runs[0].trainer for label, runs in results.items()})
+    against = tested_against(used, references)
+    shown = {label: optimiser_text(optimiser) for label, optimiser in used.items()}
+    caption = _caption(title, first, metrics, reference if len(references) == 1 else "its reference", permutations,
+                       cov, mean)
+    if len(references) > 1:
+        caption += f" References: {', '.join(references)}; {pairing_text(used, against)}."
+    table = build_table(results, metrics, reference, permutations, cases=cov.common, mean=mean, against=against)
+    atomic_write_text(os.path.join(out, "table.md"), to_markdown(table, references, caption, shown))
+    atomic_write_text(os.path.join(out, "table.tex"), to_latex(table, references, caption, shown))
+    atomic_write_text(os.path.join(out, "table.csv"), _csv(p_value_rows(table, shown, against)))
     figures = _plots(results, out, metrics, plots, cov.common, mean)
 
     lines = [f"# {title}", "", caption, "",
@@ -120,7 +132,8 @@ def build_report(eval_root: str, out: str, reference: Optional[str] = None, orde
                      f"{warnings[0]}{' ...' if len(warnings) > 1 else ''}")
     for loss, (count, runs, most) in cov.fewer_runs.items():
         lines.append(f"\n**{loss}:** {count} of the compared cases are averaged over {runs} run(s) instead of {most}.")
-    lines += ["", to_markdown(table, reference), "Empty masks over the compared cases (counted over runs x cases; the "
+    lines += ["", to_markdown(table, references, optimisers=shown),
+              "Empty masks over the compared cases (counted over runs x cases; the "
               "caption says what values they get):", ""]
     lines += _empty_table(results, cov.common)
     lines += [""] + [f"![{os.path.basename(f)[:-4]}]({os.path.basename(f)})" for f in figures]

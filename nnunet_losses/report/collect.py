@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import InvalidInput, MissingInput
+
 # evaluations written before the convention was recorded gave a class absent from both masks Dice 1
 LEGACY_AGGREGATION = {"both_empty": "one", "description": "both empty = 1 (Dice = IoU = 1, distances 0; "
                                                           "evaluation written before conventions were recorded)"}
@@ -73,11 +75,11 @@ def _load(path: str) -> dict:
         with open(path) as f:
             evaluation = json.load(f)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (truncated or unfinished?): {err}; rerun nnunet-losses "
-                         "evaluate for it") from None
+        raise InvalidInput(f"{path}: not valid JSON (truncated or unfinished?): {err}; rerun nnunet-losses "
+                           "evaluate for it") from None
     missing = [k for k in ("classes", "cases", "summary") if not isinstance(evaluation, dict) or k not in evaluation]
     if missing:
-        raise ValueError(f"{path}: not an nnunet-losses evaluate JSON (no {', '.join(repr(k) for k in missing)})")
+        raise InvalidInput(f"{path}: not an nnunet-losses evaluate JSON (no {', '.join(repr(k) for k in missing)})")
     _check_shape(path, evaluation)
     return evaluation
 
@@ -91,7 +93,7 @@ def _check_shape(path: str, evaluation: dict) -> None:
     """The parts the report reads have the shapes ``nnunet-losses evaluate`` writes; else a one-line ValueError
     naming the file and the key."""
     def fail(what: str):
-        raise ValueError(f"{path}: {what} (not what nnunet-losses evaluate writes: evaluate again)")
+        raise InvalidInput(f"{path}: {what} (not what nnunet-losses evaluate writes: evaluate again)")
 
     for key, kind, expected in (("classes", list, "a list of classes"), ("cases", list, "a list of per-case rows"),
                                 ("summary", dict, "an object")):
@@ -118,23 +120,23 @@ def _fold(path: str) -> Union[int, str]:
     try:
         return int(name)
     except ValueError:
-        raise ValueError(f"{path}: expected fold_<number>.json or fold_all.json") from None
+        raise InvalidInput(f"{path}: expected fold_<number>.json or fold_all.json") from None
 
 
 def load_results(eval_root: str, order: Optional[Sequence[str]] = None) -> Dict[str, List[RunResult]]:
     """``{label: [runs]}`` in ``order`` (labels without results are left out), else alphabetical."""
     if not os.path.isdir(eval_root):
-        raise FileNotFoundError(f"no evaluation folder {eval_root}")
+        raise MissingInput(f"no evaluation folder {eval_root}")
     found: Dict[str, List[str]] = {}
     for path in sorted(glob.glob(os.path.join(eval_root, "*", "*", "fold_*.json"))):
         found.setdefault(path.split(os.sep)[-3], []).append(path)
     if not found:
-        raise FileNotFoundError(f"no evaluation results (<label>/<trainer>/fold_<f>.json) under {eval_root}")
+        raise MissingInput(f"no evaluation results (<label>/<trainer>/fold_<f>.json) under {eval_root}")
     if order:
         labels = [lab for lab in order if lab in found]
         if not labels:
-            raise ValueError(f"--order: no evaluation for {', '.join(order)} under {eval_root} (found: "
-                             f"{', '.join(sorted(found))})")
+            raise InvalidInput(f"--order: no evaluation for {', '.join(order)} under {eval_root} (found: "
+                               f"{', '.join(sorted(found))})")
     else:
         labels = sorted(found)
     return {label: [RunResult(label, path.split(os.sep)[-2], _fold(path), path, _load(path)) for path in found[label]]
@@ -169,10 +171,10 @@ def check_one_setting_per_label(results: Dict[str, List[RunResult]]) -> None:
             settings = run_settings(run)
             for key, value in settings.items():
                 if value is not None and first_settings[key] is not None and value != first_settings[key]:
-                    raise ValueError(f"{first.path} and {run.path} are evaluations of different settings under label "
-                                     f"{label} ({key} {first_settings[key]} and {value}): the runs of a loss differ in "
-                                     "their seed (_s<N>) only; move one out of the evaluation folder or give it its "
-                                     "own label")
+                    raise InvalidInput(f"{first.path} and {run.path} are evaluations of different settings under "
+                                       f"label {label} ({key} {first_settings[key]} and {value}): the runs of a loss "
+                                       "differ in their seed (_s<N>) only; move one out of the evaluation folder or "
+                                       "give it its own label")
 
 
 def check_comparable(results: Dict[str, List[RunResult]], metrics: Sequence[str]) -> None:
@@ -182,23 +184,23 @@ def check_comparable(results: Dict[str, List[RunResult]], metrics: Sequence[str]
     first = runs[0]
     for run in runs[1:]:
         if run.classes != first.classes:
-            raise ValueError(f"evaluations of different classes: {first.path} has {', '.join(first.classes)}; "
-                             f"{run.path} has {', '.join(run.classes)}")
+            raise InvalidInput(f"evaluations of different classes: {first.path} has {', '.join(first.classes)}; "
+                               f"{run.path} has {', '.join(run.classes)}")
         if run.aggregation["both_empty"] != first.aggregation["both_empty"]:
-            raise ValueError(f"evaluations with different empty-mask conventions: {first.path} both_empty="
-                             f"{first.aggregation['both_empty']}, {run.path} both_empty="
-                             f"{run.aggregation['both_empty']}; evaluate them again with one --both-empty")
+            raise InvalidInput(f"evaluations with different empty-mask conventions: {first.path} both_empty="
+                               f"{first.aggregation['both_empty']}, {run.path} both_empty="
+                               f"{run.aggregation['both_empty']}; evaluate them again with one --both-empty")
         if "nsd" in metrics and run.evaluation.get("nsd_tolerance_mm") != first.evaluation.get("nsd_tolerance_mm"):
-            raise ValueError(f"evaluations with different NSD tolerances: {first.path} "
-                             f"{first.evaluation.get('nsd_tolerance_mm')}, {run.path} "
-                             f"{run.evaluation.get('nsd_tolerance_mm')}")
+            raise InvalidInput(f"evaluations with different NSD tolerances: {first.path} "
+                               f"{first.evaluation.get('nsd_tolerance_mm')}, {run.path} "
+                               f"{run.evaluation.get('nsd_tolerance_mm')}")
     for run in runs:
         cases = run.evaluation["cases"]
         available = run.evaluation.get("metrics") or (list(cases[0]) if cases else [])
         lacking = [m for m in metrics if m not in available]
         if lacking:
-            raise ValueError(f"{run.path} has no {', '.join(lacking)} (written by an older nnunet-losses "
-                             "evaluate?): evaluate it again")
+            raise InvalidInput(f"{run.path} has no {', '.join(lacking)} (written by an older nnunet-losses "
+                               "evaluate?): evaluate it again")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The papers' result tables: mean +- std over cases per loss, class and metric, ``*`` where a loss differs from the
-reference loss (paired permutation test, p < 0.05), as in the RW paper's Tables 2-4 (Valverde & Tohka, Pattern
+reference loss (or from the reference trained with its optimiser: :mod:`.optimisers`; paired permutation test,
+p < 0.05), as in the RW paper's Tables 2-4 (Valverde & Tohka, Pattern
 Recognition 2023, arXiv:2108.01405), and a mean column over the classes.
 
 The mean column is by default the mean over classes of each class's mean over the cases where it is defined
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import InvalidInput
 from ..metrics.case import LOWER_IS_BETTER
 from .catalogue import MEANS
 from ..stats import paired_class_mean_test, paired_permutation_test
@@ -76,12 +78,14 @@ def _class_mean_cell(values: np.ndarray, reference: Optional[np.ndarray], permut
 
 def build_table(results: Dict[str, List[RunResult]], metrics: Sequence[str], reference: str,
                 permutations: int = 10000, seed: int = 0, cases: Optional[Sequence[str]] = None,
-                mean: str = "per-class") -> Dict[str, Dict[str, Dict[str, Cell]]]:
+                mean: str = "per-class", against: Optional[Dict[str, str]] = None
+                ) -> Dict[str, Dict[str, Dict[str, Cell]]]:
     """``table[metric][loss][column]`` (the classes, then ``MEAN_COLUMNS[mean]``) with p-values against
-    ``reference``; means, std and tests over ``cases`` only when given (``collect.coverage``: the cases every loss
-    has)."""
+    ``reference``, or against ``against[loss]`` where given (:func:`.optimisers.tested_against`: the reference with
+    the loss's optimiser; a reference maps to itself and has no test); means, std and tests over ``cases`` only when
+    given (``collect.coverage``: the cases every loss has)."""
     if reference not in results:
-        raise ValueError(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
+        raise InvalidInput(f"reference loss {reference!r} has no results (found: {', '.join(results)})")
     if mean not in MEANS:
         raise ValueError(f"mean must be one of {', '.join(MEANS)}, got {mean!r}")
     classes = next(iter(results.values()))[0].classes
@@ -92,14 +96,15 @@ def build_table(results: Dict[str, List[RunResult]], metrics: Sequence[str], ref
         table[metric] = {}
         for loss, runs in results.items():
             row = table[metric][loss] = {}
+            target = (against or {}).get(loss, reference)  # the reference this loss is tested against
             for cls in classes:
-                ref = None if loss == reference else per_case(results[reference], metric, cls, cases)
+                ref = None if loss == target else per_case(results[target], metric, cls, cases)
                 row[cls] = _cell(per_case(runs, metric, cls, cases), ref, permutations, seed)
             if mean == "per-class":
-                ref = None if loss == reference else _class_matrix(results[reference], metric, classes, cases)
+                ref = None if loss == target else _class_matrix(results[target], metric, classes, cases)
                 cell = _class_mean_cell(_class_matrix(runs, metric, classes, cases), ref, permutations, seed)
             else:
-                ref = None if loss == reference else per_case_foreground(results[reference], metric, classes, cases)
+                ref = None if loss == target else per_case_foreground(results[target], metric, classes, cases)
                 cell = _cell(per_case_foreground(runs, metric, classes, cases), ref, permutations, seed)
             row[MEAN_COLUMNS[mean]] = cell
     return table
@@ -129,16 +134,25 @@ def _text(cell: Cell, metric: str, latex: bool, best: bool) -> str:
     return body + (mark if cell.significant else "")
 
 
-def to_markdown(table, reference: str, caption: Optional[str] = None) -> str:
+def _references(reference: Union[str, Sequence[str]]) -> set:
+    return {reference} if isinstance(reference, str) else set(reference)
+
+
+def to_markdown(table, reference: Union[str, Sequence[str]], caption: Optional[str] = None,
+                optimisers: Optional[Dict[str, str]] = None) -> str:
+    """``reference``: the reference label(s), marked (ref.); ``optimisers``: {loss: optimiser}, shown in a column."""
     lines = [caption, ""] if caption else []
+    opt = "optimiser | " if optimisers is not None else ""
     for metric, rows in table.items():
         columns = list(next(iter(rows.values())))
         lines.append(f"**{TITLES.get(metric, metric)}**\n")
-        lines.append("| loss | " + " | ".join(columns) + " |")
-        lines.append("|---|" + "---|" * len(columns))
+        lines.append(f"| loss | {opt}" + " | ".join(columns) + " |")
+        lines.append("|---|" + "---|" * (len(columns) + bool(opt)))
         best = {col: _best({loss: rows[loss][col] for loss in rows}, metric) for col in columns}
         for loss, cells in rows.items():
-            name = f"{loss} (ref.)" if loss == reference else loss
+            name = f"{loss} (ref.)" if loss in _references(reference) else loss
+            if opt:
+                name += f" | {optimisers.get(loss, 'unknown')}"
             lines.append(f"| {name} | " + " | ".join(_text(cells[c], metric, False, best[c] == loss)
                                                      for c in columns) + " |")
         lines.append("")
@@ -149,34 +163,46 @@ def _latex_escape(text: str) -> str:
     return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
-def to_latex(table, reference: str, caption: str) -> str:
-    """One booktabs tabular: a row per loss, a column group per metric with its classes."""
+def to_latex(table, reference: Union[str, Sequence[str]], caption: str,
+             optimisers: Optional[Dict[str, str]] = None) -> str:
+    """One booktabs tabular: a row per loss (with its optimiser where ``optimisers`` is given), a column group per
+    metric with its classes."""
     metrics = list(table)
     columns = list(next(iter(table[metrics[0]].values())))
     losses = list(table[metrics[0]])
-    spec = "l" + "".join("c" * len(columns) for _ in metrics)
+    first = 1 + (optimisers is not None)  # the columns before the metrics'
+    spec = "l" * first + "".join("c" * len(columns) for _ in metrics)
     head1 = " & ".join(rf"\multicolumn{{{len(columns)}}}{{c}}{{{_latex_escape(TITLES.get(m, m))}}}"
                        for m in metrics)
-    rules = "".join(rf"\cmidrule(lr){{{2 + i * len(columns)}-{1 + (i + 1) * len(columns)}}}"
+    rules = "".join(rf"\cmidrule(lr){{{first + 1 + i * len(columns)}-{first + (i + 1) * len(columns)}}}"
                     for i in range(len(metrics)))
     head2 = " & ".join(_latex_escape(c) for _ in metrics for c in columns)
     best = {(m, c): _best({loss: table[m][loss][c] for loss in losses}, m) for m in metrics for c in columns}
     body = []
     for loss in losses:
         cells = [_text(table[m][loss][c], m, True, best[(m, c)] == loss) for m in metrics for c in columns]
-        body.append(_latex_escape(loss) + (" (ref.)" if loss == reference else "") + " & " + " & ".join(cells)
-                    + r" \\")
+        name = _latex_escape(loss) + (" (ref.)" if loss in _references(reference) else "")
+        if optimisers is not None:
+            name += " & " + _latex_escape(optimisers.get(loss, "unknown"))
+        body.append(name + " & " + " & ".join(cells) + r" \\")
     caption = _latex_escape(caption).replace("±", r"$\pm$")
     return "\n".join([r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}",
-                      rf"\begin{{tabular}}{{{spec}}}", r"\toprule", rf" & {head1} \\", rules, rf"Loss & {head2} \\",
+                      rf"\begin{{tabular}}{{{spec}}}", r"\toprule", rf"{' & ' * first}{head1} \\", rules,
+                      rf"Loss & {'Optimiser & ' if optimisers is not None else ''}{head2} \\",
                       r"\midrule", *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
 
 
-def p_value_rows(table) -> List[Dict[str, object]]:
+def p_value_rows(table, optimisers: Optional[Dict[str, str]] = None,
+                 against: Optional[Dict[str, str]] = None) -> List[Dict[str, object]]:
+    """One row per table cell; with ``optimisers`` and ``against`` also each loss's optimiser and the reference its
+    p-value is against (empty for a reference)."""
     rows = []
     for metric, losses in table.items():
         for loss, cells in losses.items():
+            extra = {} if optimisers is None else {"optimiser": optimisers.get(loss, "unknown")}
+            if against is not None:
+                extra["tested_against"] = "" if against.get(loss, loss) == loss else against[loss]
             for column, cell in cells.items():
-                rows.append({"metric": metric, "loss": loss, "class": column, "mean": cell.mean, "std": cell.std,
-                             "n": cell.n, "p_value": "" if cell.p_value is None else cell.p_value})
+                rows.append({"metric": metric, "loss": loss, **extra, "class": column, "mean": cell.mean,
+                             "std": cell.std, "n": cell.n, "p_value": "" if cell.p_value is None else cell.p_value})
     return rows

@@ -20,6 +20,8 @@ from typing import Dict
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 _MESSAGE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?: (.*)")
 _EPOCH = re.compile(r"Epoch (\d+)")
 # a number as str() or repr() of a NumPy scalar writes it: 0.93, 1e-05, nan, np.float32(0.93), np.float64(nan)
@@ -39,7 +41,7 @@ def _dice_values(inside: str, where: str) -> list:
     for item in filter(None, (part.strip() for part in inside.split(","))):
         match = _DICE_VALUE.fullmatch(item)
         if match is None:
-            raise ValueError(f"{where}: cannot read pseudo Dice value {item!r}")
+            raise InvalidInput(f"{where}: cannot read pseudo Dice value {item!r}")
         values.append(float(match.group(1)))
     return values
 
@@ -73,7 +75,7 @@ def _arrays(epochs: Dict[int, dict]) -> Dict[str, np.ndarray]:
     order = sorted(epochs)
     widths = {len(epochs[e]["pseudo_dice"]) for e in order}
     if len(widths) > 1:
-        raise ValueError(f"pseudo Dice has {sorted(widths)} classes in different epochs: logs of different trainings")
+        raise InvalidInput(f"pseudo Dice has {sorted(widths)} classes in different epochs: logs of different trainings")
     dice = np.array([epochs[e]["pseudo_dice"] for e in order], dtype=float).reshape(len(order), max(widths, default=0))
     finite = np.isfinite(dice)
     with np.errstate(invalid="ignore"):  # all classes NaN: the mean stays NaN

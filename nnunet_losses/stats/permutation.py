@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InvalidInput
 from ._validate import as_pairs
 
 _CHUNK = 4096
@@ -38,7 +39,7 @@ def paired_permutation_test(a: Sequence[float], b: Sequence[float], n_permutatio
     or all differences zero, gives p = 1.
     """
     if n_permutations < 1:
-        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+        raise InvalidInput(f"n_permutations must be >= 1, got {n_permutations}")
     a_arr, b_arr = as_pairs(a, b, nan_policy)
     diffs = a_arr - b_arr
     n = diffs.size

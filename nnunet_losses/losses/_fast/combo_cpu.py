@@ -49,15 +49,15 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..._args import env_switch
+
 try:
     import fcntl
 except ImportError:  # not POSIX: builds are not serialised (the rename still keeps every file whole)
     fcntl = None
 
 SOURCE = Path(__file__).with_name("combo_cpu.c")
-SWITCH = "nnUNet_losses_fused"  # a false value (FALSE below): always the PyTorch path
-FALSE = ("0", "false", "no", "off", "f", "n")
-TRUE = ("1", "true", "yes", "on", "t", "y", "")
+SWITCH = "nnUNet_losses_fused"  # a false value (0, false, no, off, f, n): always the PyTorch path
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC")
 LIBS = ("-lmvec",)
 BUILD_TIMEOUT_S = 300  # a compiler still running after this is stopped; older temporary files are leftovers
@@ -74,14 +74,8 @@ def _switch() -> str:
 
 def enabled() -> bool:
     """False when ``nnUNet_losses_fused`` holds a false value (0, false, no, off, f, n; any case), True when unset or
-    a true value (1, true, yes, on, t, y); any other value is a ValueError."""
-    value = _switch().lower()
-    if value in FALSE:
-        return False
-    if value in TRUE:
-        return True
-    raise ValueError(f"{SWITCH}={_switch()!r}: expected a false value ({', '.join(FALSE)}) or a true value "
-                     f"({', '.join(v for v in TRUE if v)}), in any case")
+    a true value (1, true, yes, on, t, y); any other value is an error naming the variable."""
+    return env_switch(SWITCH)
 
 
 def _cpu_signature() -> str:
