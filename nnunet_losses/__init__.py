@@ -13,4 +13,4 @@ Layers, each importing only those before it (``tests/test_layering.py``):
   ``cli`` (the ``nnunet-losses`` command).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

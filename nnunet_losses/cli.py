@@ -19,6 +19,14 @@ from .report.catalogue import MEANS, PLOTS, REPORT_METRICS
 from .synthetic_images import GENERATORS
 
 
+def add_model_arguments(p, required: bool, trainer_help: str) -> None:
+    """nnU-Net's -d -c -tr -p, as nnUNetv2_train and nnUNetv2_predict spell them."""
+    p.add_argument("-d", required=required, default=None, help="dataset id or name")
+    p.add_argument("-c", required=required, default=None, help="configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("-tr", required=required, default=None, help=trainer_help)
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+
+
 def run_losses(args) -> int:
     from .registry import describe
 
@@ -95,10 +103,7 @@ def add_doctor(sub) -> None:
                                    "-d/-c: the preprocessed dataset, the precomputed maps the trainer reads (every "
                                    "byte verified, as at training start) and the disk space for them. Writes "
                                    "nothing.")
-    p.add_argument("-d", default=None, help="dataset id or name")
-    p.add_argument("-c", default=None, help="configuration, e.g. 2d or 3d_fullres (with -d)")
-    p.add_argument("-tr", default=None, help="trainer name, e.g. RRWTrainer or ComboTrainer_a0p5_b0p7")
-    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    add_model_arguments(p, required=False, trainer_help="trainer name, e.g. RRWTrainer or ComboTrainer_a0p5_b0p7")
     p.set_defaults(func=run_doctor)
 
 
@@ -245,10 +250,7 @@ def add_export_model(sub) -> None:
                                    "original trainer and loss. nnUNetv2_install_pretrained_model_from_zip OUT.zip, "
                                    "then nnUNetv2_predict ... -tr nnUNetTrainer give the original model's "
                                    "predictions.")
-    p.add_argument("-d", required=True, help="dataset id or name")
-    p.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
-    p.add_argument("-tr", required=True, help="the trainer the model was trained with, e.g. RRWTrainer")
-    p.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    add_model_arguments(p, required=True, trainer_help="the trainer the model was trained with, e.g. RRWTrainer")
     p.add_argument("-f", nargs="+", default=None, help="folds (numbers or all; default: every fold with the "
                                                        "checkpoint)")
     p.add_argument("--chk", nargs="+", default=["checkpoint_final.pth"],

@@ -11,17 +11,22 @@ from ..errors import InvalidInput, StepFailed
 def resolve_dataset_folder(dataset: str) -> str:
     """``nnUNet_preprocessed/DatasetXXX_Name`` of a dataset id or name."""
     from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if not nnUNet_preprocessed.is_set():
         raise StepFailed("nnUNet_preprocessed is not set (nnU-Net's environment variable)")
+    return os.path.join(str(nnUNet_preprocessed.get()), dataset_name(dataset))
+
+
+def dataset_name(dataset: str) -> str:
+    """``DatasetXXX_Name`` of a dataset id or name, as nnU-Net resolves it; its errors as one-line user errors."""
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
     try:
-        name = maybe_convert_to_dataset_name(dataset)
+        return maybe_convert_to_dataset_name(dataset)
     except RuntimeError as err:  # nnU-Net's: no dataset (or several) of this id
         raise StepFailed(str(err)) from None
     except ValueError as err:  # nnU-Net's: neither an id nor a DatasetXXX_ name
         raise InvalidInput(str(err)) from None
-    return os.path.join(str(nnUNet_preprocessed.get()), name)
 
 
 def resolve_dataset(dataset: str, configuration: str, plans: str = "nnUNetPlans"):

@@ -212,9 +212,9 @@ def export_model(dataset: str, configuration: str, trainer: str, output: str, pl
     """Write the zip of the model ``nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>`` (``results``:
     another results folder) as ``nnUNetTrainer``; returns the record written as ``nnunet_losses_export.json``."""
     import torch
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     from .._files import atomic_file
+    from .datasets import dataset_name
 
     if os.path.lexists(output):
         raise ExistingOutput(f"{output} exists: choose another output file or remove it")
@@ -224,7 +224,7 @@ def export_model(dataset: str, configuration: str, trainer: str, output: str, pl
         results = os.environ.get("nnUNet_results")
         if not results:
             raise StepFailed("nnUNet_results is not set (nnU-Net's environment variable): it holds the trained "
-                               "models")
+                             "models")
     if trainer == STOCK_TRAINER:
         raise InvalidInput(f"{STOCK_TRAINER} is nnU-Net's own trainer: export it with nnUNetv2_export_model_to_zip")
     for name, value in (("plans", plans), ("configuration", configuration), ("trainer", trainer)):
@@ -233,18 +233,13 @@ def export_model(dataset: str, configuration: str, trainer: str, output: str, pl
     for chk in checkpoints:
         if os.path.basename(chk) != chk or not chk.endswith(".pth"):
             raise InvalidInput(f"--chk {chk!r}: the file name of a checkpoint in the fold folders, e.g. "
-                             f"checkpoint_final.pth")
-    try:
-        dataset_name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as err:  # nnU-Net's: no dataset (or several) of this id
-        raise StepFailed(str(err)) from None
-    except ValueError as err:  # nnU-Net's: neither an id nor a DatasetXXX_ name
-        raise InvalidInput(str(err)) from None
+                               f"checkpoint_final.pth")
+    dataset = dataset_name(dataset)
     folder_name = f"{trainer}__{plans}__{configuration}"
-    model_folder = os.path.join(results, dataset_name, folder_name)
+    model_folder = os.path.join(results, dataset, folder_name)
     if not os.path.isdir(model_folder):
         raise MissingInput(f"no trained model folder {model_folder}: check -d, -c, -tr and -p (or train it "
-                                f"with nnUNetv2_train)")
+                           f"with nnUNetv2_train)")
     for name in ("plans.json", "dataset.json"):
         if not os.path.isfile(os.path.join(model_folder, name)):
             raise MissingInput(f"{os.path.join(model_folder, name)} is missing: prediction needs it")
@@ -262,13 +257,13 @@ def export_model(dataset: str, configuration: str, trainer: str, output: str, pl
     network = _stock_network(model_folder, configuration)
 
     stock_folder = f"{STOCK_TRAINER}__{plans}__{configuration}"
-    arc = lambda *parts: "/".join((dataset_name, stock_folder) + parts)  # noqa: E731 - names inside the zip
+    arc = lambda *parts: "/".join((dataset, stock_folder) + parts)  # noqa: E731 - names inside the zip
     record: Dict[str, Any] = {
         "exported_as": STOCK_TRAINER, "original_trainer": trainer, "original_folder": folder_name,
-        "dataset": dataset_name, "plans": plans, "configuration": configuration, "folds": folds,
+        "dataset": dataset, "plans": plans, "configuration": configuration, "folds": folds,
         "checkpoints": list(checkpoints), "versions": _versions(), "trained_with": {}, "dropped_checkpoint_keys": {},
         "install": f"nnUNetv2_install_pretrained_model_from_zip {os.path.basename(output)}",
-        "predict": f"nnUNetv2_predict -i INPUT -o OUTPUT -d {dataset_name} -c {configuration} -tr {STOCK_TRAINER} "
+        "predict": f"nnUNetv2_predict -i INPUT -o OUTPUT -d {dataset} -c {configuration} -tr {STOCK_TRAINER} "
                    f"-p {plans} -f {' '.join(folds)}"}
     with atomic_file(output, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zipf:
         for fold in folds:
