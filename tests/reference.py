@@ -66,8 +66,9 @@ def region_wise_grad_eq2(x, z):
     return grad
 
 
-def iou_xy(x, labels, alpha, beta, include_background=True, smooth=1e-5, regions=False, valid=None):
-    """Furtado: 1 - mean_c TP / (TP + alpha FP + beta FN), per sample and class."""
+def _probabilities_and_targets(x, labels, include_background, regions, valid):
+    """(p, y) per channel: sigmoid and the region targets, or softmax and one-hot labels (without the background
+    channel unless ``include_background``); both zero outside ``valid``."""
     if regions:
         p, y = sigmoid(x), labels.astype(np.float64)
     else:
@@ -76,6 +77,12 @@ def iou_xy(x, labels, alpha, beta, include_background=True, smooth=1e-5, regions
             p, y = p[:, 1:], y[:, 1:]
     if valid is not None:
         p, y = p * valid[:, None], y * valid[:, None]
+    return p, y
+
+
+def iou_xy(x, labels, alpha, beta, include_background=True, smooth=1e-5, regions=False, valid=None):
+    """Furtado: 1 - mean_c TP / (TP + alpha FP + beta FN), per sample and class."""
+    p, y = _probabilities_and_targets(x, labels, include_background, regions, valid)
     scores = []
     for b in range(x.shape[0]):
         for c in range(p.shape[1]):
@@ -88,14 +95,7 @@ def iou_xy(x, labels, alpha, beta, include_background=True, smooth=1e-5, regions
 
 def topk_dice(x, labels, k, eps, include_background=False, regions=False, valid=None):
     """Hosseini eq. 2-7: per sample, per present class, keep ceil(k% n_c) lowest TP voxels; squared Dice."""
-    if regions:
-        p, y = sigmoid(x), labels.astype(np.float64)
-    else:
-        p, y = softmax(x), onehot(labels, x.shape[1])
-        if not include_background:
-            p, y = p[:, 1:], y[:, 1:]
-    if valid is not None:
-        p, y = p * valid[:, None], y * valid[:, None]
+    p, y = _probabilities_and_targets(x, labels, include_background, regions, valid)
     losses = []
     kept_counts = []
     for b in range(x.shape[0]):
@@ -173,3 +173,19 @@ def weighted_ce(x, labels, weights, valid=None):
         num += -weights[c] * logp[(idx[0], c) + idx[1:]]
         den += weights[c]
     return num / den
+
+
+def boundary_reference(labels, num_classes, spacing, inside_offset=0):
+    """Per class k, by scipy's Euclidean distance transform: the distance to k outside k, minus (the distance to the
+    outside of k - ``inside_offset``) inside k; an absent class is 0. ``inside_offset`` 1: the RW paper's eq. 3;
+    0: the RW authors' BoundaryLoss code."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = np.zeros((num_classes,) + labels.shape)
+    for k in range(num_classes):
+        pos = labels == k
+        if pos.any():
+            neg = ~pos
+            out[k] = (distance_transform_edt(neg, sampling=spacing) * neg
+                      - (distance_transform_edt(pos, sampling=spacing) - inside_offset) * pos)
+    return out

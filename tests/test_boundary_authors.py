@@ -9,24 +9,13 @@ from nnunet_losses.maps import boundary_map, boundary_map_authors
 from nnunet_losses.nnunet.map_pipeline import AttachMapsTransform, MapPipeline, PrecomputedMapsToTargetTransform
 from nnunet_losses.naming import TrainerNameError
 from nnunet_losses.nnunet.trainers import trainer_class
+from reference import boundary_reference
 
 
 def _blobs(shape, num_classes, seed):
     rng = np.random.default_rng(seed)
     field = gaussian_filter(rng.normal(size=(num_classes,) + shape), 1.5, axes=range(1, len(shape) + 1))
     return np.argmax(field, 0)
-
-
-def _authors_reference(labels, num_classes, spacing):
-    """What the authors' BoundaryLoss computes per class: dist(neg) * neg - dist(pos) * pos (absent class: 0)."""
-    out = np.zeros((num_classes,) + labels.shape)
-    for k in range(num_classes):
-        pos = labels == k
-        if pos.any():
-            neg = ~pos
-            out[k] = (distance_transform_edt(neg, sampling=spacing) * neg
-                      - distance_transform_edt(pos, sampling=spacing) * pos)
-    return out
 
 
 @pytest.mark.parametrize("shape,spacing", [((40, 33), None), ((14, 17, 12), (2.5, 0.8, 0.8))])
@@ -37,7 +26,8 @@ def test_authors_map_is_eq3_minus_y(shape, spacing):
     sp = spacing or (1.0,) * len(shape)
     ours = boundary_map(labels, 5, spacing)
     authors = boundary_map_authors(labels, 5, spacing)
-    reference = _authors_reference(np.where(labels >= 5, -99, labels), 5, sp)
+    # what the authors' BoundaryLoss computes per class: dist(neg) * neg - dist(pos) * pos (absent class: 0)
+    reference = boundary_reference(np.where(labels >= 5, -99, labels), 5, sp, inside_offset=0)
     assert authors.dtype == np.float32 and authors.shape == (5,) + shape
     assert np.allclose(authors, reference, atol=1e-4)
     onehot = np.stack([labels == k for k in range(5)])

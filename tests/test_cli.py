@@ -85,12 +85,13 @@ def test_process_counts_below_one_are_refused(capsys):
 
 
 def test_bugs_keep_their_traceback_and_messages_are_one_line(monkeypatch, capsys):
-    """main turns the errors commands raise on purpose (a message) into one line, exit status 2; a dict lookup's
-    KeyError (it names the missing key) and RuntimeError's subclasses from outside the package (NotImplementedError,
-    RecursionError, torch's OutOfMemoryError) are bugs or resources: they keep their traceback."""
+    """main turns the errors a user can fix (nnunet_losses.errors.UserError, a message) into one line, exit status 2;
+    a dict lookup's KeyError (it names the missing key), NotImplementedError, RecursionError are bugs: they keep their
+    traceback (tests/test_errors.py: plain builtins too)."""
     import pytest
 
     from nnunet_losses import cli
+    from nnunet_losses.errors import InvalidInput, MissingInput, StepFailed, UnknownName
     from nnunet_losses.experiment.runner import FolderNotWritable
 
     def raising(error):
@@ -102,11 +103,11 @@ def test_bugs_keep_their_traceback_and_messages_are_one_line(monkeypatch, capsys
         monkeypatch.setattr(cli, "run_losses", raising(error))
         with pytest.raises(type(error)):
             cli.main(["losses"])
-    for error, shown in ((RuntimeError("training failed (exit 1); see LOG"), "training failed (exit 1); see LOG"),
-                         (KeyError("unknown loss 'x'. Known losses: a, b"), "unknown loss 'x'. Known losses: a, b"),
+    for error, shown in ((StepFailed("training failed (exit 1); see LOG"), "training failed (exit 1); see LOG"),
+                         (UnknownName("unknown loss 'x'. Known losses: a, b"), "unknown loss 'x'. Known losses: a, b"),
                          (FolderNotWritable("the work folder W is not writable"), "the work folder W is not writable"),
-                         (ValueError("spec.toml: runs = 0"), "spec.toml: runs = 0"),
-                         (FileNotFoundError("no such experiment spec: x.toml"), "no such experiment spec: x.toml")):
+                         (InvalidInput("spec.toml: runs = 0"), "spec.toml: runs = 0"),
+                         (MissingInput("no such experiment spec: x.toml"), "no such experiment spec: x.toml")):
         monkeypatch.setattr(cli, "run_losses", raising(error))
         assert cli.main(["losses"]) == 2
         assert capsys.readouterr().err == f"nnunet-losses losses: error: {shown}\n"

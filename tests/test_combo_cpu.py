@@ -230,12 +230,11 @@ print(fused, value, ComboLoss()(x, labels).item())
 """
 
 
-def _combo_in_process(cache, expect_kernel=True):
+def _combo_in_process(python, cache, expect_kernel=True):
     """Combo on the CPU in a new process with the kernel cache in ``cache`` (a crash stays in that process)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     env.pop(combo_cpu.SWITCH, None)
-    proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", _COMBO_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = python([sys.executable, "-W", "error::UserWarning", "-c", _COMBO_SCRIPT], env=env, timeout=300)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     fused, value, reference = proc.stdout.split()
     assert fused == str(expect_kernel)
@@ -244,10 +243,10 @@ def _combo_in_process(cache, expect_kernel=True):
 
 
 @pytest.fixture(scope="module")
-def built_cache(tmp_path_factory):
+def built_cache(tmp_path_factory, run_bare_python):
     """A kernel cache as a first Combo run leaves it (built in another process)."""
     cache = tmp_path_factory.mktemp("built")
-    _combo_in_process(cache)
+    _combo_in_process(run_bare_python, cache)
     return cache / "nnunet_losses"
 
 
@@ -283,33 +282,33 @@ def test_the_build_records_the_kernels_hash(built_cache):
 
 
 @needs_kernel
-def test_a_truncated_kernel_is_rebuilt(built_cache, tmp_path):
+def test_a_truncated_kernel_is_rebuilt(built_cache, tmp_path, run_bare_python):
     """A kernel cut short (a full disk, a killed copy) crashed every Combo run with a bus error."""
     kernel = _copy_of(built_cache, tmp_path)
     data = kernel.read_bytes()
     kernel.write_bytes(data[:len(data) // 2])
-    _combo_in_process(tmp_path)
+    _combo_in_process(run_bare_python, tmp_path)
     assert kernel.read_bytes() == data and _record_matches(kernel)
 
 
 @needs_kernel
-def test_a_kernel_with_changed_code_is_rebuilt(built_cache, tmp_path):
+def test_a_kernel_with_changed_code_is_rebuilt(built_cache, tmp_path, run_bare_python):
     """Flipped bytes in the kernel's code crashed Combo (or gave wrong sums): the record catches them."""
     kernel = _copy_of(built_cache, tmp_path)
     data = kernel.read_bytes()
     offset, size = _text_section(data)
     kernel.write_bytes(data[:offset] + bytes(b ^ 0xFF for b in data[offset:offset + size]) + data[offset + size:])
-    _combo_in_process(tmp_path)
+    _combo_in_process(run_bare_python, tmp_path)
     assert kernel.read_bytes() == data and _record_matches(kernel)
 
 
 @needs_kernel
-def test_a_kernel_without_its_record_is_rebuilt(built_cache, tmp_path):
+def test_a_kernel_without_its_record_is_rebuilt(built_cache, tmp_path, run_bare_python):
     kernel = _copy_of(built_cache, tmp_path)
     record = kernel.with_name(kernel.name + ".sha256")
     record.unlink()
     kernel.write_bytes(b"\0" * 4096)  # not an ELF file: loading it would fail
-    _combo_in_process(tmp_path)
+    _combo_in_process(run_bare_python, tmp_path)
     assert record.is_file() and _record_matches(kernel)
 
 
@@ -408,14 +407,14 @@ def test_leftovers_of_killed_builds_are_removed(fresh_build):
 
 
 @needs_kernel
-def test_a_killed_build_leaves_no_kernel_and_the_next_run_builds_it(built_cache, tmp_path):
+def test_a_killed_build_leaves_no_kernel_and_the_next_run_builds_it(built_cache, tmp_path, run_bare_python):
     """The compiler writes a temporary file that is renamed when complete: a kill leaves no kernel under the final
     name, only a temporary file, and the next run builds the kernel."""
     kernel = _copy_of(built_cache, tmp_path)
     kernel.unlink()
     leftover = kernel.with_name(kernel.name + ".tmp1234")
     leftover.write_bytes(b"")
-    _combo_in_process(tmp_path)
+    _combo_in_process(run_bare_python, tmp_path)
     assert _record_matches(kernel)
 
 

@@ -112,20 +112,8 @@ for name in sys.argv[2:]:
 
 
 @pytest.fixture(scope="module")
-def preprocessed(tmp_path_factory):
-    import os
-    import subprocess
-    import sys
-
-    from nnunet_losses import ext_trainers
-    from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
-
-    env = nnunet_env(str(tmp_path_factory.mktemp("compile")))
-    env["nnUNet_extTrainer"] = os.path.dirname(ext_trainers.__file__)
-    write_synthetic_dataset(env["nnUNet_raw"], 931, "Compile931", num_train=4, num_test=1)
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnUNetv2_plan_and_preprocess"), "-d", "931",
-                    "-c", "2d", "-npfp", "1", "-np", "1"], env=env, check=True, capture_output=True)
-    return env
+def preprocessed(prepared_dataset):
+    return prepared_dataset(901)
 
 
 @pytest.mark.nnunet
@@ -140,8 +128,8 @@ def test_trainer_compiles_the_loss_when_nnunet_compiles(preprocessed):
     expected_parts = {"ComboTrainer_b0p7": ["ComboLoss"],
                       "DiceBoundaryTrainer": ["WeightedPartnerAndBoundary", "_rebuild"],
                       "RRWTrainer": ["RegionWiseLoss", "_rebuild"]}
-    proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, "931", *expected_parts], env=preprocessed,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", TRAINER_SCRIPT, preprocessed["id"], *expected_parts],
+                          env=preprocessed["env"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("nnunet-losses: Using torch.compile for the loss...") == 3
     assert proc.stdout.count("nnunet-losses: Using torch.compile for the map rebuilt on the device...") == 2

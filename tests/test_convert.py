@@ -3,7 +3,6 @@ downloads: nnU-Net's own integrity check passes on the output, labels, channels,
 documented, bad input gives a clear error and leaves nothing behind, and re-running is idempotent."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,31 +11,16 @@ import SimpleITK as sitk
 
 from nnunet_losses.convert import acdc, brats18, kits19
 from nnunet_losses.convert._common import ConversionError
+from fake_downloads import blocks, write, write_fake_acdc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OBLIQUE = tuple(np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]).ravel())  # a rotation about z
 
 
-def write(array, path, spacing=(1.4, 1.4, 10.0), origin=(-3.0, 12.5, 40.0), direction=OBLIQUE):
-    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    image.SetDirection(direction)
-    sitk.WriteImage(image, str(path))
-
-
-def blocks(shape, values):
-    """Labels with one block per value, side by side."""
-    labels = np.zeros(shape, np.uint8)
-    for i, value in enumerate(values):
-        labels[1:-1, 2 + 4 * i:5 + 4 * i, 3:12] = value
-    return labels
-
-
-def script(name, *args, env=None):
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, env=env)
+@pytest.fixture
+def script(run_python):
+    """``script(name, *args, env=None)``: ``python scripts/NAME ARGS`` in a process of its own."""
+    return lambda name, *args, env=None: run_python([sys.executable, os.path.join(REPO, "scripts", name),
+                                                     *map(str, args)], env=env)
 
 
 def verify(folder):
@@ -50,23 +34,7 @@ def geometry(path):
     return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
 
 
-def write_fake_acdc(root, training=(1, 2, 3), testing=(101,), testing_gt=True):
-    """ACDC's layout: patient folders with two segmented frames (01, 12), the 4D cine and Info.cfg."""
-    rng = np.random.default_rng(0)
-    for split, patients in (("training", training), ("testing", testing)):
-        for p in patients:
-            folder = root / split / f"patient{p:03d}"
-            for frame in (1, 12):
-                case = f"patient{p:03d}_frame{frame:02d}"
-                write(rng.normal(size=(8, 20, 20)).astype(np.float32), folder / f"{case}.nii.gz", origin=(p, 0, 0))
-                if split == "training" or testing_gt:
-                    write(blocks((8, 20, 20), (1, 2, 3)), folder / f"{case}_gt.nii.gz", origin=(p, 0, 0))
-            write(np.zeros((2, 8, 20, 20), np.float32), folder / f"patient{p:03d}_4d.nii.gz")
-            (folder / "Info.cfg").write_text("ED: 1\nES: 12\nGroup: NOR\n")
-    return root
-
-
-def test_acdc(tmp_path):
+def test_acdc(tmp_path, script):
     source = write_fake_acdc(tmp_path / "database")
     write_fake_acdc(tmp_path / "database", training=(), testing=(102,), testing_gt=False)  # first-release testing
     raw = tmp_path / "raw"
@@ -98,7 +66,7 @@ def test_acdc(tmp_path):
     assert sorted(os.listdir(raw)) == ["Dataset027_ACDC"]
 
 
-def test_acdc_errors(tmp_path, capsys):
+def test_acdc_errors(tmp_path, capsys, script):
     source = write_fake_acdc(tmp_path / "database", testing=())
     raw = tmp_path / "raw"
     gt = source / "training/patient002/patient002_frame01_gt.nii.gz"
@@ -123,7 +91,7 @@ def test_acdc_errors(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["convert_acdc.py", "convert_brats18.py", "convert_kits19.py"])
-def test_help(name):
+def test_help(name, script):
     proc = script(name, "--help")
     assert proc.returncode == 0 and "Region-wise loss" in proc.stdout and "Source:" in proc.stdout
     assert "Output:" in proc.stdout and "--overwrite" in proc.stdout and "-np" in proc.stdout
@@ -141,7 +109,7 @@ def write_fake_brats(root):
     return root
 
 
-def test_brats18(tmp_path):
+def test_brats18(tmp_path, script):
     source = write_fake_brats(tmp_path / "MICCAI_BraTS_2018_Data_Training")
     raw = tmp_path / "raw"
     proc = script("convert_brats18.py", source, "-o", raw)
@@ -195,7 +163,7 @@ def write_fake_kits(root):
     return root
 
 
-def test_kits19_slices_resized_in_place(tmp_path):
+def test_kits19_slices_resized_in_place(tmp_path, script):
     source = write_fake_kits(tmp_path / "kits19" / "data")
     raw = tmp_path / "raw"
     proc = script("convert_kits19.py", source, "-o", raw, "--size", 16)
@@ -234,7 +202,7 @@ def test_kits19_slices_resized_in_place(tmp_path):
     assert sitk.ReadImage(os.path.join(every, "labelsTr", "case_00001.nii.gz")).GetSize() == (12, 16, 16)
 
 
-def test_kits19_axis_and_errors(tmp_path):
+def test_kits19_axis_and_errors(tmp_path, script):
     image = sitk.Image(4, 5, 6, sitk.sitkUInt8)
     assert kits19.axial_axis(image) == 2
     image.SetDirection(KITS_DIRECTION)

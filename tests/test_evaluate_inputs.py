@@ -3,7 +3,6 @@ direction and origin of prediction and reference compared (a mirrored or flipped
 --strict), each file read once, and one-line errors for an unreadable file and for -o naming a folder."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -146,13 +145,13 @@ def test_each_file_is_read_once(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("ending", [".nii.gz", ".mha"])
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_a_truncated_prediction_is_one_line_naming_it(tmp_path, ending, processes):
+def test_a_truncated_prediction_is_one_line_naming_it(tmp_path, ending, processes, run_python):
     pred_dir, ref_dir = _folders(tmp_path, ending)
     path = pred_dir / f"c1{ending}"
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
-    proc = subprocess.run([CLI, "evaluate", str(pred_dir), str(ref_dir), "--no-progress", "-np", processes,
-                           "-o", str(tmp_path / "m.json")], capture_output=True, text=True)
+    proc = run_python([CLI, "evaluate", str(pred_dir), str(ref_dir), "--no-progress", "-np", processes,
+                       "-o", str(tmp_path / "m.json")])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert proc.stderr.startswith(f"nnunet-losses evaluate: error: {path}: cannot read this {ending} file")
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -193,12 +192,11 @@ def test_a_nifti_of_several_gzip_members_is_read(tmp_path):
     assert _dice(result, "c0") == 1.0 and result["warnings"] == []
 
 
-def test_output_naming_a_folder_is_one_line(tmp_path):
+def test_output_naming_a_folder_is_one_line(tmp_path, run_python):
     pred_dir, ref_dir = _folders(tmp_path, cases=1)
     folder = tmp_path / "out"
     folder.mkdir()
-    proc = subprocess.run([CLI, "evaluate", str(pred_dir), str(ref_dir), "--no-progress", "-o", str(folder)],
-                          capture_output=True, text=True)
+    proc = run_python([CLI, "evaluate", str(pred_dir), str(ref_dir), "--no-progress", "-o", str(folder)])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert proc.stderr.strip() == (f"nnunet-losses evaluate: error: -o {folder} is a folder: -o takes a JSON file "
                                    f"path (e.g. {folder / 'metrics.json'})")

@@ -18,12 +18,11 @@ from typing import List, Tuple
 import pytest
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from nnunet_losses.losses import compile_loss
 from nnunet_losses.maps import MAP_KINDS
 from nnunet_losses.registry import REGISTRY, build_loss
+from device_log import DeviceLog
 
 NUM_CLASSES = 4
 SHAPE = (2, NUM_CLASSES, 16, 12)
@@ -33,30 +32,6 @@ SHAPE = (2, NUM_CLASSES, 16, 12)
 NNUNET_HOST_READ_WITH_IGNORE = {"dice_ce", "dice_topk_ce"}
 # parameters that take another code path than the defaults
 VARIANTS = {"focal": [{}, {"alpha": 0.25}], "focal_dice": [{}, {"alpha": 0.25}]}
-HOST_READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default,
-              torch.ops.aten.equal.default, torch.ops.aten.item.default}
-
-
-class DeviceLog(TorchDispatchMode):
-    """Records host reads and CPU -> device copies (any operator that takes a CPU tensor of one element or more and
-    returns a tensor on another device; CPU scalars of zero dimensions travel as kernel arguments)."""
-
-    def __init__(self):
-        super().__init__()
-        self.host_reads: List[str] = []
-        self.copies: List[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in HOST_READS:
-            self.host_reads.append(str(func))
-        out = func(*args, **kwargs)
-        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if (any(t.device.type == "cpu" and t.dim() > 0 for t in inputs)
-                and any(t.device.type != "cpu" for t in outputs)):
-            self.copies.append(str(func))
-        return out
 
 
 def _cases() -> List[Tuple[str, dict, object, bool]]:
@@ -200,7 +175,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from nnunetv2.run.run_training import get_trainer_from_args
 sys.path.insert(0, sys.argv[1])
-from test_gpu_path import DeviceLog
+from device_log import DeviceLog
 
 for name in sys.argv[3:]:
     result = {"trainer": name}
@@ -242,22 +217,10 @@ for name in sys.argv[3:]:
 
 
 @pytest.fixture(scope="module")
-def preprocessed(tmp_path_factory):
-    import os
-    import subprocess
-    import sys
-
-    from nnunet_losses import ext_trainers
-    from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
-
-    env = nnunet_env(str(tmp_path_factory.mktemp("gpu_path")))
-    env.update(nnUNet_extTrainer=os.path.dirname(ext_trainers.__file__), nnUNet_compile="f")
-    write_synthetic_dataset(env["nnUNet_raw"], 932, "GpuPath932", num_train=6, num_test=1)
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnUNetv2_plan_and_preprocess"), "-d", "932",
-                    "-c", "2d", "-npfp", "1", "-np", "1"], env=env, check=True, capture_output=True)
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nnunet-losses"), "precompute-maps", "-d", "932",
-                    "-c", "2d"], env=env, check=True, capture_output=True)
-    return env
+def preprocessed(prepared_dataset):
+    ds = prepared_dataset(901, maps="all")
+    ds["env"]["nnUNet_compile"] = "f"
+    return ds
 
 
 @pytest.mark.nnunet
@@ -273,8 +236,8 @@ def test_each_family_s_loss_step_reads_nothing_back_and_copies_only_the_batch(pr
 
     from nnunet_losses.catalogue import FAMILIES
 
-    proc = subprocess.run([sys.executable, "-c", TRAINER_LOSS_STEP, os.path.dirname(__file__), "932",
-                           *FAMILIES], env=preprocessed, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", TRAINER_LOSS_STEP, os.path.dirname(__file__), preprocessed["id"],
+                           *FAMILIES], env=preprocessed["env"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert [r["trainer"] for r in results] == list(FAMILIES)

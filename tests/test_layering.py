@@ -1,11 +1,11 @@
-"""The layering the package promises: the pure core (losses, maps, metrics, stats, the registry, the catalogue, the
-name grammar, the synthetic images) imports no nnunetv2 and nothing of nnunet/ (the glue), and nnunet/ imports nothing above it. Each
-import runs in a fresh interpreter, so nothing is imported already."""
+"""The layering the package promises: the pure core (losses, maps, metrics, stats, the errors, the folder evaluator,
+the registry, the catalogue, the name grammar, the synthetic images) imports no nnunetv2 and nothing of nnunet/ (the
+glue), and nnunet/ imports nothing above it. Each import runs in a new process in which nothing of the package or of
+nnU-Net is imported yet (third-party modules such as torch may be: the ``run_bare_python`` fixture)."""
 import ast
 import json
 import os
 import pkgutil
-import subprocess
 import sys
 
 import pytest
@@ -13,19 +13,19 @@ import pytest
 import nnunet_losses
 
 CORE = ["losses", "maps", "metrics", "stats"]
-PURE_MODULES = ["registry", "catalogue", "naming", "papers", "synthetic_images"]  # single-file modules of the pure core
+PURE_MODULES = ["errors", "evaluation", "registry", "catalogue", "naming", "papers",
+                "synthetic_images"]  # single-file modules of the pure core
 GLUE = ("nnunetv2", "nnunet_losses.nnunet")  # what the pure core may not import
 ABOVE_NNUNET = ("nnunet_losses.cli", "nnunet_losses.demo", "nnunet_losses.report", "nnunet_losses.experiment",
                 "nnunet_losses.doc_tables")
 
 
-def _modules_after_import(modules):
+def _modules_after_import(python, modules):
     code = ("import importlib, json, sys\n"
             f"for name in {list(modules)!r}:\n"
             "    importlib.import_module(name)\n"
             "print(json.dumps(sorted(sys.modules)))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    proc = python([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -36,8 +36,8 @@ def _submodules(package):
 
 
 @pytest.mark.parametrize("package", CORE)
-def test_core_imports_no_nnunetv2(package):
-    loaded = _modules_after_import(_submodules(package))
+def test_core_imports_no_nnunetv2(package, run_bare_python):
+    loaded = _modules_after_import(run_bare_python, _submodules(package))
     assert not {m for m in loaded if m == "nnunetv2" or m.startswith("nnunetv2.")}, package
     assert "batchgeneratorsv2" not in loaded and "dynamic_network_architectures" not in loaded
 
@@ -47,12 +47,24 @@ def _is_glue(module):
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
-def test_pure_modules_import_no_glue(module):
-    loaded = _modules_after_import([f"nnunet_losses.{module}"])
+def test_pure_modules_import_no_glue(module, run_bare_python):
+    loaded = _modules_after_import(run_bare_python, [f"nnunet_losses.{module}"])
     assert not sorted(m for m in loaded if _is_glue(m)), module
 
 
-def test_registry_imports_the_glue_only_to_build_a_baseline():
+def test_errors_import_nothing_of_the_package(run_bare_python):
+    """Every module may raise the errors of ``nnunet_losses.errors``: it imports no other module of the package."""
+    loaded = _modules_after_import(run_bare_python, ["nnunet_losses.errors"])
+    assert sorted(m for m in loaded if m.startswith("nnunet_losses")) == ["nnunet_losses", "nnunet_losses.errors"]
+
+
+def test_metrics_read_no_files(run_bare_python):
+    """The metrics compute on arrays: the folder evaluator (files, JSON, the command line's messages) is outside."""
+    loaded = _modules_after_import(run_bare_python, _submodules("metrics"))
+    assert "nnunet_losses.evaluation" not in loaded and "nnunet_losses._files" not in loaded
+
+
+def test_registry_imports_the_glue_only_to_build_a_baseline(run_bare_python):
     """Describing every loss and building a pure one import no glue; a baseline (nnU-Net's class) imports it."""
     code = ("import json, sys\n"
             "from nnunet_losses.registry import build_loss, describe\n"
@@ -60,15 +72,15 @@ def test_registry_imports_the_glue_only_to_build_a_baseline():
             "before = sorted(sys.modules)\n"
             "build_loss('dice_ce')\n"
             "print(json.dumps([before, sorted(sys.modules)]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    proc = run_bare_python([sys.executable, "-c", code], check=True,
+                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     before, after = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not [m for m in before if _is_glue(m)]
     assert "nnunet_losses.nnunet.baselines" in after and "nnunetv2" in after
 
 
-def test_nnunet_glue_imports_nothing_above_it():
-    loaded = _modules_after_import(_submodules("nnunet"))
+def test_nnunet_glue_imports_nothing_above_it(run_bare_python):
+    loaded = _modules_after_import(run_bare_python, _submodules("nnunet"))
     above = sorted(m for m in loaded if m.startswith(ABOVE_NNUNET))
     assert not above
 
@@ -137,7 +149,7 @@ def test_nnunet_glue_never_imports_above_it():
     assert not offenders
 
 
-def test_specs_and_trainer_names_import_no_nnunetv2():
+def test_specs_and_trainer_names_import_no_nnunetv2(run_bare_python):
     """Loading an experiment spec (which checks every trainer name), parsing a name and listing the trainers read
     the pure catalogue: neither nnUNetTrainer nor anything else of nnunetv2 is imported."""
     code = ("import contextlib, io, json, sys\n"
@@ -154,8 +166,7 @@ def test_specs_and_trainer_names_import_no_nnunetv2():
             "    assert main(['losses', '--markdown', 'losses']) == 0\n"
             "print(json.dumps(sorted(sys.modules)))\n")
     root = os.path.dirname(os.path.dirname(nnunet_losses.__file__))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
-                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    proc = run_bare_python([sys.executable, "-c", code], cwd=root, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     assert proc.returncode == 0, proc.stderr
     loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert not {m for m in loaded if m == "nnunetv2" or m.startswith("nnunetv2.")}

@@ -10,7 +10,6 @@ import pytest
 
 from nnunet_losses.nnunet.synthetic import nnunet_env
 from nnunet_losses.nnunet.synthetic_many import write_many_class_dataset
-from test_nnunet_e2e import _cli, _run
 
 pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
@@ -18,7 +17,7 @@ PLANS = "nnUNetPlans_small_f8_b8"
 TRAINER = "RRWTrainer_ep4_it50_s1"  # the family default optimiser (Adam 1e-3); 200 iterations
 
 
-def test_rrw_default_learns_the_large_class(tmp_path):
+def test_rrw_default_learns_the_large_class(tmp_path, nnunet):
     from nnunet_losses import ext_trainers
 
     env = nnunet_env(str(tmp_path))
@@ -30,7 +29,7 @@ def test_rrw_default_learns_the_large_class(tmp_path):
                     ["nnunet-losses", "precompute-maps", "-d", "932", "-c", "2d", "-p", PLANS, "--kinds", "rrw",
                      "--no-progress"],
                     ["nnUNetv2_train", "932", "2d", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"]):
-        _run([_cli(command[0])] + command[1:], env)
+        nnunet.run([nnunet.command(command[0])] + command[1:], env)
     fold = os.path.join(env["nnUNet_results"], name, f"{TRAINER}__{PLANS}__2d", "fold_0")
     settings = json.load(open(os.path.join(fold, "nnunet_losses.json")))
     log = open(sorted(glob.glob(os.path.join(fold, "training_log*")))[-1]).read()

@@ -16,7 +16,7 @@ from nnunet_losses.maps import formats
 from nnunet_losses.nnunet.map_pipeline import MapPipeline
 from nnunet_losses.nnunet.precompute import check_maps, compute_case_map, map_file, maps_folder, precompute_maps
 from nnunet_losses.registry import get_spec
-from test_precompute import _blobs, _write_case
+from fake_nnunet import blobs, write_preprocessed_case
 
 K = 3
 SHAPE = (2, 20, 18)  # one case: 2 slices of a 2D configuration
@@ -37,7 +37,7 @@ class _Dataset:
 
 
 def _segmentation(seed=3):
-    seg = _blobs(SHAPE, K, seed)[None]
+    seg = blobs(SHAPE, K, seed)[None]
     seg[0, 0, :3, :4] = -1  # outside the nonzero mask: background
     seg[0, 1, 5:8, 6:9] = K  # the ignore label: no class
     return seg
@@ -68,7 +68,7 @@ def test_every_kind_from_every_place_reaches_the_loss(tmp_path, kind, place):
     row = M.map_kind(kind)
     folder = str(tmp_path / "nnUNetPlans_2d")
     seg = _segmentation()
-    _write_case(folder, "case", seg)
+    write_preprocessed_case(folder, "case", seg)
     pipeline = MapPipeline(kind, K, precomputed=place == M.PRECOMPUTED)
     assert pipeline.made == place and M.MapSource.of(kind, online=place == M.ONLINE).made == place
     tolerance = 1e-6
@@ -101,7 +101,7 @@ def test_the_table_and_what_is_derived_from_it():
     assert M.DEVICE_KINDS == ("ac",) and M.kinds_made(M.ONLINE) == ()
     assert M.STORED_KINDS == ("rrw", "boundary") and M.stored_row("boundary").kind == "boundary"
     assert [M.KINDS[k].interpolation for k in M.PRECOMPUTED_KINDS] == [M.LINEAR] * 3
-    labels = _blobs((12, 10), K, 5)
+    labels = blobs((12, 10), K, 5)
     y = M.onehot(labels, K)
     assert np.array_equal(M.MAP_FUNCTIONS["ac"](labels, K), M.complement(y))
     assert np.array_equal(M.MAP_FUNCTIONS["rrw"](labels, K), M.rrw_map(labels, K))
@@ -202,7 +202,7 @@ def test_a_kind_made_in_the_loader_workers(monkeypatch):
         MapPipeline("inside", K, precomputed=True)
     pipeline = MapPipeline("inside", K, precomputed=False)
     assert pipeline.made == M.ONLINE and pipeline.shipped_channels == K and pipeline.format is None
-    seg = torch.from_numpy(_blobs((1, 8, 6), K, 2))
+    seg = torch.from_numpy(blobs((1, 8, 6), K, 2))
     out = pipeline.add_to(SimpleNamespace(transforms=[])).transforms[-1].apply({"segmentation": seg})
     target, maps = pipeline.take({"target": [entry[None] for entry in out["segmentation"]]}, "cpu")
     assert torch.equal(target, seg[None]) and np.array_equal(maps[0].numpy(), 2.0 * M.onehot(seg[0].numpy(), K))

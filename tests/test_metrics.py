@@ -5,7 +5,6 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,8 +13,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
+from nnunet_losses.evaluation import parse_class_arguments, parse_tolerances
 from nnunet_losses.metrics import class_metrics, surface
-from nnunet_losses.metrics.evaluate import EvalClass, parse_class_arguments, parse_tolerances
+from nnunet_losses.metrics.evaluate import EvalClass
 from nnunet_losses.nnunet.evaluation import evaluate_folder
 
 surface_distances = surface.surface_distances
@@ -180,7 +180,8 @@ def _write(array, path, spacing_xyz):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """ACDC-shaped volumes (z, y, x) = (10, 96, 80), spacing 10 x 1.5 x 1.25 mm, labels 1-3 with an ignore band."""
+    """ACDC-like volumes (z, y, x) = (10, 48, 40) (few thick slices), spacing 10 x 1.5 x 1.25 mm, labels 1-3 with an
+    ignore band."""
     root = tmp_path_factory.mktemp("eval")
     pred_dir, ref_dir = root / "pred", root / "gt"
     pred_dir.mkdir()
@@ -188,7 +189,7 @@ def folders(tmp_path_factory):
     spacing_zyx = (10.0, 1.5, 1.25)
     cases = {}
     for i in range(4):
-        ref = np.zeros((10, 96, 80), np.uint8)
+        ref = np.zeros((10, 48, 40), np.uint8)
         pred = np.zeros_like(ref)
         for label, threshold in ((1, 0.505), (2, 0.512), (3, 0.518)):
             ref[_blob(ref.shape, 100 * i + label, threshold, 3)] = label
@@ -259,7 +260,7 @@ def test_evaluate_regions_labels_and_errors(folders, tmp_path):
 
 def test_evaluate_refuses_a_prediction_of_another_geometry(folders, tmp_path):
     pred, _ = folders["cases"]["case_0"]
-    _write(pred[:, :90], tmp_path / "case_0.nii.gz", folders["spacing"][::-1])
+    _write(pred[:, :-6], tmp_path / "case_0.nii.gz", folders["spacing"][::-1])
     with pytest.raises(ValueError, match="shape"):
         evaluate_folder(str(tmp_path), str(folders["ref"]), progress=False)
     _write(pred, tmp_path / "case_0.nii.gz", (1.0, 1.0, 1.0))
@@ -267,17 +268,16 @@ def test_evaluate_refuses_a_prediction_of_another_geometry(folders, tmp_path):
         evaluate_folder(str(tmp_path), str(folders["ref"]), progress=False)
 
 
-def test_evaluate_command_in_parallel(folders, tmp_path):
+def test_evaluate_command_in_parallel(folders, tmp_path, run_python):
     cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
     out = tmp_path / "cli.json"
-    proc = subprocess.run([cli, "evaluate", str(folders["pred"]), str(folders["ref"]), "-o", str(out), "-np", "2",
-                           "--no-progress"], capture_output=True, text=True)
+    proc = run_python([cli, "evaluate", str(folders["pred"]), str(folders["ref"]), "-o", str(out), "-np", "2",
+                       "--no-progress"])
     assert proc.returncode == 0, proc.stderr
     assert "RV" in proc.stdout and "mean (per class)" in proc.stdout and "foreground_mean" in proc.stdout
     serial = evaluate_folder(str(folders["pred"]), str(folders["ref"]), progress=False)
     assert json.loads(out.read_text())["summary"] == json.loads(json.dumps(serial["summary"]))
-    proc = subprocess.run([cli, "evaluate", str(tmp_path / "missing"), str(folders["ref"])], capture_output=True,
-                          text=True)
+    proc = run_python([cli, "evaluate", str(tmp_path / "missing"), str(folders["ref"])])
     assert proc.returncode == 2 and "no such folder" in proc.stderr
 
 
@@ -388,7 +388,7 @@ def test_misreadable_inputs_warn_and_strict_refuses(slices, fault, message, caps
     assert ("s0" in str(err.value))
 
 
-def test_the_ignore_label_and_the_fold_s_own_cases_are_not_warnings(slices, tmp_path):
+def test_the_ignore_label_and_the_fold_s_own_cases_are_not_warnings(slices, tmp_path, run_python):
     pred_dir, ref_dir = slices
     (ref_dir.parent / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2,
                                                                         "ignore": 3}, "file_ending": ".nii.gz"}))
@@ -400,26 +400,23 @@ def test_the_ignore_label_and_the_fold_s_own_cases_are_not_warnings(slices, tmp_
     splits.write_text(json.dumps([{"train": ["s2"], "val": ["s0", "s1"]}]))
     cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
     out = tmp_path / "fold.json"
-    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-o", str(out), "--strict", "--split",
-                           str(splits), "--fold", "0", "--no-progress"], capture_output=True, text=True)
+    proc = run_python([cli, "evaluate", str(pred_dir), str(ref_dir), "-o", str(out), "--strict", "--split",
+                       str(splits), "--fold", "0", "--no-progress"])
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     assert json.loads(out.read_text())["warnings"] == []
-    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-o", str(out), "--strict",
-                           "--no-progress"], capture_output=True, text=True)
+    proc = run_python([cli, "evaluate", str(pred_dir), str(ref_dir), "-o", str(out), "--strict", "--no-progress"])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "1 reference(s) without a prediction" in proc.stderr and "s2" in proc.stderr
 
 
-def test_strict_refusal_from_a_worker_process_is_one_line(slices):
+def test_strict_refusal_from_a_worker_process_is_one_line(slices, run_python):
     pred_dir, ref_dir = slices
     pred = sitk.GetArrayFromImage(sitk.ReadImage(str(pred_dir / "s1.nii.gz")))
     pred[0, 0, 0] = 7
     _write(pred, pred_dir / "s1.nii.gz", (1.0, 1.5, 10.0))
     cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
-    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--strict", "--no-progress"],
-                          capture_output=True, text=True)
+    proc = run_python([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--strict", "--no-progress"])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "s1.nii.gz: prediction has labels outside the classes and the ignore label: 7 (--strict)" in proc.stderr
-    proc = subprocess.run([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--no-progress"],
-                          capture_output=True, text=True)
+    proc = run_python([cli, "evaluate", str(pred_dir), str(ref_dir), "-np", "2", "--no-progress"])
     assert proc.returncode == 0 and "warning: s1.nii.gz: prediction has labels outside" in proc.stderr

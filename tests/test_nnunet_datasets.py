@@ -5,38 +5,36 @@ import os
 
 import pytest
 
-from test_nnunet_e2e import _cli, _log, _prepare, _run, _train
 
 pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
 
-def test_region_dataset(tmp_path):
-    ds = _prepare(str(tmp_path), 902, regions=True)
-    _train(ds, "ComboTrainer_ep1_it3")
-    assert "'regions': True" in _log(ds, "ComboTrainer_ep1_it3")
-    proc = _train(ds, "RRWTrainer_online_ep1_it3", check=False)
+def test_region_dataset(prepared_dataset, nnunet):
+    ds = prepared_dataset(902, regions=True)
+    nnunet.train(ds, "ComboTrainer_ep1_it3")
+    assert "'regions': True" in nnunet.log(ds, "ComboTrainer_ep1_it3")
+    proc = nnunet.train(ds, "RRWTrainer_online_ep1_it3", check=False)
     assert proc.returncode != 0 and "does not support region-based" in proc.stdout + proc.stderr
 
 
-def test_ignore_label_dataset(tmp_path):
-    ds = _prepare(str(tmp_path), 903, ignore_label=True)
-    _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "--kinds", "rrw"], ds["env"])
+def test_ignore_label_dataset(prepared_dataset, nnunet):
+    ds = prepared_dataset(903, maps="rrw", ignore_label=True)
     for trainer in ("RRWTrainer_ep1_it3", "TopKDiceTrainer_ep1_it3"):
-        _train(ds, trainer)
-        assert "'ignore_label': 4" in _log(ds, trainer)
+        nnunet.train(ds, trainer)
+        assert "'ignore_label': 4" in nnunet.log(ds, trainer)
 
 
 
-def test_demo_command_runs_and_resumes(tmp_path):
+def test_demo_command_runs_and_resumes(tmp_path, nnunet):
     root = tmp_path / "demo"
-    cmd = [_cli("nnunet-losses"), "demo", "--root", str(root), "--trainers", "RRWTrainer,TopKDiceTrainer_k30",
+    cmd = [nnunet.command("nnunet-losses"), "demo", "--root", str(root), "--trainers", "RRWTrainer,TopKDiceTrainer_k30",
            "--epochs", "1", "--iterations", "2"]
-    proc = _run(cmd, dict(os.environ))
+    proc = nnunet.run(cmd, dict(os.environ))
     assert "| RRWTrainer_ep1_it2_s1 |" in proc.stdout and "| TopKDiceTrainer_k30_ep1_it2_s1 |" in proc.stdout
     results = json.load(open(root / "demo_results.json"))
     assert [r["trainer"] for r in results] == ["RRWTrainer_ep1_it2_s1", "TopKDiceTrainer_k30_ep1_it2_s1"]
     assert all(set(r["dice"]) == {"organ", "kidney", "lesion"} and r["cases"] == 8 for r in results)  # fold 0 held out
-    again = _run(cmd, dict(os.environ))  # everything is there: no step runs again
+    again = nnunet.run(cmd, dict(os.environ))  # everything is there: no step runs again
     assert "[run ] plan and preprocess" not in again.stdout and "[skip] plan and preprocess: done" in again.stdout
     assert "train " not in again.stdout.replace("trainings", "") and "done before" in again.stdout
     assert "| RRWTrainer_ep1_it2_s1 |" in again.stdout

@@ -14,77 +14,34 @@ import SimpleITK as sitk
 import pytest
 
 from nnunet_losses.losses._fast import combo_cpu
-from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
 
 pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
-BIN = os.path.dirname(sys.executable)
-
-
-def _cli(name):
-    return os.path.join(BIN, name)
-
-
-def _run(cmd, env, check=True):
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
-    return proc
-
-
-def _prepare(root, dataset_id, **kwargs):
-    from nnunet_losses import ext_trainers
-
-    env = nnunet_env(root)
-    env["nnUNet_extTrainer"] = os.path.dirname(ext_trainers.__file__)
-    raw = write_synthetic_dataset(env["nnUNet_raw"], dataset_id, f"Synth{dataset_id}", num_train=10, num_test=2,
-                                  **kwargs)
-    _run([_cli("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "2d", "-npfp", "1", "-np", "1"], env)
-    return {"env": env, "raw": raw, "id": str(dataset_id), "name": os.path.basename(raw),
-            "pre": os.path.join(env["nnUNet_preprocessed"], os.path.basename(raw)),
-            "results": os.path.join(env["nnUNet_results"], os.path.basename(raw))}
-
-
 @pytest.fixture(scope="session")
-def dataset(tmp_path_factory):
-    ds = _prepare(str(tmp_path_factory.mktemp("nnunet")), 901)
-    proc = _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "-np", "2"], ds["env"])
+def dataset(prepared_dataset, nnunet):
+    ds = prepared_dataset(901)
+    proc = nnunet.run([nnunet.command("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "-np", "2"],
+                      ds["env"])
     assert "10 case(s) computed" in proc.stdout
     return ds
 
 
-def _train(ds, trainer, *extra, check=True):
-    return _run([_cli("nnUNetv2_train"), ds["id"], "2d", "0", "-tr", trainer, "-device", "cpu", *extra], ds["env"],
-                check=check)
-
-
-def _fold(ds, trainer):
-    return os.path.join(ds["results"], f"{trainer}__nnUNetPlans__2d", "fold_0")
-
-
-def _log(ds, trainer):
-    folder = _fold(ds, trainer)
-    return "\n".join(open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder))
-                     if f.startswith("training_log"))
-
-
-def _predict(ds, trainer, out):
-    _run([_cli("nnUNetv2_predict"), "-i", os.path.join(ds["raw"], "imagesTs"), "-o", str(out), "-d", ds["id"],
-          "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1",
-          "--disable_progress_bar"], ds["env"])
+def _predict(nnunet, ds, trainer, out):
+    nnunet.run([nnunet.command("nnUNetv2_predict"), "-i", os.path.join(ds["raw"], "imagesTs"), "-o", str(out),
+                "-d", ds["id"], "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1",
+                "--disable_progress_bar"], ds["env"])
     files = sorted(f for f in os.listdir(out) if f.endswith(".nii.gz"))
     assert len(files) == 2
     pred = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, files[0])))
     assert pred.shape == (1, 64, 64) and set(np.unique(pred)) <= {0, 1, 2, 3}
 
 
-def _kill_during_checkpoint_save(ds, trainer):
+def _kill_during_checkpoint_save(nnunet, ds, trainer):
     """A SIGKILL (SLURM preemption) in the middle of writing checkpoint_final.pth, then a checkpoint as nnU-Net
     alone writes it (no nnunet-losses entry): `--c` must still continue, with the schedule of the checkpoint's epoch."""
     import torch
 
-    final = os.path.join(_fold(ds, trainer), "checkpoint_final.pth")
+    final = os.path.join(nnunet.fold(ds, trainer), "checkpoint_final.pth")
     code = ("import os, signal, torch\n"
             "from nnunetv2.run.run_training import get_trainer_from_args\n"
             f"trainer = get_trainer_from_args({ds['id']!r}, '2d', 0, {trainer!r}, continue_training=True, "
@@ -97,7 +54,7 @@ def _kill_during_checkpoint_save(ds, trainer):
             "    os.kill(os.getpid(), signal.SIGKILL)\n"
             "torch.save = killed\n"
             f"trainer.save_checkpoint({final!r})\n")
-    proc = _run([sys.executable, "-c", code], ds["env"], check=False)
+    proc = nnunet.run([sys.executable, "-c", code], ds["env"], check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     checkpoint = torch.load(final, map_location="cpu", weights_only=False)  # the previous one, whole
     assert checkpoint["current_epoch"] == 1
@@ -112,11 +69,11 @@ def _kill_during_checkpoint_save(ds, trainer):
     ("TopKDiceTrainer_k50_ep1_it5", "params {'k': 50.0}"),
     ("DiceBoundaryTrainer_ep1_it5", "using precomputed 'boundary' maps"),
 ])
-def test_train_resume_predict(dataset, trainer, expect, tmp_path):
-    _train(dataset, trainer)
-    log = _log(dataset, trainer)
+def test_train_resume_predict(dataset, trainer, expect, tmp_path, nnunet):
+    nnunet.train(dataset, trainer)
+    log = nnunet.log(dataset, trainer)
     assert expect in log
-    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    settings = json.load(open(os.path.join(nnunet.fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["trainer"] == trainer and settings["training"]["epochs"] == 1
     assert settings["training"]["iterations_per_epoch"] == 5
     # the Adam defaults (RRW, Dice+Boundary) use torch's fused Adam on the CPU; the SGD ones keep nnU-Net's
@@ -128,22 +85,22 @@ def test_train_resume_predict(dataset, trainer, expect, tmp_path):
         assert settings["training"]["combo_sums"] == "fused C kernel (combo_cpu.c)"
     if trainer.startswith("DiceBoundary"):
         assert settings["schedule"]["epochs_done"] == 1  # kept current, not the snapshot of the start
-        _kill_during_checkpoint_save(dataset, trainer)
+        _kill_during_checkpoint_save(nnunet, dataset, trainer)
     # --c: continue from the final checkpoint (restores the Dice+Boundary alpha), then validate
-    proc = _train(dataset, trainer, "--c")
+    proc = nnunet.train(dataset, trainer, "--c")
     if trainer.startswith("DiceBoundary"):
-        assert "restored schedule from checkpoint" in _log(dataset, trainer)
-        assert "epochs_done=1, alpha=0.99" in _log(dataset, trainer)
-        assert not glob.glob(os.path.join(_fold(dataset, trainer), "*.tmp*"))
+        assert "restored schedule from checkpoint" in nnunet.log(dataset, trainer)
+        assert "epochs_done=1, alpha=0.99" in nnunet.log(dataset, trainer)
+        assert not glob.glob(os.path.join(nnunet.fold(dataset, trainer), "*.tmp*"))
         assert settings["schedule"]["kind"] == "gradual"
-    assert "Mean Validation Dice" in proc.stdout + _log(dataset, trainer)
-    _predict(dataset, trainer, tmp_path / "pred")
+    assert "Mean Validation Dice" in proc.stdout + nnunet.log(dataset, trainer)
+    _predict(nnunet, dataset, trainer, tmp_path / "pred")
     if trainer.startswith("RRW"):
-        _run([_cli("nnUNetv2_find_best_configuration"), dataset["id"], "-c", "2d", "-tr", trainer, "-f", "0"],
-             dataset["env"])
+        nnunet.run([nnunet.command("nnUNetv2_find_best_configuration"), dataset["id"], "-c", "2d", "-tr", trainer,
+                    "-f", "0"], dataset["env"])
 
 
-def test_online_maps_under_spawn(dataset):
+def test_online_maps_under_spawn(dataset, nnunet):
     """Maps computed in the augmentation workers, with the workers started by `spawn` (the loader pickles)."""
     trainer = "RRWTrainer_online_ep1_it5_s1"
     code = ("import multiprocessing as mp, sys\n"
@@ -151,22 +108,22 @@ def test_online_maps_under_spawn(dataset):
             "from nnunetv2.run.run_training import run_training_entry\n"
             f"sys.argv = ['nnUNetv2_train', '{dataset['id']}', '2d', '0', '-tr', '{trainer}', '-device', 'cpu']\n"
             "run_training_entry()\n")
-    _run([sys.executable, "-c", code], dataset["env"])
-    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    nnunet.run([sys.executable, "-c", code], dataset["env"])
+    settings = json.load(open(os.path.join(nnunet.fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["training"]["maps"] == "online" and settings["training"]["seed"] == 1
-    assert "'rrw' maps computed in the loader workers after augmentation" in _log(dataset, trainer)
+    assert "'rrw' maps computed in the loader workers after augmentation" in nnunet.log(dataset, trainer)
 
 
-def test_ac_maps_built_on_the_device(dataset):
+def test_ac_maps_built_on_the_device(dataset, nnunet):
     """RW-AC trains with its 1 - Y built on the training device from each scale's labels (the loader carries none)."""
     trainer = "RWACTrainer_ep1_it5"
-    _train(dataset, trainer)
-    assert "'ac' maps built on the training device" in _log(dataset, trainer)
-    settings = json.load(open(os.path.join(_fold(dataset, trainer), "nnunet_losses.json")))
+    nnunet.train(dataset, trainer)
+    assert "'ac' maps built on the training device" in nnunet.log(dataset, trainer)
+    settings = json.load(open(os.path.join(nnunet.fold(dataset, trainer), "nnunet_losses.json")))
     assert settings["training"]["maps"] == "device"
 
 
-def test_missing_and_stale_maps_stop_training_when_trainings_may_not_make_them(dataset):
+def test_missing_and_stale_maps_stop_training_when_trainings_may_not_make_them(dataset, nnunet):
     """With nnUNet_losses_make_maps=f (trainings refuse instead of making maps) the one-line message names the
     command."""
     dataset = dict(dataset, env=dict(dataset["env"], nnUNet_losses_make_maps="f"))
@@ -174,7 +131,7 @@ def test_missing_and_stale_maps_stop_training_when_trainings_may_not_make_them(d
     hidden = maps + "_hidden"
     os.rename(maps, hidden)
     try:
-        proc = _train(dataset, "RWBoundaryTrainer_ep1_it5", check=False)
+        proc = nnunet.train(dataset, "RWBoundaryTrainer_ep1_it5", check=False)
     finally:
         os.rename(hidden, maps)
     assert proc.returncode != 0
@@ -188,39 +145,39 @@ def test_missing_and_stale_maps_stop_training_when_trainings_may_not_make_them(d
     labels[0, 0, :4, :4] = 3
     blosc2.asarray(labels, urlpath=seg, mode="w")
     try:
-        proc = _train(dataset, "RRWTrainer_ep1_it5_s7", check=False)
+        proc = nnunet.train(dataset, "RRWTrainer_ep1_it5_s7", check=False)
         assert proc.returncode != 0 and "stale: 1 case(s)" in proc.stdout + proc.stderr
     finally:
         with open(seg, "wb") as f:
             f.write(original)
 
 
-def test_units_copies_and_read_only_with_the_cli(dataset, tmp_path):
+def test_units_copies_and_read_only_with_the_cli(dataset, tmp_path, nnunet):
     """On real preprocessed data: a `cp -r` copy is up to date, a change of units is not, and an up-to-date run
     writes nothing."""
     env = dict(dataset["env"], nnUNet_preprocessed=str(tmp_path))
     copy = tmp_path / dataset["name"]
     subprocess.run(["cp", "-r", dataset["pre"], str(copy)], check=True)  # new mtimes, same content
-    command = [_cli("nnunet-losses"), "precompute-maps", "-d", dataset["id"], "-c", "2d", "--no-progress"]
-    assert "0 case(s) computed, 10 up to date" in _run(command, env).stdout
+    command = [nnunet.command("nnunet-losses"), "precompute-maps", "-d", dataset["id"], "-c", "2d", "--no-progress"]
+    assert "0 case(s) computed, 10 up to date" in nnunet.run(command, env).stdout
     manifest = copy / "nnUNetPlans_2d_maps" / "manifest.json"
     stamp = manifest.stat().st_mtime_ns
-    assert "0 case(s) computed" in _run(command, env).stdout and manifest.stat().st_mtime_ns == stamp
-    proc = _run(command + ["--voxel-units"], env)
+    assert "0 case(s) computed" in nnunet.run(command, env).stdout and manifest.stat().st_mtime_ns == stamp
+    proc = nnunet.run(command + ["--voxel-units"], env)
     assert "10 case(s) computed, 0 up to date (20 stale" in proc.stdout
     assert json.load(open(manifest))["kinds"]["boundary"]["spacing"] is None
 
 
-def test_rw_authors_boundary_variant_trains(dataset):
+def test_rw_authors_boundary_variant_trains(dataset, nnunet):
     trainer = "RWBoundaryTrainer_authors_ep1_it2"
-    _train(dataset, trainer)
-    log = _log(dataset, trainer)
+    nnunet.train(dataset, trainer)
+    log = nnunet.log(dataset, trainer)
     assert "using precomputed 'boundary' maps minus Y (the RW authors' variant)" in log
     assert "'boundary_map': 'authors'" in log
 
 
-def test_malformed_trainer_name_shows_grammar(dataset):
-    proc = _train(dataset, "ComboTrainer_b0p70", check=False)
+def test_malformed_trainer_name_shows_grammar(dataset, nnunet):
+    proc = nnunet.train(dataset, "ComboTrainer_b0p70", check=False)
     assert proc.returncode != 0
     assert "nearest valid name: ComboTrainer_b0p7" in proc.stdout + proc.stderr
 

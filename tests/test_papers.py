@@ -76,17 +76,9 @@ def test_cite():
         cite("x")
 
 
-def test_trainer_settings_name_the_papers_with_their_identifiers(tmp_path, monkeypatch):
+def test_trainer_settings_name_the_papers_with_their_identifiers(tmp_path, make_trainer):
     """nnunet_losses.json: the short citation and equation, and the full reference, DOI and arXiv id of each work."""
-    import torch
-
-    from nnunet_losses.nnunet import trainers as T
-
-    monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans",
-             "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "architecture": {}}}}
-    dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "x"}, "file_ending": ".nii.gz"}
-    trainer = T.trainer_class("RRWTrainer_ep3")(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+    trainer = make_trainer("RRWTrainer_ep3")
     trainer.output_folder = str(tmp_path / "fold_0")
     (tmp_path / "fold_0").mkdir()
     trainer.loss_params, trainer.loss_context = {}, {"ignore_label": None}

@@ -15,28 +15,7 @@ import pytest
 from nnunet_losses.maps import boundary_map, rrw_inside_map, rrw_own_class_map
 from nnunet_losses.nnunet.precompute import (
     case_status, check_maps, compute_case_map, map_file, map_settings, maps_folder, precompute_maps)
-
-
-def _blobs(shape, num_classes, seed):
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    field = gaussian_filter(rng.normal(size=(num_classes,) + shape), 2.0, axes=range(1, len(shape) + 1))
-    return np.argmax(field, 0).astype(np.int16)
-
-
-def _write_case(folder, case, seg):
-    import blosc2
-
-    os.makedirs(folder, exist_ok=True)
-    data = np.random.default_rng(0).normal(size=seg.shape).astype(np.float32)
-    blosc2.asarray(data, urlpath=os.path.join(folder, case + ".b2nd"), mode="w")
-    path = os.path.join(folder, case + "_seg.b2nd")
-    tmp = path + ".x"
-    blosc2.asarray(seg, urlpath=tmp, mode="w")
-    os.replace(tmp, path)
-    with open(os.path.join(folder, case + ".pkl"), "wb") as f:  # nnU-Net's properties file
-        pickle.dump({}, f)
+from fake_nnunet import blobs, write_preprocessed_case
 
 
 def _read(path, kind):
@@ -48,7 +27,7 @@ def _read(path, kind):
 
 
 def test_own_class_map_is_the_inside_map_collapsed():
-    labels = _blobs((30, 40), 4, 1)
+    labels = blobs((30, 40), 4, 1)
     labels[0, 0] = 9  # an ignore label: no class
     own = rrw_own_class_map(labels, 4)
     inside = rrw_inside_map(labels, 4)
@@ -60,9 +39,9 @@ def test_own_class_map_is_the_inside_map_collapsed():
 @pytest.mark.parametrize("is_2d", [True, False])
 def test_precomputed_values(tmp_path, is_2d):
     folder = str(tmp_path / "nnUNetPlans_x")
-    seg = _blobs((5, 24, 20), 3, 2)[None]
+    seg = blobs((5, 24, 20), 3, 2)[None]
     seg[0, 0, :3, :3] = -1  # outside the nonzero mask: background
-    _write_case(folder, "case_a", seg)
+    write_preprocessed_case(folder, "case_a", seg)
     spacing = (2.0, 1.0, 0.5)
     summary = precompute_maps(folder, ["rrw", "boundary"], 3, is_2d, spacing, progress=False)
     assert summary["computed"] == 1 and summary["folder"] == maps_folder(folder)
@@ -86,7 +65,7 @@ def test_precomputed_values(tmp_path, is_2d):
 def test_resume_stale_and_missing(tmp_path):
     folder = str(tmp_path / "data")
     for i in range(3):
-        _write_case(folder, f"c{i}", _blobs((1, 16, 16), 3, i)[None])
+        write_preprocessed_case(folder, f"c{i}", blobs((1, 16, 16), 3, i)[None])
     first = precompute_maps(folder, ["rrw"], 3, True, None, progress=False)
     assert first["computed"] == 3
     again = precompute_maps(folder, ["rrw"], 3, True, None, progress=False)
@@ -94,7 +73,7 @@ def test_resume_stale_and_missing(tmp_path):
     check_maps(folder, ["c0", "c1", "c2"], "rrw", "CMD")
 
     settings = map_settings("rrw", 3, True, None)
-    _write_case(folder, "c1", _blobs((1, 16, 16), 3, 7)[None])  # re-preprocessed: new segmentation
+    write_preprocessed_case(folder, "c1", blobs((1, 16, 16), 3, 7)[None])  # re-preprocessed: new segmentation
     assert case_status(folder, "c1", settings) == "stale"
     os.remove(map_file(maps_folder(folder), "c2", "rrw"))
     assert case_status(folder, "c2", settings) == "missing"
@@ -127,7 +106,7 @@ def test_bad_input(tmp_path):
 def _three_cases(tmp_path, shape=(2, 24, 20)):
     folder = str(tmp_path / "nnUNetPlans_2d")
     for i in range(3):
-        _write_case(folder, f"c{i}", _blobs(shape, 3, 10 + i)[None])
+        write_preprocessed_case(folder, f"c{i}", blobs(shape, 3, 10 + i)[None])
     return folder
 
 
@@ -150,7 +129,7 @@ def test_change_of_units_or_settings_recomputes(tmp_path):
     assert precompute_maps(folder, ["boundary"], 3, True, spacing, progress=False)["computed"] == 3
     voxels = precompute_maps(folder, ["boundary"], 3, True, None, progress=False)
     assert voxels["computed"] == 3 and voxels["stale_before"] == 3
-    labels = _blobs((2, 24, 20), 3, 10)
+    labels = blobs((2, 24, 20), 3, 10)
     stored = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
     assert np.allclose(stored[:, 1], boundary_map(labels[1], 3), atol=0.125 + 1e-6)  # in voxels now
     # the through-plane spacing of a 2D configuration changes nothing; in-plane spacing, classes, 2D/3D do
@@ -294,7 +273,7 @@ def test_start_check_reads_every_byte(tmp_path, kind):
     folder = str(tmp_path / "nnUNetPlans_2d")
     cases = ["c0", "c1", "c2"]
     for i, case in enumerate(cases):
-        _write_case(folder, case, _blobs((32, 160, 160), 3, 30 + i)[None])
+        write_preprocessed_case(folder, case, blobs((32, 160, 160), 3, 30 + i)[None])
     precompute_maps(folder, [kind], 3, True, None, progress=False)
     check_maps(folder, cases, kind, "CMD")
     path = map_file(maps_folder(folder), "c1", kind)
@@ -386,7 +365,7 @@ def test_concurrent_runs_on_one_dataset(tmp_path):
     for kind in ("rrw", "boundary"):
         check_maps(folder, ["c0", "c1", "c2"], kind, "CMD")
     assert precompute_maps(folder, ["rrw", "boundary"], 3, True, None, progress=False)["computed"] == 0
-    labels = _blobs((2, 24, 20), 3, 10)
+    labels = blobs((2, 24, 20), 3, 10)
     stored = _read(map_file(maps_folder(folder), "c0", "boundary"), "boundary")
     assert np.allclose(stored[:, 1], boundary_map(labels[1], 3), atol=0.125 + 1e-6)
 

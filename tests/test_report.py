@@ -3,8 +3,6 @@ best values on hand-made evaluations, plots' refusals. The full report on real t
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -90,7 +88,7 @@ def test_report_marks_significant_differences_and_the_best(evaluations, tmp_path
     worse_row = next(line for line in text.splitlines() if line.startswith("| Worse |"))
     same_row = next(line for line in text.splitlines() if line.startswith("| Same |"))
     assert worse_row.count("\\*") == 2 and "\\*" not in same_row  # Dice and HD differ, the other does not
-    assert "| Ref (ref.) | **" in text or "| Same | **" in text  # the best mean is bold
+    assert "| Ref (ref.) | Adam 1e-3 | **" in text or "| Same | SGD 1e-2 | **" in text  # the best mean is bold
     assert "**Missing:** no evaluation yet for Missing" in text
     assert "Runs evaluated per loss: Ref: 2, Worse: 2, Same: 2." in text
     with pytest.raises(ValueError, match="reference loss 'Nope'"):
@@ -203,9 +201,10 @@ def test_fold_all_is_a_fold(tmp_path):
     assert "0.850" in open(build_report(str(root), str(tmp_path / "r"), metrics=["dice"], plots=[])).read()
 
 
-def _report_cli(*args):
-    cli = os.path.join(os.path.dirname(sys.executable), "nnunet-losses")
-    return subprocess.run([cli, "report", *map(str, args)], capture_output=True, text=True)
+@pytest.fixture
+def report_cli(run_cli):
+    """``nnunet-losses report ARGS`` in a process of its own."""
+    return lambda *args: run_cli("report", *args)
 
 
 @pytest.mark.parametrize("fault,message", [
@@ -219,7 +218,7 @@ def _report_cli(*args):
     ("row_not_object", "fold_0.json: 'cases' row 0 is a string, expected an object with 'case' and 'class'"),
     ("class_without_name", "fold_0.json: 'classes' entry 0 has no 'name'"),
 ])
-def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
+def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message, report_cli):
     root = tmp_path / "evaluation"
     _evaluation(root, "A", "DiceTrainer", {"c0": 0.8}, **NNUNET)
     path = root / "A" / "DiceTrainer" / "fold_0.json"
@@ -238,7 +237,7 @@ def test_bad_inputs_give_a_one_line_message(tmp_path, fault, message):
         path.write_text(json.dumps(evaluation))
     else:
         args = ["--order", "Z"]
-    proc = _report_cli(root, "-o", tmp_path / "r", "--plots", *args)
+    proc = report_cli(root, "-o", tmp_path / "r", "--plots", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
 
@@ -281,7 +280,8 @@ def test_the_per_class_mean_ranks_a_loss_that_learns_every_class_above_one_that_
     root, per_case_one = one_class_against_every_class
     text = open(build_report(str(root), str(tmp_path / "r"), reference="Even", order=["Even", "OneClass"],
                              metrics=["dice"], plots=["box", "cdf"], permutations=2000)).read()
-    assert "| loss | large | small0 | small1 | small2 | small3 | small4 | small5 | mean (per class) |" in text
+    assert "| loss | optimiser | large | small0 | small1 | small2 | small3 | small4 | small5 | mean (per class) |" \
+        in text
     assert "mean (per class) = the mean over classes of each class's mean over the cases where it is defined " \
            "(nnU-Net's foreground_mean)" in text
     even, one = _row(text, "Even (ref.)"), _row(text, "OneClass")
@@ -295,16 +295,16 @@ def test_the_per_class_mean_ranks_a_loss_that_learns_every_class_above_one_that_
     assert _row(text, "OneClass").endswith(f"| **{per_case_one:.3f} ± " + _row(text, "OneClass").split(" ± ")[-1])
 
 
-def test_report_command_names_its_mean(one_class_against_every_class, tmp_path):
+def test_report_command_names_its_mean(one_class_against_every_class, tmp_path, report_cli):
     root, _ = one_class_against_every_class
-    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--permutations", "100")
+    proc = report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--permutations", "100")
     assert proc.returncode == 0, proc.stderr
     assert "| mean (per class) |" in (tmp_path / "r" / "table.md").read_text()
     assert r"mean (per class)" in (tmp_path / "r" / "table.tex").read_text()
-    proc = _report_cli(root, "-o", tmp_path / "r2", "--metrics", "dice", "--plots", "--mean", "per-case")
+    proc = report_cli(root, "-o", tmp_path / "r2", "--metrics", "dice", "--plots", "--mean", "per-case")
     assert proc.returncode == 0, proc.stderr
     assert "| mean (per case) |" in (tmp_path / "r2" / "table.md").read_text()
-    proc = _report_cli(root, "-o", tmp_path / "r3", "--mean", "per-voxel")
+    proc = report_cli(root, "-o", tmp_path / "r3", "--mean", "per-voxel")
     assert proc.returncode == 2 and "invalid choice: 'per-voxel'" in proc.stderr
 
 
@@ -325,17 +325,17 @@ def _nnunet_evaluation(root, label, trainer, plans="nnUNetPlans", configuration=
     (dict(trainer="DiceTrainer_ep1_s2", configuration="3d_fullres"), "configuration 2d and 3d_fullres"),
     (dict(trainer="DiceTrainer_ep1_s2", kind="test_predictions"), "predictions validation and test_predictions"),
 ])
-def test_evaluations_of_different_settings_under_one_label_are_refused(tmp_path, second, what):
+def test_evaluations_of_different_settings_under_one_label_are_refused(tmp_path, second, what, report_cli):
     """Runs of one loss differ in their seed only: the report refuses to average evaluations of other trainers
     (apart from the seed), plans, configurations or evaluated sets under one label, naming both files."""
     root = tmp_path / "evaluation"
     first = _nnunet_evaluation(root, "Dice", "DiceTrainer_ep1_s1")
     other = _nnunet_evaluation(root, "Dice", **second)
     _nnunet_evaluation(root, "CE", "CETrainer_s1")
-    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots")
+    proc = report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert first in proc.stderr and other in proc.stderr and what in proc.stderr and "label Dice" in proc.stderr
-    proc = _report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--order", "CE")
+    proc = report_cli(root, "-o", tmp_path / "r", "--metrics", "dice", "--plots", "--order", "CE")
     assert proc.returncode == 0, proc.stderr  # not shown: not read
 
 

@@ -4,15 +4,12 @@ training redoing epochs, foreign lines); the PNGs of the RW paper's figures (Val
 2023): Tables 2-4 as box plots, Fig. 5 CDF, Fig. 6-9 curves) with NaN values and empty inputs."""
 import os
 import struct
-import subprocess
-import sys
 
 import matplotlib
 import matplotlib.image
 import numpy as np
 import pytest
 
-from nnunet_losses.nnunet.synthetic import nnunet_env, write_synthetic_dataset
 from nnunet_losses.report import (box_plots, cdf_plot, curves_plot, loss_colours, parse_training_log,
                                   parse_training_logs)
 from nnunet_losses.report.plots import PALETTE, _mean_band
@@ -22,20 +19,11 @@ TRAINER = "DiceCETrainer_ep2_it2"
 
 
 @pytest.fixture(scope="module")
-def real_fold(tmp_path_factory):
+def real_fold(prepared_dataset, nnunet):
     """The fold folder of a real 2-epoch, 2-iteration nnU-Net training on CPU (3 foreground classes)."""
-    from nnunet_losses import ext_trainers
-
-    env = nnunet_env(str(tmp_path_factory.mktemp("nnunet")))
-    env["nnUNet_extTrainer"] = os.path.dirname(ext_trainers.__file__)
-    write_synthetic_dataset(env["nnUNet_raw"], 905, num_train=6, num_test=0, size=32)
-    bin_dir = os.path.dirname(sys.executable)
-    for cmd in (["nnUNetv2_plan_and_preprocess", "-d", "905", "-c", "2d", "-npfp", "1", "-np", "1"],
-                ["nnUNetv2_train", "905", "2d", "0", "-tr", TRAINER, "-device", "cpu"]):
-        proc = subprocess.run([os.path.join(bin_dir, cmd[0]), *cmd[1:]], env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return os.path.join(env["nnUNet_results"], "Dataset905_SyntheticImbalance", f"{TRAINER}__nnUNetPlans__2d",
-                        "fold_0")
+    ds = prepared_dataset(901)
+    nnunet.train(ds, TRAINER)
+    return nnunet.fold(ds, TRAINER)
 
 
 @pytest.mark.nnunet

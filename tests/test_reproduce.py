@@ -1,11 +1,11 @@
 """Experiment specs, the paper's split, the reproduce command (dry run, SLURM scripts, a real local run of
 configs/tiny_synthetic.toml with resume) and the report it ends with."""
 import csv
+import functools
 import glob
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,14 +17,12 @@ from fake_nnunet import fake_preprocessed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tiny_synthetic.toml")
-BIN = os.path.dirname(sys.executable)
 
 
-def _cli(*args, env=None, check=True):
-    proc = subprocess.run([os.path.join(BIN, "nnunet-losses"), *args], capture_output=True, text=True, env=env)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+@pytest.fixture(scope="session")
+def cli(run_cli):
+    """``cli(*args, env=None, cwd=None, check=True)``: ``nnunet-losses ARGS``; with ``check``, exit status 0."""
+    return functools.partial(run_cli, check=True)
 
 
 def _spec(tmp_path, experiment, trainers='RRW = "RRWTrainer"\nDice = "DiceTrainer"\n'):
@@ -360,7 +358,7 @@ def test_the_report_stage_sets_aside_evaluations_of_other_settings(tmp_path):
     assert set_aside_evaluations(exp, paths) == []  # nothing left to move
 
 
-def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
+def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path, cli):
     """`nnunet-losses demo --dry-run` lists the spec's commands (configs/demo.toml); the options rebuild its
     trainer names; unknown trainers are refused with the spec's path."""
     from nnunet_losses.demo import SPEC, demo_experiment
@@ -374,7 +372,8 @@ def test_demo_is_the_demo_spec_run_by_the_reproduce_runner(tmp_path):
     assert short.plans == "nnUNetPlans" and short.reference == "DiceCETrainer"
     with pytest.raises(ValueError, match="demo.toml: trainer NoSuchTrainer"):
         demo_experiment(["NoSuchTrainer"])
-    out = _cli("demo", "--root", str(tmp_path / "d"), "--dry-run", "--trainers", "RRWTrainer", "--iterations", "3").stdout
+    out = cli("demo", "--root", str(tmp_path / "d"), "--dry-run", "--trainers", "RRWTrainer", "--iterations",
+              "3").stdout
     assert "[todo] nnunet-losses synthetic-dataset -d 901 --num-train 40 --num-test 8 --kind phantom" in out
     assert "[todo] nnunet-losses small-plans -d 901 -c 2d -p nnUNetPlans --features 8 --batch-size 8" in out
     assert "--kinds rrw" in out and "-tr RRWTrainer_ep8_it3_s1 -p nnUNetPlans_small_f8_b8 --c -device cpu" in out
@@ -414,10 +413,10 @@ def test_half_split_keeps_groups_together_and_is_deterministic():
         half_split(["patient001_frame01", "other"], group=r"^(patient\d+)")
 
 
-def test_slurm_scripts_chain_prepare_array_and_report(tmp_path):
+def test_slurm_scripts_chain_prepare_array_and_report(tmp_path, cli):
     env = nnunet_env(str(tmp_path / "nn"))
     work = tmp_path / "work"
-    proc = _cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu",
+    proc = cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu",
                 "--max-parallel", "2", "--setup", "module load cuda", env=env)
     assert "submit with" in proc.stdout
     folder = work / "slurm"
@@ -462,14 +461,14 @@ def _sbatch_arguments(line):
     return arguments + ([current] if started else [])
 
 
-def test_slurm_scripts_quote_every_path(tmp_path):
+def test_slurm_scripts_quote_every_path(tmp_path, cli):
     """A work folder with a space, a quote, a '#' and a '%' (sbatch's file name pattern character): every path of
     the generated scripts reads back as itself, in the #SBATCH lines (sbatch's parser) and in the shell lines."""
     import shlex
 
     env = nnunet_env(str(tmp_path / "nn"))
     work = tmp_path / "my work's #1 100%"
-    proc = _cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu queue",
+    proc = cli("reproduce", TINY, "--emit", "slurm", "--work-dir", str(work), "--partition", "gpu queue",
                 "--account", "lab #2", env=env)
     folder = work / "slurm"
     submit = str(folder / "submit.sh")
@@ -519,10 +518,9 @@ def read_only_dir(tmp_path):
     (["demo", "--epochs", "1", "--iterations", "1"], "--root"),
 ])
 def test_a_folder_that_cannot_be_written_is_named_with_the_option_that_moves_it(tmp_path, read_only_dir, args,
-                                                                               option):
+                                                                               option, cli):
     env = nnunet_env(str(tmp_path / "nn"))
-    proc = subprocess.run([os.path.join(BIN, "nnunet-losses"), *args], capture_output=True, text=True, env=env,
-                          cwd=read_only_dir)
+    proc = cli(*args, env=env, cwd=read_only_dir, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     message = proc.stderr.strip()
     assert "\n" not in message and "Traceback" not in message, message
@@ -531,26 +529,26 @@ def test_a_folder_that_cannot_be_written_is_named_with_the_option_that_moves_it(
 
 
 @pytest.mark.nnunet
-def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path):
+def test_reproduce_needs_nnunet_environment_and_raw_data(tmp_path, cli):
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
-    proc = _cli("reproduce", TINY, "--dry-run", env=env, check=False)
+    proc = cli("reproduce", TINY, "--dry-run", env=env, check=False)
     assert proc.returncode == 2 and "nnUNet_raw" in proc.stderr
     env = nnunet_env(str(tmp_path / "nn"))
     acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
-    proc = _cli("reproduce", acdc, "--local", "--work-dir", str(tmp_path / "w"), env=env, check=False)
+    proc = cli("reproduce", acdc, "--local", "--work-dir", str(tmp_path / "w"), env=env, check=False)
     assert proc.returncode == 2 and "nnunet-losses convert acdc SOURCE_FOLDER -d" in proc.stderr
-    proc = _cli("reproduce", acdc, "--dry-run", "--work-dir", str(tmp_path / "w"), env=env)
+    proc = cli("reproduce", acdc, "--dry-run", "--work-dir", str(tmp_path / "w"), env=env)
     assert "nnunet-losses split -d 27 --alternate 1 --group" in proc.stdout
     assert "RRWTrainer_ep300_adam_lr1em5_s3" in proc.stdout and "# before running:" in proc.stdout
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, cli):
     root = tmp_path_factory.mktemp("reproduce")
     env = nnunet_env(str(root / "nn"))
     work = root / "work"
-    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
-    first = _cli("reproduce", TINY, "--local", "-j", "2", "--work-dir", str(work), "--device", "cpu", env=env)
+    dry = cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
+    first = cli("reproduce", TINY, "--local", "-j", "2", "--work-dir", str(work), "--device", "cpu", env=env)
     return {"env": env, "work": work, "dry": dry.stdout, "first": first.stdout}
 
 
@@ -617,29 +615,29 @@ def test_evaluation_of_nnunet_predictions_matches_medpy(tiny_run):
 
 
 @pytest.mark.nnunet
-def test_rerun_skips_finished_work_and_task_mode(tiny_run):
+def test_rerun_skips_finished_work_and_task_mode(tiny_run, cli):
     env, work = tiny_run["env"], tiny_run["work"]
-    again = _cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
+    again = cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
     assert again.stdout.count("done before") == 4
     assert "[skip] plan and preprocess: done" in again.stdout
-    task = _cli("reproduce", TINY, "--task", "3", "--work-dir", str(work), "--device", "cpu", env=env)
+    task = cli("reproduce", TINY, "--task", "3", "--work-dir", str(work), "--device", "cpu", env=env)
     assert "task 3: Dice seed 2 fold 0: done before" in task.stdout
-    bad = _cli("reproduce", TINY, "--task", "4", "--work-dir", str(work), env=env, check=False)
+    bad = cli("reproduce", TINY, "--task", "4", "--work-dir", str(work), env=env, check=False)
     assert bad.returncode == 2 and "0..3" in bad.stderr
-    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
+    dry = cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env)
     assert "[todo] nnUNetv2_train" not in dry.stdout and dry.stdout.count("[done] nnUNetv2_train") == 4
 
 
 @pytest.mark.nnunet
-def test_split_command_refuses_to_replace_a_different_split(tiny_run):
+def test_split_command_refuses_to_replace_a_different_split(tiny_run, cli):
     env = tiny_run["env"]
-    proc = _cli("split", "-d", "901", "--seed", "5", env=env, check=False)
+    proc = cli("split", "-d", "901", "--seed", "5", env=env, check=False)
     assert proc.returncode == 2 and "another split" in proc.stderr
-    assert "6 training / 6 validation" in _cli("split", "-d", "901", "--seed", "0", env=env).stdout
+    assert "6 training / 6 validation" in cli("split", "-d", "901", "--seed", "0", env=env).stdout
 
 
 @pytest.mark.nnunet
-def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(tiny_run):
+def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(tiny_run, cli):
     """On the real run: an evaluation of another trainer under a label (a spec edited in place, `demo --epochs`)
     makes `report` refuse, naming both files, and is set aside by the report stage; an evaluation of other plans at
     a run's own path (`demo --full-plans`, then `demo`) is redone, the training is not."""
@@ -649,42 +647,42 @@ def test_evaluations_of_other_settings_are_redone_or_set_aside_never_averaged(ti
     earlier = evaluation / "RRW" / "RRWTrainer_ep9_it2_s1" / "fold_0.json"
     earlier.parent.mkdir()
     earlier.write_text(source.read_text().replace("RRWTrainer_ep1_it2_s1", "RRWTrainer_ep9_it2_s1"))
-    by_hand = _cli("report", str(evaluation), "-o", str(work / "by_hand"), "--plots", env=env, check=False)
+    by_hand = cli("report", str(evaluation), "-o", str(work / "by_hand"), "--plots", env=env, check=False)
     assert by_hand.returncode == 2 and str(source) in by_hand.stderr and str(earlier) in by_hand.stderr
     assert "trainer RRWTrainer_ep1_it2 and RRWTrainer_ep9_it2" in by_hand.stderr
-    stage = _cli("reproduce", TINY, "--stage", "report", "--work-dir", str(work), env=env)
+    stage = cli("reproduce", TINY, "--stage", "report", "--work-dir", str(work), env=env)
     assert f"[set aside] {earlier} -> {work / 'evaluation_superseded'}" in stage.stdout and not earlier.exists()
     assert "Runs evaluated per loss: RRW: 2, Dice: 2." in (work / "report" / "report.md").read_text()
 
     other = evaluation / "Dice" / "DiceTrainer_ep1_it2_s2" / "fold_0.json"
     text = other.read_text()
     other.write_text(text.replace("__nnUNetPlans__2d", "__nnUNetPlans_small_f8_b8__2d"))
-    dry = _cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env).stdout
+    dry = cli("reproduce", TINY, "--dry-run", "--work-dir", str(work), "--device", "cpu", env=env).stdout
     assert dry.count("[todo] nnunet-losses evaluate") == 1 and dry.count("[done] nnUNetv2_train") == 4
-    again = _cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
+    again = cli("reproduce", TINY, "--local", "--work-dir", str(work), "--device", "cpu", env=env)
     assert again.stdout.count("done before") == 3 and "Dice seed 2 fold 0: evaluate" in again.stdout
     assert json.loads(other.read_text())["pred_dir"] == json.loads(text)["pred_dir"]
 
 
 @pytest.mark.nnunet
-def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path):
+def test_readme_reproduction_steps_on_a_fake_acdc(tmp_path, cli):
     """README: convert the download, then reproduce; here the preparation stage (plan/preprocess, the authors'
     alternating split by patient, RRW and boundary maps) of configs/regionwise_acdc.toml on 6 fake patients."""
-    from test_convert import write_fake_acdc
+    from fake_downloads import write_fake_acdc
 
     env = nnunet_env(str(tmp_path / "nn"))
     source = write_fake_acdc(tmp_path / "ACDC" / "database", training=range(1, 7), testing=())
-    convert = _cli("convert", "acdc", str(source), env=env, check=False)  # as the README says
+    convert = cli("convert", "acdc", str(source), env=env, check=False)  # as the README says
     assert convert.returncode == 0, convert.stderr
     acdc = os.path.join(REPO, "configs", "regionwise_acdc.toml")
     work = str(tmp_path / "work")
-    _cli("reproduce", acdc, "--stage", "prepare", "--work-dir", work, env=env)
+    cli("reproduce", acdc, "--stage", "prepare", "--work-dir", work, env=env)
     pre = os.path.join(env["nnUNet_preprocessed"], "Dataset027_ACDC")
     with open(os.path.join(pre, "splits_final.json")) as f:
         fold = json.load(f)[0]
     assert {c[:10] for c in fold["train"]} == {"patient002", "patient004", "patient006"}
     assert len(fold["val"]) == 6 and all(c[:10] in ("patient001", "patient003", "patient005") for c in fold["val"])
     assert glob.glob(os.path.join(pre, "nnUNetPlans_2d_maps", "*"))
-    dry = _cli("reproduce", acdc, "--dry-run", "--work-dir", work, env=env).stdout
+    dry = cli("reproduce", acdc, "--dry-run", "--work-dir", work, env=env).stdout
     assert "[done] nnUNetv2_plan_and_preprocess -d 27" in dry and "[done] nnunet-losses split -d 27" in dry
     assert dry.count("[todo] nnUNetv2_train 27 2d 0") == 12 and "# before running" not in dry

@@ -7,7 +7,6 @@ import pytest
 
 from nnunet_losses.experiment.plan import Paths, prepare_steps
 from nnunet_losses.nnunet.small_plans import make_small_plans, parse_small_plans_name, small_plans_name
-from test_nnunet_e2e import _cli, _prepare, _run
 
 SMALL = "nnUNetPlans_small_f4_b6"
 
@@ -21,11 +20,10 @@ def test_names_round_trip():
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    ds = _prepare(str(tmp_path_factory.mktemp("small")), 931)
-    _run([_cli("nnunet-losses"), "precompute-maps", "-d", ds["id"], "-c", "2d", "--kinds", "rrw"], ds["env"])
-    proc = _run([_cli("nnunet-losses"), "small-plans", "-d", ds["id"], "-c", "2d", "--features", "4",
-                 "--batch-size", "6"], ds["env"])
+def small(prepared_dataset, nnunet):
+    ds = prepared_dataset(901, maps="rrw")
+    proc = nnunet.run([nnunet.command("nnunet-losses"), "small-plans", "-d", ds["id"], "-c", "2d", "--features", "4",
+                       "--batch-size", "6"], ds["env"])
     assert f"-p {SMALL}" in proc.stdout
     return ds
 
@@ -66,13 +64,14 @@ def test_inherited_configuration_is_resolved():
 
 
 @pytest.mark.nnunet
-def test_train_predict_and_share_data_and_maps(small, tmp_path):
+def test_train_predict_and_share_data_and_maps(small, tmp_path, nnunet):
     env, trainer = small["env"], "RRWTrainer_ep1_it3"
     # the maps written for nnUNetPlans are found through the small plans: nothing to compute
-    proc = _run([_cli("nnunet-losses"), "precompute-maps", "-d", small["id"], "-c", "2d", "-p", SMALL,
-                 "--kinds", "rrw"], env)
+    proc = nnunet.run([nnunet.command("nnunet-losses"), "precompute-maps", "-d", small["id"], "-c", "2d", "-p", SMALL,
+                       "--kinds", "rrw"], env)
     assert "0 case(s) computed, 10 up to date" in proc.stdout
-    _run([_cli("nnUNetv2_train"), small["id"], "2d", "0", "-tr", trainer, "-p", SMALL, "-device", "cpu"], env)
+    nnunet.run([nnunet.command("nnUNetv2_train"), small["id"], "2d", "0", "-tr", trainer, "-p", SMALL,
+                "-device", "cpu"], env)
     fold = os.path.join(small["results"], f"{trainer}__{SMALL}__2d", "fold_0")
     log = "".join(open(os.path.join(fold, f)).read() for f in os.listdir(fold) if f.startswith("training_log"))
     assert "nnUNetPlans_2d_maps" in log and "'batch_size': 6" in log
@@ -80,9 +79,9 @@ def test_train_predict_and_share_data_and_maps(small, tmp_path):
     assert sorted(d for d in os.listdir(small["pre"]) if os.path.isdir(os.path.join(small["pre"], d))) == \
         ["gt_segmentations", "nnUNetPlans_2d", "nnUNetPlans_2d_maps"]  # no second data folder
     out = tmp_path / "pred"
-    _run([_cli("nnUNetv2_predict"), "-i", os.path.join(small["raw"], "imagesTs"), "-o", str(out), "-d", small["id"],
-          "-c", "2d", "-f", "0", "-tr", trainer, "-p", SMALL, "-device", "cpu", "-npp", "1", "-nps", "1",
-          "--disable_progress_bar"], env)
+    nnunet.run([nnunet.command("nnUNetv2_predict"), "-i", os.path.join(small["raw"], "imagesTs"), "-o", str(out),
+                "-d", small["id"], "-c", "2d", "-f", "0", "-tr", trainer, "-p", SMALL, "-device", "cpu", "-npp", "1",
+                "-nps", "1", "--disable_progress_bar"], env)
     assert len([f for f in os.listdir(out) if f.endswith(".nii.gz")]) == 2
 
 

@@ -5,8 +5,6 @@ spec keys that would have no effect are refused."""
 import json
 import os
 import shlex
-import subprocess
-import sys
 
 import pytest
 
@@ -16,7 +14,6 @@ from nnunet_losses.nnunet.synthetic import nnunet_env
 from fake_nnunet import fake_preprocessed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
 GROUP = r"^(patient\d+)"
 BASE = 'name = "t"\ndataset = 901\nconfiguration = "2d"\nsplit = "nnunet"\n'
 GROUPED = BASE + 'split_group = "^(patient\\\\d+)"\nfolds = [0, 1, 2, 3, 4]\n'
@@ -38,10 +35,6 @@ def _assert_no_patient_on_both_sides(splits, cases):
         assert fold["train"] == sorted(fold["train"]) and fold["val"] == sorted(fold["val"])
         assert sorted(fold["train"] + fold["val"]) == sorted(cases)
         assert not {_patient(c) for c in fold["train"]} & {_patient(c) for c in fold["val"]}, fold
-
-
-def _cli(*args, env=None):
-    return subprocess.run([os.path.join(BIN, "nnunet-losses"), *args], capture_output=True, text=True, env=env)
 
 
 def _spec(tmp_path, experiment, trainers='Dice = "DiceTrainer"\n'):
@@ -136,11 +129,11 @@ def test_existing_split_that_mixes_a_patient_is_refused_before_any_step_runs(tmp
     assert f"[refused] {shlex.join(shlex.split(FIX)[:-1])}" in describe(exp, paths, "cpu", 1)
 
 
-def test_reproduce_cli_refuses_a_mixing_split_in_one_line(tmp_path):
+def test_reproduce_cli_refuses_a_mixing_split_in_one_line(tmp_path, run_cli):
     env = nnunet_env(str(tmp_path / "nn"))
     _fake_acdc_preprocessed(env, _by_case_folds(_acdc_cases()))
-    proc = _cli("reproduce", _spec(tmp_path, GROUPED), "--stage", "prepare", "--work-dir", str(tmp_path / "w"),
-                env=env)
+    proc = run_cli("reproduce", _spec(tmp_path, GROUPED), "--stage", "prepare", "--work-dir", str(tmp_path / "w"),
+                   env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and FIX in proc.stderr
 
@@ -180,21 +173,21 @@ def test_existing_split_without_the_specs_folds_is_refused(tmp_path):
     assert not split.done() and "1 fold" in split.refused() and FIX in split.refused()
 
 
-def test_split_command_writes_grouped_folds_and_refuses_to_replace_them(tmp_path):
+def test_split_command_writes_grouped_folds_and_refuses_to_replace_them(tmp_path, run_cli):
     env = nnunet_env(str(tmp_path / "nn"))
     pre = _fake_acdc_preprocessed(env)
-    proc = _cli("split", "-d", "901", "--folds", "5", "--group", GROUP, env=env)
+    proc = run_cli("split", "-d", "901", "--folds", "5", "--group", GROUP, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "5 folds" in proc.stdout
     with open(os.path.join(pre, "splits_final.json")) as f:
         assert json.load(f) == grouped_folds(_acdc_cases(), seed=0, group=GROUP)
-    other = _cli("split", "-d", "901", "--folds", "5", "--group", GROUP, "--seed", "4", env=env)
+    other = run_cli("split", "-d", "901", "--folds", "5", "--group", GROUP, "--seed", "4", env=env)
     assert other.returncode == 2 and "another split" in other.stderr and len(other.stderr.strip().splitlines()) == 1
-    assert _cli("split", "-d", "901", "--folds", "5", "--group", GROUP, "--seed", "4", "--force",
-                env=env).returncode == 0
+    assert run_cli("split", "-d", "901", "--folds", "5", "--group", GROUP, "--seed", "4", "--force",
+                   env=env).returncode == 0
     with open(os.path.join(pre, "splits_final.json")) as f:
         assert json.load(f) == grouped_folds(_acdc_cases(), seed=4, group=GROUP)
-    both = _cli("split", "-d", "901", "--folds", "5", "--alternate", "1", env=env)
+    both = run_cli("split", "-d", "901", "--folds", "5", "--alternate", "1", env=env)
     assert both.returncode == 2 and "--alternate" in both.stderr and "--folds" in both.stderr
 
 
@@ -232,7 +225,7 @@ def test_spec_keys_with_effect_are_accepted(tmp_path, extra):
 
 
 def test_shipped_grouped_specs_match_their_case_names_and_need_no_manual_step(tmp_path):
-    from test_convert import write_fake_acdc
+    from fake_downloads import write_fake_acdc
 
     from nnunet_losses.convert.acdc import find_frames
     from nnunet_losses.experiment.plan import prepare_steps

@@ -136,15 +136,9 @@ def test_cli_lists_trainers(capsys):
     assert capsys.readouterr().out.strip().endswith("trainers")
 
 
-def test_trainer_builds_outside_nnunet_train(tmp_path, monkeypatch):
+def test_trainer_builds_outside_nnunet_train(tmp_path, make_trainer):
     """nnunetv2 >= 2.7 pops plans["continue_training"], which only nnUNetv2_train sets: our trainers default it."""
-    import torch
-
-    monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans",
-             "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "architecture": {}}}}
-    dataset_json = {"labels": {"background": 0, "a": 1}, "channel_names": {"0": "x"}, "file_ending": ".nii.gz"}
-    trainer = T.trainer_class("DiceBoundaryTrainer_ep3")(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+    trainer = make_trainer("DiceBoundaryTrainer_ep3")
     assert trainer.num_epochs == 3 and trainer.output_folder.startswith(str(tmp_path))
 
 
