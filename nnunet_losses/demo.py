@@ -35,7 +35,7 @@ def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[i
     ``fair``: for every optimiser other than nnU-Net's SGD that a trainer uses, Dice+CE with that optimiser is added
     as the reference of the losses that use it (:mod:`..report.optimisers`)."""
     from .experiment.config import check_trainers, load_experiment
-    from .naming import check_name, format_name
+    from .naming import check_name
 
     if not os.path.isfile(spec):
         raise MissingInput(f"the demo's spec {spec} is missing: install nnunet-losses from its repository "
@@ -47,14 +47,24 @@ def demo_experiment(trainers: Optional[Sequence[str]] = None, epochs: Optional[i
     reference = exp.reference if exp.reference in labels else labels[0]
     references = [reference] + (same_optimiser_references(reference, labels) if fair else [])
     labels = references + [label for label in labels if label not in references]  # the references first
-    # the length tokens go where the name grammar puts them (before _adam/_lr/_s)
-    named = {label: format_name(dataclasses.replace(check_name(label), epochs=epochs, iterations=iterations))
-             for label in labels}
+    named = {label: _with_length(label, epochs, iterations) for label in labels}
     plans = "nnUNetPlans" if full_plans else exp.plans
     check_trainers(spec, named, plans, exp.configuration, exp.runs, exp.folds)
     paper = (f"nnunet-losses demo: {epochs} epochs x {iterations} iterations per trainer (CPU, plans {plans})")
     return dataclasses.replace(exp, trainers=named, plans=plans, reference=reference,
                                references=tuple(references) if len(references) > 1 else (), paper=paper)
+
+
+def _with_length(label: str, epochs: int, iterations: int) -> str:
+    """``label`` (a trainer name) with the demo's length, the tokens where the name grammar puts them (before
+    _adam/_lr/_s); a name that does not parse is left for the spec's trainer check to refuse with its path."""
+    from .naming import check_name, format_name
+
+    try:
+        parsed = check_name(label)
+    except (ValueError, KeyError):
+        return f"{label}_ep{epochs}_it{iterations}"
+    return format_name(dataclasses.replace(parsed, epochs=epochs, iterations=iterations))
 
 
 def same_optimiser_references(reference: str, labels: Sequence[str]) -> List[str]:

@@ -17,6 +17,7 @@ from nnunet_losses.losses._fast import combo_cpu
 
 pytestmark = pytest.mark.nnunet  # every test here runs nnU-Net
 
+
 @pytest.fixture(scope="session")
 def dataset(prepared_dataset, nnunet):
     ds = prepared_dataset(901)
