@@ -285,16 +285,13 @@ def _map_kinds_needed(parsed, num_classes: int) -> List[str]:
 
 
 def _first_training_makes_maps() -> Optional[str]:
-    """The variable that lets trainings make missing maps when it is on (and the trainers do), else None."""
-    from . import precompute, trainers
+    """``nnUNet_losses_make_maps`` when it lets trainings make missing maps (unset or on), else None."""
     from .._args import env_switch
+    from .precompute import MAKE_MAPS
 
-    variable = getattr(precompute, "MAKE_MAPS", None)
-    if variable is None or not hasattr(trainers, "ensure_maps"):
-        return None
     try:
-        return variable if env_switch(variable) else None
-    except ValueError:
+        return MAKE_MAPS if env_switch(MAKE_MAPS) else None
+    except ValueError:  # a value the trainings refuse too
         return None
 
 
